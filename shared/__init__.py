@@ -1,0 +1,1 @@
+"""The common layer of retailfn: domain rules, ports and adapters, runtime, settings."""

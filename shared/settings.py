@@ -1,0 +1,78 @@
+"""One settings model for the whole service, read lazily from the environment.
+
+Nothing here runs at import time: call :func:`get_settings` where a value is needed, so that a
+test (or the runtime, after reading ``serverless.yaml``) can set the environment first.
+Secrets are ``SecretStr`` so that they never show up in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RETAILFN_", extra="ignore", frozen=True)
+
+    stage: str = Field("local", pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    data_dir: Path = Path(".retailfn")
+    """Root of the embedded adapters' state (event log, object folder). Durable across restarts."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Event bus
+    bus: Literal["embedded", "kafka"] = "embedded"
+    kafka_bootstrap_servers: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = "token"
+    """IBM Event Streams takes the literal user ``token`` and the API key as the password."""
+    kafka_api_key: SecretStr | None = None
+    kafka_client_id: str = "retailfn"
+    kafka_ssl_cafile: Path | None = None
+
+    # Object store
+    objectstore: Literal["local", "cos"] = "local"
+    cos_endpoint: str | None = None
+    cos_region: str = "us-south"
+    cos_api_key: SecretStr | None = None
+    cos_instance_crn: str | None = None
+    cos_auth_endpoint: str = "https://iam.cloud.ibm.com/identity/token"
+    cos_hmac_access_key_id: SecretStr | None = None
+    cos_hmac_secret_access_key: SecretStr | None = None
+    bucket_prefix: str = Field("", pattern=r"^[a-z0-9-]{0,20}$")
+    """Prepended to every logical bucket name, so that stages can share one COS instance."""
+
+    @model_validator(mode="after")
+    def _real_adapters_are_configured(self) -> Settings:
+        if self.bus == "kafka" and not self.kafka_bootstrap_servers:
+            raise ValueError("RETAILFN_BUS=kafka needs RETAILFN_KAFKA_BOOTSTRAP_SERVERS")
+        if self.kafka_security_protocol.startswith("SASL") and self.kafka_api_key is None:
+            raise ValueError(f"{self.kafka_security_protocol} needs RETAILFN_KAFKA_API_KEY")
+        if self.objectstore == "cos":
+            if not self.cos_endpoint:
+                raise ValueError("RETAILFN_OBJECTSTORE=cos needs RETAILFN_COS_ENDPOINT")
+            hmac = (self.cos_hmac_access_key_id, self.cos_hmac_secret_access_key)
+            if self.cos_api_key is None and None in hmac:
+                raise ValueError(
+                    "RETAILFN_OBJECTSTORE=cos needs RETAILFN_COS_API_KEY (IAM) or both "
+                    "RETAILFN_COS_HMAC_ACCESS_KEY_ID and RETAILFN_COS_HMAC_SECRET_ACCESS_KEY"
+                )
+        return self
+
+    def bucket(self, logical_name: str) -> str:
+        """The physical bucket name for a logical one (``state`` -> ``prod-state``)."""
+        return f"{self.bucket_prefix}-{logical_name}" if self.bucket_prefix else logical_name
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings; the next :func:`get_settings` reads the environment again."""
+    get_settings.cache_clear()
