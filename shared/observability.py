@@ -1,0 +1,85 @@
+"""Structured JSON logs and Prometheus metrics, shared by every function and the runtime.
+
+Logs: one JSON object per line on stderr, with ``function``, ``event_id``, ``event_type``,
+``attempt``, ``outcome`` and ``latency_ms`` where they apply (pass them as ``extra=``).
+A function never logs secrets: settings hold them as ``SecretStr`` and the formatter is given
+no request headers. Metrics live in one registry exposed at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pythonjsonlogger.json import JsonFormatter
+
+_configured = False
+
+
+def configure_logging(level: str = "INFO", stream: Any = None) -> None:
+    """Send every logger's records as JSON lines to ``stream`` (stderr by default). Idempotent."""
+    global _configured
+    root = logging.getLogger()
+    root.setLevel(level)
+    if _configured:
+        return
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
+    root.handlers[:] = [handler]
+    # Quiet the chatty clients; their warnings still come through.
+    for name in ("kafka", "ibm_botocore", "ibm_boto3", "urllib3", "werkzeug", "uvicorn.access"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    _configured = True
+
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+EVENTS = Counter(
+    "retailfn_events",
+    "Events handled by a function, by trigger and outcome (ok, retried, dead_letter, duplicate).",
+    ["function", "trigger", "outcome"],
+    registry=REGISTRY,
+)
+EVENT_LATENCY = Histogram(
+    "retailfn_event_duration_seconds",
+    "Time a function took per event, across all attempts.",
+    ["function", "trigger"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "retailfn_dead_letters",
+    "Events sent to the dead letter after their last attempt.",
+    ["function", "reason"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "retailfn_consumer_lag",
+    "Records in a partition not yet processed by the function's consumer group.",
+    ["function", "topic", "partition"],
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "retailfn_http_requests",
+    "HTTP requests served, by function, method and status.",
+    ["function", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "retailfn_http_request_duration_seconds",
+    "HTTP request latency by function.",
+    ["function"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)

@@ -1,0 +1,205 @@
+"""The runtime: one process that serves every trigger of ``serverless.yaml`` it is asked to.
+
+``retailfn up`` runs HTTP and event triggers together; ``retailfn worker --functions a,b`` runs only
+event consumers, so that several workers in one consumer group share the partitions (scale-out is
+Kafka's, not ours). The same functions run unchanged behind Code Engine, where the platform does
+the wiring that this module does locally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from events.catalog import BUCKETS, TOPICS
+from events.envelope import new_event, to_kafka
+from events.deadletter import DeadLetter
+from shared.adapters import bucket, get_bus, get_store
+from shared.bus.port import EventBus, TopicSpec
+from shared.config import DEAD_LETTER_BUCKET, ServiceConfig
+from shared.objectstore.port import ObjectStore
+from shared.runtime.cos_trigger import CosSubscription, CosWatcher
+from shared.runtime.deadletter import DeadLetterStore
+from shared.runtime.dedup import ClaimStore, SeenLog
+from shared.runtime.invoker import Invoker
+from shared.runtime.kafka_trigger import KafkaTriggerWorker
+from shared.runtime.loader import LoadedFunction, load_function
+from shared.runtime.schedule import ScheduledFunction, Scheduler
+
+log = logging.getLogger("retailfn.runtime")
+
+
+def topic_specs(names: Iterable[str] | None = None) -> list[TopicSpec]:
+    chosen = TOPICS if names is None else {n: TOPICS[n] for n in names}
+    return [TopicSpec(t.name, t.partitions, t.config()) for t in chosen.values()]
+
+
+def provision(bus: EventBus, store: ObjectStore) -> dict[str, list[str]]:
+    """Create every topic of the catalog and every bucket; idempotent. Returns what was created."""
+    created_topics = bus.create_topics(topic_specs())
+    created_buckets = [bucket(name) for name in BUCKETS if store.create_bucket(bucket(name))]
+    return {"topics": created_topics, "buckets": created_buckets}
+
+
+class DeadLetterSink:
+    """Keeps a dead letter as an object and announces it on the dead-letter topic."""
+
+    def __init__(self, store: ObjectStore, bus: EventBus, topic: str) -> None:
+        self.objects = DeadLetterStore(store, bucket(DEAD_LETTER_BUCKET))
+        self.bus = bus
+        self.topic = topic
+
+    def __call__(self, dl_id: str, dl: DeadLetter) -> None:
+        self.objects.save(dl_id, dl)
+        event = new_event(dl, source=f"/retailfn/runtime/{dl.function}", key=dl.function,
+                          id=dl_id)
+        key, value, headers = to_kafka(event)
+        self.bus.publish(self.topic, value, key=key, headers=headers)
+
+
+@dataclass
+class Runtime:
+    service: ServiceConfig
+    functions: list[str] | None = None
+    """Only these functions (all if ``None``)."""
+    serve_http: bool = True
+    run_events: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    cos_interval_s: float = 0.5
+    provision: bool = True
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        names = self.functions or list(self.service.functions)
+        unknown = [n for n in names if n not in self.service.functions]
+        if unknown:
+            raise ValueError(f"unknown function(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(self.service.functions))}")
+        self.names = names
+        self.loaded: dict[str, LoadedFunction] = {}
+        self.workers: list[KafkaTriggerWorker] = []
+        self.watchers: list[CosWatcher] = []
+        self.scheduler: Scheduler | None = None
+        self.http_server = None
+        self._pending_ready = 0
+        self._ready_lock = threading.Lock()
+        self._ready = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Runtime:
+        env = {}
+        for name in self.names:
+            env.update(self.service.environment_for(name))
+        os.environ.update(env)
+        bus, store = get_bus(), get_store()
+        if self.provision:
+            created = provision(bus, store)
+            if any(created.values()):
+                log.info("provisioned", extra=created)
+        for name in self.names:
+            self.loaded[name] = load_function(name, self.service.functions[name].handler)
+        if self.run_events:
+            self._start_events(bus, store)
+        if self.serve_http:
+            self._start_http()
+        if self._pending_ready == 0:
+            self._ready.set()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        return self._ready.wait(timeout)
+
+    def ready(self) -> bool:
+        return self._ready.is_set() and not self.stop_event.is_set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking new work; finish or abandon (uncommitted) what is in flight."""
+        self.stop_event.set()
+        if self.http_server is not None:
+            self.http_server.stop()
+        for w in [*self.workers, *self.watchers]:
+            w.join(timeout)
+        if self.scheduler:
+            self.scheduler.join(timeout)
+        log.info("runtime stopped")
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- wiring ----------------------------------------------------------------------------
+
+    def _one_ready(self) -> None:
+        with self._ready_lock:
+            self._pending_ready -= 1
+            if self._pending_ready == 0:
+                self._ready.set()
+
+    def invoker(self, name: str, trigger: str, bus: EventBus, store: ObjectStore) -> Invoker:
+        fn = self.service.functions[name]
+        return Invoker(self.loaded[name], fn.delivery, trigger,
+                       DeadLetterSink(store, bus, fn.delivery.dead_letter), self.stop_event)
+
+    def _start_events(self, bus: EventBus, store: ObjectStore) -> None:
+        state = bucket("state")
+        claims = ClaimStore(store, state)
+        cos_by_bucket: dict[str, list[CosSubscription]] = {}
+        jobs: list[ScheduledFunction] = []
+        for name in self.names:
+            fn = self.service.functions[name]
+            if self.loaded[name].signature != "cloudevent":
+                continue
+            for trigger in fn.triggers("kafka"):
+                seen = SeenLog(store, state, name)
+                seen.load()
+                self.workers.append(KafkaTriggerWorker(
+                    function=name, group=self.service.consumer_group(name, trigger),
+                    trigger=trigger, bus=bus, invoker=self.invoker(name, "kafka", bus, store),
+                    seen=seen, stop=self.stop_event, on_ready=self._one_ready))
+            for trigger in fn.triggers("cos"):
+                cos_by_bucket.setdefault(bucket(trigger.bucket), []).append(
+                    CosSubscription(name, trigger, self.invoker(name, "cos", bus, store)))
+            for trigger in fn.triggers("schedule"):
+                jobs.append(ScheduledFunction(name, trigger,
+                                              self.invoker(name, "schedule", bus, store)))
+        for physical, subs in cos_by_bucket.items():
+            self.watchers.append(CosWatcher(
+                bucket=physical, subscriptions=subs, store=store, claims=claims,
+                state_bucket=state, stop=self.stop_event, interval_s=self.cos_interval_s,
+                on_ready=self._one_ready))
+        self._pending_ready = len(self.workers) + len(self.watchers)
+        for w in [*self.workers, *self.watchers]:
+            w.start()
+        if jobs:
+            self.scheduler = Scheduler(jobs, claims, self.stop_event)
+            self.scheduler.start()
+
+    def _start_http(self) -> None:
+        from shared.runtime.http import build_http_app
+        from shared.runtime.server import HttpServer
+
+        http_functions = {n: f for n, f in self.loaded.items() if f.signature == "http"}
+        app = build_http_app(self.service, http_functions, ready=self.ready)
+        self.http_server = HttpServer(app, host=self.host, port=self.port)
+        self.http_server.start()
+        self.port = self.http_server.port
+        log.info("serving HTTP", extra={"host": self.host, "port": self.port,
+                                        "functions": sorted(http_functions)})
+
+
+def describe(service: ServiceConfig) -> str:
+    """A one-screen summary of what the runtime would wire, for ``retailfn up`` to print."""
+    lines = []
+    for name, fn in service.functions.items():
+        for ev in fn.events:
+            trig = getattr(ev, ev.kind)
+            lines.append(f"{name:<24} {ev.kind:<8} {json.dumps(trig.model_dump(by_alias=True), default=str)}")
+    return "\n".join(lines)

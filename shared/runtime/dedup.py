@@ -1,0 +1,143 @@
+"""Deduplication kept in the object store, with an expiry.
+
+Two shapes, for two rates of traffic:
+
+* :class:`ClaimStore`: one create-only marker object per key (``If-None-Match: *``), so exactly one
+  process wins even across workers. For object events (bucket, key, etag), schedule ticks and HTTP
+  ``Idempotency-Key`` requests, where a marker per event costs nothing next to the work.
+* :class:`SeenLog`: for Kafka triggers, where a marker per record would cost more than the record.
+  The ids a batch processed are written as one object named after the batch
+  (``topic+partition+firstOffset``, so a re-delivered batch overwrites itself) before the offsets
+  are committed; a worker loads the recent batches when it starts. Kafka's own offsets already
+  stop re-delivery of committed records, so this log only has to catch a republished event
+  (same ``source`` and ``id``), a replay, or a batch re-run after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from shared.objectstore.port import ObjectNotFound, ObjectStore, PreconditionFailed
+
+DEFAULT_TTL = timedelta(days=7)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ClaimStore:
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str = "runtime/claims",
+                 ttl: timedelta = DEFAULT_TTL) -> None:
+        self._store = store
+        self._bucket = bucket
+        self._prefix = prefix.rstrip("/")
+        self._ttl = ttl
+
+    def _key(self, scope: str, key: str) -> str:
+        return f"{self._prefix}/{scope}/{_digest(key)}.json"
+
+    def claim(self, scope: str, key: str, value: dict | None = None) -> bool:
+        """Record ``key`` as done; ``False`` if it was already recorded and has not expired."""
+        object_key = self._key(scope, key)
+        body = json.dumps({
+            "key": key,
+            "expires_at": (datetime.now(UTC) + self._ttl).isoformat(),
+            "value": value,
+        }).encode()
+        try:
+            self._store.put(self._bucket, object_key, body, content_type="application/json",
+                            if_none_match=True)
+            return True
+        except PreconditionFailed:
+            pass
+        try:
+            current = self._store.get(self._bucket, object_key)
+        except ObjectNotFound:  # deleted between our write and read: try once more
+            return self.claim(scope, key, value)
+        if datetime.fromisoformat(json.loads(current.body)["expires_at"]) > datetime.now(UTC):
+            return False
+        try:  # expired: take it over, but only if nobody else did first
+            self._store.put(self._bucket, object_key, body, content_type="application/json",
+                            if_match=current.info.etag)
+            return True
+        except PreconditionFailed:
+            return False
+
+    def lookup(self, scope: str, key: str) -> dict | None:
+        """The value stored with a live claim, or ``None``."""
+        try:
+            doc = json.loads(self._store.get(self._bucket, self._key(scope, key)).body)
+        except ObjectNotFound:
+            return None
+        if datetime.fromisoformat(doc["expires_at"]) <= datetime.now(UTC):
+            return None
+        return doc
+
+    def is_claimed(self, scope: str, key: str) -> bool:
+        return self.lookup(scope, key) is not None
+
+    def release(self, scope: str, key: str) -> None:
+        self._store.delete(self._bucket, self._key(scope, key))
+
+
+class SeenLog:
+    """Recently processed event keys of one function, in memory and in the object store."""
+
+    def __init__(self, store: ObjectStore, bucket: str, function: str,
+                 ttl: timedelta = DEFAULT_TTL, max_in_memory: int = 1_000_000) -> None:
+        self._store = store
+        self._bucket = bucket
+        self._prefix = f"runtime/seen/{function}/"
+        self._ttl = ttl
+        self._max = max_in_memory
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self) -> int:
+        """Read the batches written within the TTL; delete older ones. Returns keys loaded."""
+        horizon = datetime.now(UTC) - self._ttl
+        loaded = 0
+        for info in list(self._store.list(self._bucket, self._prefix)):
+            if info.last_modified < horizon:
+                self._store.delete(self._bucket, info.key)
+                continue
+            try:
+                doc = json.loads(self._store.get(self._bucket, info.key).body)
+            except ObjectNotFound:
+                continue
+            with self._lock:
+                for k in doc["keys"]:
+                    self._seen[k] = info.last_modified.timestamp()
+                    loaded += 1
+        self._trim()
+        return loaded
+
+    def seen(self, key: str) -> bool:
+        return key in self._seen
+
+    def remember(self, batch_name: str, keys: Iterable[str]) -> None:
+        """Persist one batch's keys (one object write), then keep them in memory."""
+        keys = list(keys)
+        if not keys:
+            return
+        body = json.dumps({"keys": keys}).encode()
+        self._store.put(self._bucket, f"{self._prefix}{batch_name}.json", body,
+                        content_type="application/json")
+        now = time.time()
+        with self._lock:
+            for k in keys:
+                self._seen[k] = now
+                self._seen.move_to_end(k)
+        self._trim()
+
+    def _trim(self) -> None:
+        with self._lock:
+            while len(self._seen) > self._max:
+                self._seen.popitem(last=False)

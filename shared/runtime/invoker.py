@@ -1,0 +1,129 @@
+"""Deliver one CloudEvent to one function: retries with backoff, then the dead letter.
+
+This is the part of the runtime every event trigger shares (Kafka, object storage, schedule,
+``retailfn invoke`` and ``retailfn dlq replay``). It calls the function's functions-framework
+entry point with a ``cloudevents.http.CloudEvent``, exactly what the framework would hand it after
+parsing a platform's POST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cloudevents.http import CloudEvent
+from pydantic import ValidationError
+
+from events.envelope import InvalidEvent
+from shared.config import Delivery
+from shared.errors import PermanentError
+from shared.observability import DEAD_LETTERS, EVENT_LATENCY, EVENTS
+from events.deadletter import DeadLetter
+from shared.runtime.deadletter import dead_letter_id, make_dead_letter
+from shared.runtime.loader import LoadedFunction
+
+log = logging.getLogger("retailfn.runtime")
+
+OutcomeStatus = Literal["ok", "dead_letter", "abandoned"]
+
+# Failures that no retry can fix: the event itself is wrong.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (InvalidEvent, ValidationError, PermanentError)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: OutcomeStatus
+    attempts: int
+    dead_letter_id: str | None = None
+
+
+class Invoker:
+    def __init__(self, function: LoadedFunction, delivery: Delivery, trigger: str,
+                 dead_letter: Callable[[str, DeadLetter], None], stop: threading.Event | None = None,
+                 sleep: Callable[[float], bool] | None = None) -> None:
+        self.function = function
+        self.delivery = delivery
+        self.trigger = trigger
+        self._dead_letter = dead_letter
+        self._stop = stop or threading.Event()
+        self._wait = sleep or self._stop.wait
+        self._local = threading.local()
+
+    def _call(self, ce: CloudEvent) -> Any:
+        if not self.function.is_async:
+            return self.function.callable(ce)
+        loop = getattr(self._local, "loop", None)
+        if loop is None:
+            loop = self._local.loop = asyncio.new_event_loop()
+        return loop.run_until_complete(self.function.callable(ce))
+
+    def deliver(self, ce: CloudEvent, origin: dict[str, Any] | None = None) -> Outcome:
+        name = self.function.name
+        start = time.perf_counter()
+        first_failure: datetime | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            t0 = time.perf_counter()
+            try:
+                self._call(ce)
+            except Exception as exc:  # noqa: BLE001 - any failure is the function's, not ours
+                first_failure = first_failure or datetime.now(UTC)
+                permanent = isinstance(exc, PERMANENT_ERRORS)
+                fields = self._fields(ce, attempt, t0)
+                if permanent or attempt > self.delivery.retry:
+                    dl_id = dead_letter_id(name, ce)
+                    self._dead_letter(dl_id, make_dead_letter(
+                        name, ce, exc, attempt, first_failure, origin, retryable=not permanent))
+                    EVENTS.labels(name, self.trigger, "dead_letter").inc()
+                    DEAD_LETTERS.labels(name, "invalid" if permanent else "exhausted").inc()
+                    EVENT_LATENCY.labels(name, self.trigger).observe(time.perf_counter() - start)
+                    log.error("event dead-lettered", exc_info=not permanent, extra={
+                        **fields, "outcome": "dead_letter", "error": type(exc).__name__,
+                        "reason": str(exc)[:500], "dead_letter_id": dl_id})
+                    return Outcome("dead_letter", attempt, dl_id)
+                delay = self.delivery.backoff(attempt)
+                EVENTS.labels(name, self.trigger, "retried").inc()
+                log.warning("event failed, will retry", extra={
+                    **fields, "outcome": "retry", "error": type(exc).__name__,
+                    "retry_in_s": round(delay, 3)})
+                if self._wait(delay):
+                    log.info("shutting down: event abandoned, it stays uncommitted",
+                             extra={**fields, "outcome": "abandoned"})
+                    return Outcome("abandoned", attempt)
+                continue
+            EVENTS.labels(name, self.trigger, "ok").inc()
+            EVENT_LATENCY.labels(name, self.trigger).observe(time.perf_counter() - start)
+            if log.isEnabledFor(logging.INFO):
+                log.info("event handled", extra={**self._fields(ce, attempt, t0), "outcome": "ok"})
+            return Outcome("ok", attempt)
+
+    def dead_letter_now(self, ce: CloudEvent, error: BaseException,
+                        origin: dict[str, Any] | None = None) -> str:
+        """Dead-letter an event that never reached the function (it could not even be read)."""
+        dl_id = dead_letter_id(self.function.name, ce)
+        self._dead_letter(dl_id, make_dead_letter(self.function.name, ce, error, 1,
+                                                  datetime.now(UTC), origin, retryable=False))
+        EVENTS.labels(self.function.name, self.trigger, "dead_letter").inc()
+        DEAD_LETTERS.labels(self.function.name, "unreadable").inc()
+        log.error("unreadable event dead-lettered", extra={
+            "function": self.function.name, "trigger": self.trigger, "event_id": ce["id"],
+            "outcome": "dead_letter", "reason": str(error)[:500], "dead_letter_id": dl_id})
+        return dl_id
+
+    def _fields(self, ce: CloudEvent, attempt: int, t0: float) -> dict[str, Any]:
+        return {
+            "function": self.function.name,
+            "trigger": self.trigger,
+            "event_id": ce["id"],
+            "event_type": ce["type"],
+            "event_source": ce["source"],
+            "attempt": attempt,
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+        }
