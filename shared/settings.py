@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     kafka_api_key: SecretStr | None = None
     kafka_client_id: str = "retailfn"
     kafka_ssl_cafile: Path | None = None
+    kafka_session_timeout_ms: int = Field(45_000, ge=1_000)
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+    kafka_max_poll_interval_ms: int = Field(300_000, ge=1_000)
+    """A consumer that takes longer than this between polls leaves its group; keep it above the
+    slowest function times the batch size."""
 
     # Object store
     objectstore: Literal["local", "cos"] = "local"

@@ -49,3 +49,13 @@ def moto_s3() -> Iterator[MotoS3]:
     server = MotoS3.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_adapters() -> Iterator[None]:
+    """Adapters are process-wide singletons built from settings; each test gets its own."""
+    from shared.adapters import reset_adapters
+
+    reset_adapters()
+    yield
+    reset_adapters()

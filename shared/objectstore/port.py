@@ -32,6 +32,15 @@ class NoSuchBucket(ObjectStoreError):
         self.bucket = bucket
 
 
+class InvalidKey(ObjectStoreError, ValueError):
+    """A bucket name, key or prefix the port does not accept; see ``shared.objectstore.keys``."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"invalid name {name!r}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
 class ObjectNotFound(ObjectStoreError):
     def __init__(self, bucket: str, key: str) -> None:
         super().__init__(f"object {key!r} not found in bucket {bucket!r}")

@@ -135,6 +135,10 @@ class CosWatcher:
                 continue
             if self.stop.is_set():
                 break
+            try:  # listings carry no content type; the notification does
+                info = self.store.head(self.bucket, key)
+            except ObjectNotFound:
+                continue  # deleted since the listing; the next scan sees it as gone
             if self._fire(key, "write", info.etag, info.size, info.content_type,
                           info.last_modified):
                 next_snapshot[key] = info.etag

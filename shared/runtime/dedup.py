@@ -122,20 +122,20 @@ class SeenLog:
     def seen(self, key: str) -> bool:
         return key in self._seen
 
-    def remember(self, batch_name: str, keys: Iterable[str]) -> None:
-        """Persist one batch's keys (one object write), then keep them in memory."""
-        keys = list(keys)
-        if not keys:
-            return
-        body = json.dumps({"keys": keys}).encode()
-        self._store.put(self._bucket, f"{self._prefix}{batch_name}.json", body,
-                        content_type="application/json")
-        now = time.time()
+    def add(self, key: str) -> None:
+        """Mark ``key`` processed in memory, at once, so a duplicate later in the batch is caught."""
         with self._lock:
-            for k in keys:
-                self._seen[k] = now
-                self._seen.move_to_end(k)
-        self._trim()
+            self._seen[key] = time.time()
+            self._seen.move_to_end(key)
+        if len(self._seen) > self._max:
+            self._trim()
+
+    def persist(self, batch_name: str, keys: Iterable[str]) -> None:
+        """Write one batch's keys as one object; called before the batch's offsets are committed."""
+        keys = list(keys)
+        if keys:
+            self._store.put(self._bucket, f"{self._prefix}{batch_name}.json",
+                            json.dumps({"keys": keys}).encode(), content_type="application/json")
 
     def _trim(self) -> None:
         with self._lock:

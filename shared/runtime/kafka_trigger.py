@@ -82,6 +82,18 @@ class _Handled:
     dedup_key: str | None = None
 
 
+def unreadable_record_event(record: Record) -> CloudEvent:
+    """The raw record as an event, keeping whatever ``ce_*`` attributes it did carry."""
+    key = record.key.decode("utf-8", "replace") if record.key is not None else None
+    event = raw_record_event(record, key)
+    for name, value in record.headers:
+        attr = name[3:] if name.startswith("ce_") else None
+        if attr in ("id", "source", "type", "subject", "time"):
+            event[attr] = value.decode("utf-8", "replace")
+    event.data = record.value
+    return event
+
+
 class KafkaTriggerWorker:
     def __init__(self, *, function: str, group: str, trigger: KafkaTrigger, bus: EventBus,
                  invoker: Invoker, seen: SeenLog, stop: threading.Event,
@@ -167,7 +179,7 @@ class KafkaTriggerWorker:
         for tp, rs in done.items():
             if rs:  # the batch's ids are durable before its offsets are committed
                 keys = [k for _, k in rs if k]
-                self.seen.remember(f"{tp.topic}+{tp.partition}+{rs[0][0].offset}", keys)
+                self.seen.persist(f"{tp.topic}+{tp.partition}+{rs[0][0].offset}", keys)
         consumer.commit(offsets)
         self.processed += sum(len(rs) for rs in done.values())
 
@@ -176,8 +188,7 @@ class KafkaTriggerWorker:
         try:
             ce = record_to_cloudevent(record)
         except UnreadableRecord as exc:
-            key = record.key.decode("utf-8", "replace") if record.key is not None else None
-            self.invoker.dead_letter_now(raw_record_event(record, key), exc, origin)
+            self.invoker.dead_letter_now(unreadable_record_event(record), exc, origin)
             return _Handled(True)
         dedup_key = f"{ce['source']}\0{ce['id']}"
         if self.seen.seen(dedup_key):
@@ -189,7 +200,10 @@ class KafkaTriggerWorker:
         outcome = self.invoker.deliver(ce, origin)
         if outcome.status == "abandoned":
             return _Handled(False)
-        return _Handled(True, dedup_key if outcome.status == "ok" else None)
+        if outcome.status != "ok":
+            return _Handled(True)
+        self.seen.add(dedup_key)
+        return _Handled(True, dedup_key)
 
     def _report_lag(self, consumer: Consumer) -> None:
         lag = getattr(consumer, "lag", None)
