@@ -297,8 +297,9 @@ def build_http_app(
     """One ASGI app serving every http trigger of ``service`` plus ``/healthz``, ``/readyz``
     (200 while ``ready()``, else 503) and ``/metrics``.
 
-    ``functions`` maps function names to their loaded handlers (functions without http triggers
-    may be left out). ``body_limits`` overrides ``max_body_bytes`` per function name.
+    ``functions`` maps function names to their loaded handlers; a function left out is not
+    served (a warning is logged if it has http triggers). ``body_limits`` overrides
+    ``max_body_bytes`` per function name.
     """
     body_limits = body_limits or {}
     unknown = set(body_limits) - set(service.functions)
@@ -311,7 +312,11 @@ def build_http_app(
         if not triggers:
             continue
         if name not in functions:
-            raise ValueError(f"functions.{name} has http triggers but was not loaded")
+            # The caller chose not to serve it (e.g. a CloudEvent function); say so once, as
+            # its paths will answer 404.
+            access_log.warning("function has http triggers but is not served",
+                               extra={"function": name})
+            continue
         target = _Target(
             function=name,
             app=functions[name].asgi_app(),

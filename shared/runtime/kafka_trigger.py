@@ -176,10 +176,12 @@ class KafkaTriggerWorker:
         offsets = {tp: rs[-1][0].offset + 1 for tp, rs in done.items() if rs}
         if not offsets:
             return
-        for tp, rs in done.items():
-            if rs:  # the batch's ids are durable before its offsets are committed
-                keys = [k for _, k in rs if k]
-                self.seen.persist(f"{tp.topic}+{tp.partition}+{rs[0][0].offset}", keys)
+        # The poll's ids are durable before its offsets are committed: one object per poll,
+        # named after its first record, so a re-delivered poll overwrites its own.
+        keys = [k for rs in done.values() for _, k in rs if k]
+        first_tp = min(tp for tp, rs in done.items() if rs)
+        self.seen.persist(f"{first_tp.topic}+{first_tp.partition}+{done[first_tp][0][0].offset}",
+                          keys)
         consumer.commit(offsets)
         self.processed += sum(len(rs) for rs in done.values())
 

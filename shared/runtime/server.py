@@ -45,7 +45,7 @@ class HttpServer:
             log_level=log_level,
             server_header=False,
             backlog=backlog,
-            timeout_graceful_shutdown=int(graceful_timeout_s) or None,
+            timeout_graceful_shutdown=graceful_timeout_s,  # type: ignore[arg-type]
         )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
