@@ -1,0 +1,521 @@
+"""The embedded event bus: a partitioned, append-only log in a local folder.
+
+Layout under ``root``::
+
+    topics/<topic>/meta.json       partitions and config
+    topics/<topic>/<p>.log         records of partition p, offset = position in the file
+    topics/<topic>/<p>.lock        cross-process append lock
+    groups/<group>.json            committed offsets {topic: {partition: next offset}}
+
+A record on disk is ``>II`` (body length, crc32 of body) then the body: ``>qiIH`` (timestamp ms,
+key length or -1, value length, header count), key, value, then per header ``>HI`` name, value.
+
+Durability: ``publish`` and ``publish_many`` return after ``fdatasync`` of the partition file (one
+per partition per batch), the embedded equivalent of acks=all; pass ``fsync=False`` to trade that
+for speed (data then only reaches the OS page cache). Topic configs (retention, compaction) are
+kept for information but not enforced: the log only grows.
+
+Consumer groups are coordinated between members in one process (range assignment, rebalanced
+on join and close). Members of one group in different processes do not coordinate; scale-out
+across processes is Kafka's job. Committed offsets are on disk and shared by every process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import struct
+import threading
+import time
+import zlib
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from filelock import FileLock
+
+from kafka.partitioner.default import murmur2
+from shared.bus.port import (
+    BusError,
+    Consumer,
+    EventBus,
+    Headers,
+    Record,
+    RecordMetadata,
+    StartPosition,
+    TopicPartition,
+    TopicSpec,
+    UnknownTopic,
+)
+
+_PREFIX = struct.Struct(">II")
+_BODY = struct.Struct(">qiIH")
+_HEADER = struct.Struct(">HI")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Other processes' appends are noticed by polling the file size this often while a poll waits.
+_CROSS_PROCESS_POLL_S = 0.05
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner: the same key maps to the same partition number as on Kafka."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _key_bytes(key: bytes | str | None) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
+
+
+def _encode(key: bytes | None, value: bytes, headers: Headers, ts_ms: int) -> bytes:
+    parts = [_BODY.pack(ts_ms, -1 if key is None else len(key), len(value), len(headers))]
+    if key:
+        parts.append(key)
+    parts.append(value)
+    for name, hvalue in headers:
+        raw = name.encode()
+        parts += (_HEADER.pack(len(raw), len(hvalue)), raw, hvalue)
+    body = b"".join(parts)
+    return _PREFIX.pack(len(body), zlib.crc32(body)) + body
+
+
+def _decode(topic: str, partition: int, offset: int, buf: bytes | memoryview, pos: int) -> Record:
+    pos += _PREFIX.size
+    ts, klen, vlen, nh = _BODY.unpack_from(buf, pos)
+    pos += _BODY.size
+    key = None
+    if klen >= 0:
+        key = bytes(buf[pos : pos + klen])
+        pos += klen
+    value = bytes(buf[pos : pos + vlen])
+    pos += vlen
+    headers: tuple[tuple[str, bytes], ...] = ()
+    if nh:
+        hs = []
+        for _ in range(nh):
+            nlen, hlen = _HEADER.unpack_from(buf, pos)
+            pos += _HEADER.size
+            name = bytes(buf[pos : pos + nlen]).decode()
+            pos += nlen
+            hs.append((name, bytes(buf[pos : pos + hlen])))
+            pos += hlen
+        headers = tuple(hs)
+    return Record(topic, partition, offset, key, value, headers, ts)
+
+
+class _Partition:
+    """One partition's file and its in-memory offset -> position index."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()  # in-process writers and index refreshes
+        self.file_lock = FileLock(str(path.with_suffix(".lock")))
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.positions = array("q")  # start of each record
+        self.end = 0  # end of the last complete record indexed
+
+    def _scan(self, truncate_torn_tail: bool) -> None:
+        size = os.fstat(self.fd).st_size
+        if size <= self.end:
+            return
+        buf = os.pread(self.fd, size - self.end, self.end)
+        pos, base = 0, self.end
+        while pos + _PREFIX.size <= len(buf):
+            length, crc = _PREFIX.unpack_from(buf, pos)
+            stop = pos + _PREFIX.size + length
+            # An incomplete or not-yet-visible record: another process may be writing it.
+            if stop > len(buf) or zlib.crc32(buf[pos + _PREFIX.size : stop]) != crc:
+                break
+            self.positions.append(base + pos)
+            pos = stop
+        self.end = base + pos
+        if truncate_torn_tail and self.end < size:
+            # Only called under the file lock: no one is writing, so the tail is from a crash.
+            os.ftruncate(self.fd, self.end)
+
+    def refresh(self) -> int:
+        """Index records appended by other processes; return the log end offset."""
+        with self.lock:
+            self._scan(truncate_torn_tail=False)
+            return len(self.positions)
+
+    def append(self, encoded: Sequence[bytes], fsync: bool) -> int:
+        """Append records; return the offset of the first one."""
+        with self.lock, self.file_lock:
+            self._scan(truncate_torn_tail=True)
+            base = len(self.positions)
+            data = b"".join(encoded)
+            written = 0
+            while written < len(data):
+                written += os.write(self.fd, data[written:])
+            if fsync:
+                os.fdatasync(self.fd)
+            pos = self.end
+            for rec in encoded:
+                self.positions.append(pos)
+                pos += len(rec)
+            self.end = pos
+            return base
+
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
+        with self.lock:
+            if offset >= len(self.positions):
+                self._scan(truncate_torn_tail=False)
+            count = min(max_records, len(self.positions) - offset)
+            if count <= 0:
+                return []
+            start = self.positions[offset]
+            stop = self.positions[offset + count] if offset + count < len(self.positions) else self.end
+        buf = os.pread(self.fd, stop - start, start)
+        view = memoryview(buf)
+        return [
+            _decode(topic, partition, offset + i, view, self.positions[offset + i] - start)
+            for i in range(count)
+        ]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Topic:
+    def __init__(self, name: str, folder: Path, partitions: int) -> None:
+        self.name = name
+        self.parts = [_Partition(folder / f"{p}.log") for p in range(partitions)]
+        self.round_robin = itertools.count()
+
+
+class _Member:
+    def __init__(self, topics: Sequence[str], start: StartPosition) -> None:
+        self.topics = tuple(topics)
+        self.start = start
+        self.assigned: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}
+        self.generation = 0
+
+
+class _State:
+    """In-process state shared by every EmbeddedBus handle on one folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.refs = 0
+        self.lock = threading.RLock()  # topics and groups
+        self.published = threading.Condition(threading.Lock())
+        self.seq = 0
+        self.topics: dict[str, _Topic] = {}
+        self.groups: dict[str, list[_Member]] = {}
+        self.member_ids = itertools.count()
+
+    def close(self) -> None:
+        for topic in self.topics.values():
+            for part in topic.parts:
+                part.close()
+        self.topics.clear()
+
+
+_states: dict[Path, _State] = {}
+_states_lock = threading.Lock()
+
+
+class EmbeddedBus(EventBus):
+    """The zero-setup event bus: see the module docstring for layout and guarantees."""
+
+    def __init__(self, root: Path | str, *, fsync: bool = True) -> None:
+        self.root = Path(root).resolve()
+        self.fsync = fsync
+        (self.root / "topics").mkdir(parents=True, exist_ok=True)
+        (self.root / "groups").mkdir(parents=True, exist_ok=True)
+        with _states_lock:
+            self._state = _states.get(self.root) or _states.setdefault(self.root, _State(self.root))
+            self._state.refs += 1
+        self._closed = False
+
+    # -- topics
+
+    def _topic_dir(self, name: str) -> Path:
+        return self.root / "topics" / name
+
+    def _topic(self, name: str) -> _Topic:
+        state = self._state
+        topic = state.topics.get(name)
+        if topic is not None:
+            return topic
+        with state.lock:
+            if name in state.topics:
+                return state.topics[name]
+            if not _TOPIC_NAME.match(name):
+                raise UnknownTopic(name)
+            meta = self._topic_dir(name) / "meta.json"
+            try:
+                partitions = json.loads(meta.read_text())["partitions"]
+            except FileNotFoundError:
+                raise UnknownTopic(name) from None
+            topic = state.topics[name] = _Topic(name, meta.parent, partitions)
+            return topic
+
+    def create_topics(self, specs: Iterable[TopicSpec]) -> list[str]:
+        created = []
+        for spec in specs:
+            if not _TOPIC_NAME.match(spec.name):
+                raise BusError(f"invalid topic name {spec.name!r}")
+            if spec.partitions < 1:
+                raise BusError(f"topic {spec.name!r} needs at least one partition")
+            folder = self._topic_dir(spec.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(folder / "meta.lock")):
+                meta = folder / "meta.json"
+                if meta.exists():
+                    continue
+                tmp = folder / "meta.json.tmp"
+                tmp.write_text(json.dumps({"partitions": spec.partitions, "config": dict(spec.config)}))
+                os.replace(tmp, meta)
+            created.append(spec.name)
+        return created
+
+    def list_topics(self) -> dict[str, int]:
+        topics = {}
+        for meta in (self.root / "topics").glob("*/meta.json"):
+            topics[meta.parent.name] = json.loads(meta.read_text())["partitions"]
+        return dict(sorted(topics.items()))
+
+    def partitions(self, topic: str) -> int:
+        return len(self._topic(topic).parts)
+
+    # -- publishing
+
+    def _partition_for(self, topic: _Topic, key: bytes | None) -> int:
+        if key is None:
+            return next(topic.round_robin) % len(topic.parts)
+        return partition_for_key(key, len(topic.parts))
+
+    def _notify(self) -> None:
+        with self._state.published:
+            self._state.seq += 1
+            self._state.published.notify_all()
+
+    def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | str | None = None,
+        headers: Headers = (),
+        timeout_s: float = 10.0,
+    ) -> RecordMetadata:
+        return self.publish_many(topic, [(key, value, headers)], timeout_s=timeout_s)[0]
+
+    def publish_many(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes | str | None, bytes, Headers]],
+        *,
+        timeout_s: float = 30.0,
+    ) -> list[RecordMetadata]:
+        t = self._topic(topic)
+        now = time.time_ns() // 1_000_000
+        by_partition: dict[int, list[bytes]] = {}
+        order: list[tuple[int, int]] = []  # (partition, index within that partition's batch)
+        for key, value, headers in records:
+            k = _key_bytes(key)
+            p = self._partition_for(t, k)
+            batch = by_partition.setdefault(p, [])
+            order.append((p, len(batch)))
+            batch.append(_encode(k, value, headers, now))
+        try:
+            bases = {p: t.parts[p].append(batch, self.fsync) for p, batch in by_partition.items()}
+        except OSError as e:
+            raise BusError(f"cannot append to {topic!r}: {e}") from e
+        self._notify()
+        return [RecordMetadata(topic, p, bases[p] + i) for p, i in order]
+
+    # -- reading
+
+    def _end_offset(self, tp: TopicPartition) -> int:
+        return self._topic(tp.topic).parts[tp.partition].refresh()
+
+    def _read(self, tp: TopicPartition, offset: int, max_records: int) -> list[Record]:
+        return self._topic(tp.topic).parts[tp.partition].read(tp.topic, tp.partition, offset, max_records)
+
+    def read_all(self, topic: str, timeout_s: float = 5.0) -> list[Record]:
+        out: list[Record] = []
+        for p, part in enumerate(self._topic(topic).parts):
+            offset = 0
+            while batch := part.read(topic, p, offset, 10_000):
+                out += batch
+                offset += len(batch)
+        return out
+
+    # -- consumer groups
+
+    def consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        start: StartPosition = "earliest",
+        client_id: str | None = None,
+    ) -> Consumer:
+        for name in topics:
+            self._topic(name)
+        return _EmbeddedConsumer(self, group_id, topics, start)
+
+    def _offsets_path(self, group_id: str) -> Path:
+        return self.root / "groups" / f"{quote(group_id, safe='')}.json"
+
+    def _load_committed(self, group_id: str) -> dict[str, dict[str, int]]:
+        try:
+            return json.loads(self._offsets_path(group_id).read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _commit(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
+        path = self._offsets_path(group_id)
+        # Read-modify-write under a lock: members in other processes may commit other partitions.
+        with FileLock(str(path.with_suffix(".lock"))):
+            data = self._load_committed(group_id)
+            for tp, offset in offsets.items():
+                data.setdefault(tp.topic, {})[str(tp.partition)] = int(offset)
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+
+    def _rebalance(self, group_id: str) -> None:
+        """Range-assign every subscribed partition among the group's members (under state.lock)."""
+        members = self._state.groups.get(group_id, [])
+        wanted: dict[int, set[TopicPartition]] = {id(m): set() for m in members}
+        for name in sorted({t for m in members for t in m.topics}):
+            subscribers = [m for m in members if name in m.topics]
+            n = len(self._topic(name).parts)
+            share, extra = divmod(n, len(subscribers))
+            p = 0
+            for i, m in enumerate(subscribers):
+                count = share + (1 if i < extra else 0)
+                wanted[id(m)].update(TopicPartition(name, q) for q in range(p, p + count))
+                p += count
+        committed = self._load_committed(group_id) if members else {}
+        for m in members:
+            new = wanted[id(m)]
+            if new == m.assigned:
+                continue
+            for tp in new - m.assigned:
+                c = committed.get(tp.topic, {}).get(str(tp.partition))
+                if c is None:
+                    c = 0 if m.start == "earliest" else self._end_offset(tp)
+                m.positions[tp] = c
+            for tp in m.assigned - new:
+                m.positions.pop(tp, None)
+            m.assigned = new
+            m.generation += 1
+
+    def _join(self, group_id: str, member: _Member) -> None:
+        with self._state.lock:
+            self._state.groups.setdefault(group_id, []).append(member)
+            self._rebalance(group_id)
+
+    def _leave(self, group_id: str, member: _Member) -> None:
+        with self._state.lock:
+            members = self._state.groups.get(group_id, [])
+            if member in members:
+                members.remove(member)
+            if not members:
+                self._state.groups.pop(group_id, None)
+            self._rebalance(group_id)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with _states_lock:
+            self._state.refs -= 1
+            if self._state.refs == 0:
+                _states.pop(self.root, None)
+                self._state.close()
+
+
+class _EmbeddedConsumer(Consumer):
+    def __init__(self, bus: EmbeddedBus, group_id: str, topics: Sequence[str], start: StartPosition) -> None:
+        self._bus = bus
+        self._state = bus._state
+        self._group = group_id
+        self._member = _Member(topics, start)
+        self._turn = 0
+        self._closed = False
+        bus._join(group_id, self._member)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusError("consumer is closed")
+
+    def _fetch(self, max_records: int) -> list[Record]:
+        m = self._member
+        while True:
+            with self._state.lock:
+                generation = m.generation
+                plan = sorted(m.positions.items())
+            if not plan:
+                return []
+            # Rotate the starting partition so one busy partition does not starve the others.
+            self._turn = (self._turn + 1) % len(plan)
+            plan = plan[self._turn :] + plan[: self._turn]
+            out: list[Record] = []
+            for tp, offset in plan:
+                if len(out) >= max_records:
+                    break
+                out += self._bus._read(tp, offset, max_records - len(out))
+            with self._state.lock:
+                if m.generation != generation:
+                    continue  # a rebalance moved partitions while we read: read again
+                for r in out:
+                    m.positions[r.tp] = r.offset + 1
+                return out
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Record]:
+        self._check_open()
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        cond = self._state.published
+        while True:
+            with cond:
+                seq = self._state.seq
+            records = self._fetch(max_records)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            with cond:
+                if self._state.seq == seq:
+                    cond.wait(min(remaining, _CROSS_PROCESS_POLL_S))
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        self._check_open()
+        if offsets is None:
+            with self._state.lock:
+                offsets = dict(self._member.positions)
+        if offsets:
+            self._bus._commit(self._group, {TopicPartition(*tp): o for tp, o in offsets.items()})
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._check_open()
+        tp = TopicPartition(*tp)
+        if offset < 0:
+            raise ValueError("offset must be >= 0")
+        with self._state.lock:
+            if tp not in self._member.assigned:
+                raise BusError(f"{tp} is not assigned to this consumer")
+            self._member.positions[tp] = offset
+            self._member.generation += 1
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self._bus._load_committed(self._group).get(tp.topic, {}).get(str(tp.partition))
+
+    def assignment(self) -> set[TopicPartition]:
+        with self._state.lock:
+            return set(self._member.assigned)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._bus._leave(self._group, self._member)
