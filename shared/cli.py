@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -144,6 +146,18 @@ def dlq() -> None:
     """Dead letters: list, show and replay."""
 
 
+@contextmanager
+def _no_bucket_is_an_error() -> Iterator[None]:
+    # Before anything was provisioned or dead-lettered the bucket is missing: say so, no traceback.
+    from shared.objectstore.port import NoSuchBucket
+
+    try:
+        yield
+    except NoSuchBucket as exc:
+        raise click.ClickException(f"{exc}: nothing dead-lettered on this object store yet, "
+                                   "or it is not provisioned (retailfn provision)") from None
+
+
 def _dead_letters():  # type: ignore[no-untyped-def]
     from shared.adapters import bucket, get_store
     from shared.config import DEAD_LETTER_BUCKET
@@ -157,10 +171,11 @@ def _dead_letters():  # type: ignore[no-untyped-def]
 @click.option("--replayed", is_flag=True, help="List replayed dead letters instead of pending.")
 def dlq_list(function: str | None, replayed: bool) -> None:
     """One line per dead letter: id, function, event type and id, error."""
-    for d in _dead_letters().list(function, status="replayed" if replayed else "pending"):
-        dl = d.dead_letter
-        click.echo(f"{d.id}  {dl.function:<22} {dl.event.type or '-'}  {dl.event.id or '-'}  "
-                   f"attempts={dl.attempts}  {dl.error.type}: {dl.error.message[:80]}")
+    with _no_bucket_is_an_error():
+        for d in _dead_letters().list(function, status="replayed" if replayed else "pending"):
+            dl = d.dead_letter
+            click.echo(f"{d.id}  {dl.function:<22} {dl.event.type or '-'}  {dl.event.id or '-'}  "
+                       f"attempts={dl.attempts}  {dl.error.type}: {dl.error.message[:80]}")
 
 
 @dlq.command("show")
@@ -168,7 +183,8 @@ def dlq_list(function: str | None, replayed: bool) -> None:
 def dlq_show(dead_letter_id: str) -> None:
     """The whole dead letter as JSON."""
     try:
-        d = _dead_letters().get(dead_letter_id)
+        with _no_bucket_is_an_error():
+            d = _dead_letters().get(dead_letter_id)
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
     click.echo(json.dumps({"id": d.id, "status": d.status,
@@ -191,8 +207,9 @@ def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
         raise click.UsageError("give a dead letter id or --all")
     store = _dead_letters()
     try:
-        chosen = ([store.get(dead_letter_id)] if dead_letter_id
-                  else list(store.list(function)))
+        with _no_bucket_is_an_error():
+            chosen = ([store.get(dead_letter_id)] if dead_letter_id
+                      else list(store.list(function)))
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
     service = _service(ctx)

@@ -18,12 +18,14 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -54,6 +56,17 @@ class _Model(BaseModel):
 
 def _known(names: Mapping[str, object] | list[str]) -> str:
     return ", ".join(sorted(names))
+
+
+def _env_value(v: object) -> object:
+    # YAML scalars and whole-value ${param:x} keep their type (5, true), but an environment
+    # variable is a string, as the Serverless Framework makes it.
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v) if isinstance(v, int | float) else v
+
+
+EnvVars = dict[str, Annotated[str, BeforeValidator(_env_value)]]
 
 
 # --- triggers ---------------------------------------------------------------------------------
@@ -97,17 +110,26 @@ class HttpTrigger(_Model):
 
 class KafkaTrigger(_Model):
     topic: str
+    """A topic of the catalog, or ``*`` for every topic (the event archive)."""
     consumer_group: str | None = Field(None, alias="consumerGroup")
     batch_size: int = Field(100, alias="batchSize", ge=1, le=10_000)
     ordering: Literal["ordered", "unordered"] = "ordered"
     start_position: Literal["earliest", "latest"] = Field("earliest", alias="startPosition")
+    mode: Literal["event", "batch"] = "event"
+    """``event``: one CloudEvent per record (what Code Engine's subscription does). ``batch``: one
+    ``com.retailfn.platform.kafka-batch.v1`` event per partition and poll, for functions that
+    write records out in bulk; such a function is deployed as a ``retailfn worker``."""
 
     @field_validator("topic")
     @classmethod
     def _known_topic(cls, v: str) -> str:
-        if v not in TOPICS:
+        if v != "*" and v not in TOPICS:
             raise ValueError(f"unknown topic {v!r}; known: {_known(TOPICS)}")
         return v
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(TOPICS) if self.topic == "*" else [self.topic]
 
 
 class CosTrigger(_Model):
@@ -229,7 +251,7 @@ _HANDLER = re.compile(r"^[a-zA-Z_][\w]*(\.[a-zA-Z_][\w]*)*:[a-zA-Z_]\w*$")
 class FunctionConfig(_Model):
     handler: str
     description: str = ""
-    environment: dict[str, str] = {}
+    environment: EnvVars = {}
     events: tuple[EventSource, ...] = ()
     delivery: Delivery = Delivery()
     timeout: timedelta = timedelta(seconds=60)
@@ -258,31 +280,33 @@ class Provider(_Model):
     runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.11"
     region: str = "eu-de"
     stage: str = "local"
-    environment: dict[str, str] = {}
+    environment: EnvVars = {}
 
 
 class Stage(_Model):
     params: dict[str, Any] = {}
-    environment: dict[str, str] = {}
+    environment: EnvVars = {}
+
+
+def _function_name(name: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
+        raise ValueError(f"function name {name!r} must be snake_case")
+    return name
+
+
+# Checked per key (not after the whole dict), so a bad name is reported beside other mistakes.
+FunctionName = Annotated[str, AfterValidator(_function_name)]
 
 
 class ServiceConfig(_Model):
     service: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}$")
     provider: Provider = Provider()
     stages: dict[str, Stage] = {}
-    functions: dict[str, FunctionConfig]
+    functions: dict[FunctionName, FunctionConfig]
     stage: str = "local"
     """The stage the file was resolved for (not written in the file)."""
     params: dict[str, Any] = {}
     """The resolved parameters of that stage (``stages.default.params`` overlaid by the stage's)."""
-
-    @field_validator("functions")
-    @classmethod
-    def _function_names(cls, v: dict[str, FunctionConfig]) -> dict[str, FunctionConfig]:
-        for name in v:
-            if not re.match(r"^[a-z][a-z0-9_]{0,62}$", name):
-                raise ValueError(f"function name {name!r} must be snake_case")
-        return v
 
     @model_validator(mode="after")
     def _routes_are_unique(self) -> ServiceConfig:
@@ -311,7 +335,7 @@ class ServiceConfig(_Model):
     def topics_used(self) -> set[str]:
         used = {DEAD_LETTER_TOPIC}
         for fn in self.functions.values():
-            used.update(t.topic for t in fn.triggers("kafka"))
+            used.update(name for t in fn.triggers("kafka") for name in t.topics)
             used.add(fn.delivery.dead_letter)
         return used
 
@@ -370,7 +394,9 @@ def _interpolate(node: Any, where: str, ctx: dict[str, Any], problems: list[str]
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    # pydantic ends the location of a bad mapping key with "[key]": the key itself is the path.
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc
+                   if p != "[key]").lstrip(".")
 
 
 def _format(exc: ValidationError) -> list[str]:

@@ -18,6 +18,18 @@ from pythonjsonlogger.json import JsonFormatter
 _configured = False
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, so a redirected stderr is honoured."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     """Send every logger's records as JSON lines to ``stream`` (stderr by default). Idempotent."""
     global _configured
@@ -25,7 +37,7 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     root.setLevel(level)
     if _configured:
         return
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream else _StderrHandler()
     handler.setFormatter(
         JsonFormatter(
             "{asctime}{levelname}{name}{message}",

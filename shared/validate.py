@@ -93,11 +93,12 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
         return problems
     for name, fn in service.functions.items():
         for i, ev in enumerate(fn.events):
-            if ev.kind == "kafka" and ev.kafka.topic not in infra.topics:
-                problems.append(
-                    f"functions.{name}.events[{i}].kafka.topic: topic {ev.kafka.topic!r} has no "
-                    f"ibm_event_streams_topic in infra/ (defined there: "
-                    f"{', '.join(sorted(infra.topics)) or 'none'})")
+            for topic in ev.kafka.topics if ev.kind == "kafka" else ():
+                if topic not in infra.topics:
+                    problems.append(
+                        f"functions.{name}.events[{i}].kafka.topic: topic {topic!r} has no "
+                        f"ibm_event_streams_topic in infra/ (defined there: "
+                        f"{', '.join(sorted(infra.topics)) or 'none'})")
             if ev.kind == "cos" and ev.cos.bucket not in infra.buckets:
                 problems.append(
                     f"functions.{name}.events[{i}].cos.bucket: bucket {ev.cos.bucket!r} has no "
@@ -110,7 +111,7 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
             if have != want:
                 problems.append(f"{infra.topics[topic]['file']}: topic {topic!r} has {have} "
                                 f"partitions; events/catalog.py says {want}")
-        elif not any(topic == getattr(e.kafka, "topic", None)
+        elif not any(topic in e.kafka.topics
                      for f in service.functions.values() for e in f.events if e.kind == "kafka"):
             problems.append(f"infra/: topic {topic!r} (dead letters) has no "
                             "ibm_event_streams_topic")

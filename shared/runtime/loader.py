@@ -47,8 +47,10 @@ def load_function(name: str, handler: str) -> LoadedFunction:
     func = getattr(module, target, None)
     if not callable(func):
         raise HandlerError(f"functions.{name}.handler: {module_name!r} has no function {target!r}")
+    # functions-framework keys its registry by bare name; the decorator's wrapper is what tells
+    # this function from an undecorated namesake elsewhere.
     signature = _function_registry.REGISTRY_MAP.get(func.__name__)
-    if signature not in ("http", "cloudevent"):
+    if signature not in ("http", "cloudevent") or not hasattr(func, "__wrapped__"):
         raise HandlerError(
             f"functions.{name}.handler: {handler!r} is not decorated with "
             "@functions_framework.aio.http or @functions_framework.aio.cloud_event"

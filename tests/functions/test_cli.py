@@ -1,0 +1,274 @@
+"""The `retailfn` command line, driven in-process through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+import shared.cli
+from events.registry import EVENT_TYPES
+from events.samples import load_sample
+from shared.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "tests/e2e/serverless.yaml"
+
+COMMANDS = [
+    [], ["up"], ["worker"], ["invoke"], ["validate"], ["provision"],
+    ["dlq"], ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"],
+    ["schema"], ["schema", "export"],
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    # configure_logging binds the stream it is first given for good; under CliRunner that is a
+    # capture buffer closed after the call, so leave logging alone here.
+    monkeypatch.setattr(shared.cli, "configure_logging", lambda *args, **kwargs: None)
+    # The runtime exports a function's environment into os.environ; let monkeypatch undo it.
+    monkeypatch.setenv("FLAKY_SWITCH", "/nonexistent")
+
+
+def retailfn(*args: str, config: Path = CONFIG) -> Result:
+    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def write_event(path: Path, event: dict) -> Path:
+    path.write_text(json.dumps(event), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bad_order(tmp_path: Path) -> Path:
+    """The order sample with a negative quantity: a well-formed CloudEvent with invalid data."""
+    event = load_sample("order-completed")
+    event["data"]["lines"][0]["quantity"] = "-1"
+    return write_event(tmp_path / "bad-order.json", event)
+
+
+def dead_letter_ids() -> list[str]:
+    listing = retailfn("dlq", "list")
+    assert listing.exit_code == 0, listing.output
+    return [line.split()[0] for line in listing.stdout.splitlines() if line.strip()]
+
+
+# --- help ----------------------------------------------------------------------------------
+
+
+def _command_paths(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    paths = [prefix]
+    for name, cmd in group.commands.items():
+        paths += (_command_paths(cmd, [*prefix, name]) if isinstance(cmd, click.Group)
+                  else [[*prefix, name]])
+    return paths
+
+
+def test_help_list_covers_every_command() -> None:
+    assert sorted(_command_paths(main, [])) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "retailfn")
+def test_help_works_on_every_command(command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, "--help"], catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Usage: ")
+
+
+# --- validate ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The e2e service beside a copy of the repository's infra/ (validate reads infra/ there)."""
+    shutil.copytree(ROOT / "infra", tmp_path / "infra")
+    shutil.copy(CONFIG, tmp_path / "serverless.yaml")
+    return tmp_path
+
+
+def test_validate_accepts_the_e2e_service_beside_the_infra(project: Path) -> None:
+    config = project / "serverless.yaml"
+
+    result = retailfn("validate", config=config)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{config}: 6 functions OK (stage local)\n"
+
+
+def test_validate_looks_for_infra_beside_the_config_file() -> None:
+    result = retailfn("validate")
+
+    assert result.exit_code == 1
+    assert f"error: infra/: not found under {CONFIG.parent}\n" in result.stderr
+
+
+def test_validate_rejects_a_misspelled_topic_with_its_problem_line(project: Path) -> None:
+    bad = project / "serverless.yaml"
+    bad.write_text(CONFIG.read_text(encoding="utf-8").replace(
+        "topic: sales.order-completed", "topic: sales.order-complete"), encoding="utf-8")
+
+    result = retailfn("validate", config=bad)
+
+    assert result.exit_code == 1
+    assert ("functions.record_order.events[0].kafka.topic: unknown topic "
+            "'sales.order-complete'; known: ") in result.stderr
+
+
+def test_validate_reports_infra_drift_one_error_line_each(project: Path) -> None:
+    topics = project / "infra/topics.tf"
+    topics.write_text(topics.read_text(encoding="utf-8").replace(
+        'name                 = "inventory.stock-reported"\n  partitions           = 12',
+        'name                 = "inventory.stock-reported"\n  partitions           = 4'),
+        encoding="utf-8")
+    config = project / "serverless.yaml"
+
+    result = retailfn("validate", config=config)
+
+    assert result.exit_code == 1
+    assert ("error: infra/topics.tf: topic 'inventory.stock-reported' has 4 partitions; "
+            "events/catalog.py says 12\n") in result.stderr
+    assert f"1 problem(s) in {config}" in result.stderr
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = retailfn("validate", config=tmp_path / "nope.yaml")
+
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'nope.yaml'}: cannot read" in result.stderr
+
+
+# --- invoke and the dead letters -----------------------------------------------------------
+
+
+def test_invoke_runs_a_function_once_on_a_sample_event() -> None:
+    result = retailfn("invoke", "record_order",
+                      "--event", str(ROOT / "events/samples/order-completed.json"))
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "function": "record_order", "event_id": load_sample("order-completed")["id"],
+        "outcome": "ok", "attempts": 1, "dead_letter_id": None}
+
+
+def test_invoke_with_invalid_data_dead_letters_it_at_once(bad_order: Path) -> None:
+    result = retailfn("invoke", "record_order", "--event", str(bad_order))
+
+    assert result.exit_code == 1
+    outcome = json.loads(result.stdout)
+    assert (outcome["outcome"], outcome["attempts"]) == ("dead_letter", 1)
+    assert outcome["dead_letter_id"]
+
+
+def test_invoke_of_an_http_function_is_refused() -> None:
+    result = retailfn("invoke", "echo",
+                      "--event", str(ROOT / "events/samples/order-completed.json"))
+
+    assert result.exit_code == 1
+    assert "echo is an HTTP function" in result.stderr
+
+
+def test_invoke_with_a_file_that_is_not_a_cloudevent_is_refused(tmp_path: Path) -> None:
+    result = retailfn("invoke", "record_order",
+                      "--event", str(write_event(tmp_path / "x.json", {"hello": "world"})))
+
+    assert result.exit_code == 1
+    assert "not a structured-mode CloudEvent" in result.stderr
+
+
+def test_dlq_list_shows_the_dead_lettered_event(bad_order: Path) -> None:
+    dl_id = json.loads(retailfn("invoke", "record_order", "--event", str(bad_order)).stdout)[
+        "dead_letter_id"]
+
+    listing = retailfn("dlq", "list")
+
+    assert listing.exit_code == 0, listing.output
+    [line] = listing.stdout.splitlines()
+    assert line.split()[:4] == [dl_id, "record_order", "com.retailfn.sales.order-completed.v1",
+                                load_sample("order-completed")["id"]]
+    assert "InvalidEvent" in line
+
+
+def test_dlq_list_is_empty_without_dead_letters() -> None:
+    retailfn("provision")
+
+    assert dead_letter_ids() == []
+
+
+def test_dlq_list_before_anything_is_provisioned_says_the_bucket_is_missing() -> None:
+    result = retailfn("dlq", "list")
+
+    assert result.exit_code == 1
+    assert "bucket 'dead-letters' does not exist" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_dlq_show_by_id_prefix_prints_the_dead_letter_naming_the_bad_field(
+        bad_order: Path) -> None:
+    retailfn("invoke", "record_order", "--event", str(bad_order))
+    [dl_id] = dead_letter_ids()
+
+    result = retailfn("dlq", "show", dl_id[:8])
+
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert (shown["id"], shown["status"], shown["function"]) == (dl_id, "pending", "record_order")
+    assert shown["error"]["type"] == "InvalidEvent"
+    assert shown["error"]["retryable"] is False
+    assert "lines[0].quantity" in shown["error"]["message"]
+
+
+def test_dlq_show_of_an_unknown_id_is_an_error() -> None:
+    retailfn("provision")
+
+    result = retailfn("dlq", "show", "deadbeef")
+
+    assert result.exit_code == 1
+    assert "no dead letter with id 'deadbeef'" in result.stderr
+
+
+def test_dlq_replay_of_a_still_invalid_event_fails_and_keeps_it_pending(bad_order: Path) -> None:
+    retailfn("invoke", "record_order", "--event", str(bad_order))
+    [dl_id] = dead_letter_ids()
+
+    result = retailfn("dlq", "replay", dl_id)
+
+    assert result.exit_code == 1
+    assert result.stdout == f"{dl_id}  record_order  dead_letter\n"
+    assert dead_letter_ids() == [dl_id]
+
+
+def test_dlq_replay_needs_an_id_or_all() -> None:
+    result = retailfn("dlq", "replay")
+
+    assert result.exit_code == 2
+    assert "give a dead letter id or --all" in result.stderr
+
+
+# --- schema and provision ------------------------------------------------------------------
+
+
+def test_schema_export_writes_one_file_per_event_type(tmp_path: Path) -> None:
+    out = tmp_path / "schemas"
+
+    result = retailfn("schema", "export", "--out", str(out))
+
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{t}.json" for t in EVENT_TYPES)
+    assert len(result.stdout.splitlines()) == len(EVENT_TYPES)
+    schema = json.loads((out / "com.retailfn.sales.order-completed.v1.json").read_text("utf-8"))
+    assert schema["$id"] == "urn:retailfn:schema:com.retailfn.sales.order-completed.v1"
+
+
+def test_provision_creates_topics_and_buckets_once() -> None:
+    first = retailfn("provision")
+    second = retailfn("provision")
+
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    created = json.loads(first.stdout)
+    assert created["topics"] and created["buckets"]
+    assert json.loads(second.stdout) == {"topics": [], "buckets": []}

@@ -1,0 +1,506 @@
+"""serverless.yaml: parsing, interpolation and the one-line-per-mistake report."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from textwrap import dedent, indent
+
+import pytest
+
+from events.catalog import TOPICS
+from shared.config import (
+    DEAD_LETTER_TOPIC,
+    ConfigError,
+    CosTrigger,
+    Delivery,
+    ScheduleTrigger,
+    ServiceConfig,
+    parse_service,
+)
+
+VALID = """
+service: shop
+provider:
+  name: ibm
+  runtime: python3.11
+stages:
+  default:
+    params:
+      retries: 2
+      region: eu
+  local: {}
+  prod:
+    params:
+      retries: 7
+functions:
+  report_stock:
+    handler: functions.report_stock.main:report_stock
+    events:
+      - http:
+          path: /v1/partners/{partner}/stock
+          method: POST
+  ingest_stock:
+    handler: functions.ingest_stock.main:ingest_stock
+    events:
+      - kafka:
+          topic: inventory.stock-reported
+  ingest_stock_file:
+    handler: functions.ingest_stock_file.main:ingest_stock_file
+    events:
+      - cos:
+          bucket: partner-drops
+          suffix: .csv
+  detect_slow_movers:
+    handler: functions.detect_slow_movers.main:detect_slow_movers
+    events:
+      - schedule: cron(0 3 * * *)
+"""
+
+
+def parse(text: str, *, stage: str | None = None, env: dict[str, str] | None = None,
+          ) -> ServiceConfig:
+    """Parse with an explicit, empty-by-default environment: no test depends on the shell's."""
+    return parse_service(dedent(text), stage=stage, env=env or {})
+
+
+def problems_of(text: str, **kwargs: object) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(text, **kwargs)  # type: ignore[arg-type]
+    return caught.value.problems
+
+
+def one_function(body: str, name: str = "fn") -> str:
+    """A minimal service around one function whose YAML body (indented 4) is ``body``."""
+    return f"service: shop\nfunctions:\n  {name}:\n" + indent(dedent(body), "    ")
+
+
+def with_events(*events: str) -> str:
+    """A minimal service with one function and the given ``events`` entries (YAML, one line)."""
+    lines = "\n".join(f"  - {e}" for e in events)
+    return one_function(f"handler: pkg.mod:fn\nevents:\n{lines}\n")
+
+
+# --- a valid file --------------------------------------------------------------------------
+
+
+def test_valid_config_parses_every_function_with_its_trigger_kind() -> None:
+    service = parse(VALID)
+
+    assert service.service == "shop"
+    assert service.stage == "local"
+    assert {name: [e.kind for e in fn.events] for name, fn in service.functions.items()} == {
+        "report_stock": ["http"],
+        "ingest_stock": ["kafka"],
+        "ingest_stock_file": ["cos"],
+        "detect_slow_movers": ["schedule"],
+    }
+
+
+def test_handler_splits_into_module_and_target() -> None:
+    fn = parse(VALID).functions["ingest_stock"]
+
+    assert (fn.module, fn.target) == ("functions.ingest_stock.main", "ingest_stock")
+
+
+def test_kafka_trigger_defaults_to_ordered_batches_of_100_from_earliest() -> None:
+    kafka = parse(VALID).functions["ingest_stock"].triggers("kafka")[0]
+
+    assert (kafka.batch_size, kafka.ordering, kafka.start_position) == (100, "ordered", "earliest")
+
+
+def test_consumer_group_defaults_to_service_stage_and_function() -> None:
+    service = parse(VALID, stage="prod")
+    kafka = service.functions["ingest_stock"].triggers("kafka")[0]
+
+    assert service.consumer_group("ingest_stock", kafka) == "shop-prod-ingest_stock"
+
+
+def test_consumer_group_written_in_the_file_wins() -> None:
+    service = parse(with_events("kafka: {topic: inventory.stock-reported, consumerGroup: legacy}"))
+    kafka = service.functions["fn"].triggers("kafka")[0]
+
+    assert service.consumer_group("fn", kafka) == "legacy"
+
+
+def test_delivery_defaults_to_three_exponential_retries_then_the_dead_letter_topic() -> None:
+    delivery = parse(VALID).functions["ingest_stock"].delivery
+
+    assert delivery == Delivery()
+    assert delivery.retry == 3
+    assert delivery.backoff_policy == "exponential"
+    assert delivery.backoff_delay == timedelta(milliseconds=200)
+    assert delivery.backoff_max == timedelta(seconds=30)
+    assert delivery.dead_letter == DEAD_LETTER_TOPIC
+
+
+def test_http_method_is_case_insensitive() -> None:
+    http = parse(VALID).functions["report_stock"].triggers("http")[0]
+
+    assert http.method == "post"
+    assert http.path_params == ["partner"]
+
+
+# --- interpolation -------------------------------------------------------------------------
+
+PARAMS = """
+service: shop
+stages:
+  default:
+    params:
+      retries: 2
+      tier: standard
+  local: {}
+  prod:
+    params:
+      retries: 7
+functions:
+  fn:
+    handler: pkg.mod:fn
+    environment:
+      TIER: ${param:tier}
+      LABEL: retries-${param:retries}
+    delivery:
+      retry: ${param:retries}
+"""
+
+
+def test_param_comes_from_default_params_when_the_stage_has_none() -> None:
+    service = parse(PARAMS, stage="local")
+
+    assert service.params == {"retries": 2, "tier": "standard"}
+    assert service.functions["fn"].environment["LABEL"] == "retries-2"
+
+
+def test_stage_params_overlay_the_default_params() -> None:
+    service = parse(PARAMS, stage="prod")
+
+    assert service.params == {"retries": 7, "tier": "standard"}
+    assert service.functions["fn"].environment == {"TIER": "standard", "LABEL": "retries-7"}
+
+
+def test_whole_value_param_keeps_its_type() -> None:
+    retry = parse(PARAMS, stage="prod").functions["fn"].delivery.retry
+
+    assert retry == 7
+    assert isinstance(retry, int)
+
+
+def test_whole_value_number_param_in_an_environment_becomes_a_string() -> None:
+    service = parse(PARAMS.replace("TIER: ${param:tier}", "RETRIES: ${param:retries}"))
+
+    assert service.functions["fn"].environment["RETRIES"] == "2"
+
+
+def test_yaml_scalars_in_an_environment_become_strings() -> None:
+    service = parse(one_function(
+        "handler: pkg.mod:fn\nenvironment: {N: 5, RATIO: 0.5, DEBUG: true}\n"))
+
+    assert service.functions["fn"].environment == {"N": "5", "RATIO": "0.5", "DEBUG": "true"}
+
+
+def test_env_variable_is_read_from_the_given_environment() -> None:
+    service = parse(one_function("handler: pkg.mod:fn\nenvironment: {URL: '${env:ERP_URL}'}\n"),
+                    env={"ERP_URL": "https://erp.example"})
+
+    assert service.functions["fn"].environment["URL"] == "https://erp.example"
+
+
+def test_env_variable_falls_back_to_its_default_when_unset() -> None:
+    service = parse(one_function(
+        "handler: pkg.mod:fn\nenvironment: {LEVEL: '${env:LOG_LEVEL, WARNING}'}\n"))
+
+    assert service.functions["fn"].environment["LEVEL"] == "WARNING"
+
+
+def test_env_variable_that_is_set_wins_over_its_default() -> None:
+    service = parse(one_function(
+        "handler: pkg.mod:fn\nenvironment: {LEVEL: '${env:LOG_LEVEL, WARNING}'}\n"),
+        env={"LOG_LEVEL": "DEBUG"})
+
+    assert service.functions["fn"].environment["LEVEL"] == "DEBUG"
+
+
+def test_sls_stage_and_self_service_are_resolved() -> None:
+    service = parse(PARAMS.replace("${param:tier}", "${self:service}-${sls:stage}"), stage="prod")
+
+    assert service.functions["fn"].environment["TIER"] == "shop-prod"
+
+
+def test_stage_is_taken_from_retailfn_stage_when_not_given() -> None:
+    assert parse(PARAMS, env={"RETAILFN_STAGE": "prod"}).stage == "prod"
+
+
+def test_unset_variable_without_default_is_reported_with_its_path() -> None:
+    problems = problems_of(one_function(
+        "handler: pkg.mod:fn\nenvironment: {URL: '${env:ERP_URL}'}\n"))
+
+    assert problems == ["functions.fn.environment.URL: ${env:ERP_URL} is not set for stage "
+                        "'local' and has no default"]
+
+
+def test_unknown_variable_kind_is_reported_with_the_known_ones() -> None:
+    problems = problems_of(one_function(
+        "handler: pkg.mod:fn\nenvironment: {URL: '${ssm:/erp/url}'}\n"))
+
+    assert len(problems) == 1
+    assert problems[0].startswith("functions.fn.environment.URL: unknown variable ${ssm:/erp/url}")
+    assert "${env:X}" in problems[0] and "${param:x}" in problems[0]
+
+
+def test_unknown_stage_is_rejected_listing_the_known_ones() -> None:
+    problems = problems_of(PARAMS, stage="staging")
+
+    assert problems == ["stages: unknown stage 'staging'; known: default, local, prod"]
+
+
+# --- mistakes, one line each with its path -------------------------------------------------
+
+
+def test_misspelled_topic_is_reported_with_its_path_and_the_known_topics() -> None:
+    problems = problems_of(VALID.replace("topic: inventory.stock-reported", "topic: stok.reported"))
+
+    assert len(problems) == 1
+    prefix = "functions.ingest_stock.events[0].kafka.topic: unknown topic 'stok.reported'; known: "
+    assert problems[0].startswith(prefix)
+    assert problems[0].removeprefix(prefix).split(", ") == sorted(TOPICS)
+
+
+def test_unknown_bucket_is_reported_with_its_path() -> None:
+    problems = problems_of(VALID.replace("bucket: partner-drops", "bucket: partner-drop"))
+
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "functions.ingest_stock_file.events[0].cos.bucket: unknown bucket 'partner-drop'; known: ")
+    assert "partner-drops" in problems[0]
+
+
+def test_unknown_dead_letter_topic_is_reported() -> None:
+    problems = problems_of(one_function("handler: pkg.mod:fn\ndelivery: {deadLetter: dlq}\n"))
+
+    assert len(problems) == 1
+    assert problems[0].startswith("functions.fn.delivery.deadLetter: unknown dead-letter topic "
+                                  "'dlq'; known: ")
+
+
+def test_misspelled_field_is_reported_as_unknown_with_its_path() -> None:
+    problems = problems_of(with_events("kafak: {topic: inventory.stock-reported}"))
+
+    assert problems == ["functions.fn.events[0].kafak: unknown field"]
+
+
+def test_event_with_two_kinds_is_rejected() -> None:
+    problems = problems_of(with_events(
+        "{kafka: {topic: inventory.stock-reported}, http: {path: /stock}}"))
+
+    assert problems == ["functions.fn.events[0]: each event needs exactly one of: "
+                        "http, kafka, cos, schedule"]
+
+
+def test_event_with_no_kind_is_rejected() -> None:
+    problems = problems_of(with_events("{}"))
+
+    assert problems == ["functions.fn.events[0]: each event needs exactly one of: "
+                        "http, kafka, cos, schedule"]
+
+
+@pytest.mark.parametrize("handler", ["functions.ingest_stock.main", "main:", "a b:c", "pkg.:fn"])
+def test_handler_that_is_not_module_colon_function_is_rejected(handler: str) -> None:
+    problems = problems_of(one_function(f"handler: '{handler}'\n"))
+
+    assert problems == [f"functions.fn.handler: handler {handler!r} must be "
+                        "'package.module:function'"]
+
+
+@pytest.mark.parametrize(("expression", "reason"), [
+    ("rate(0 minutes)", "rate must be at least 1"),
+    ("cron(61 * * * *)", "invalid cron expression '61 * * * *'"),
+    ("every 5 min", "schedule 'every 5 min' must be 'rate(<n> <unit>)' or 'cron(<5 fields>)'"),
+])
+def test_bad_schedule_is_rejected_with_the_reason(expression: str, reason: str) -> None:
+    problems = problems_of(with_events(f"schedule: '{expression}'"))
+
+    assert len(problems) == 1
+    assert problems[0].startswith("functions.fn.events[0].schedule")
+    assert reason in problems[0]
+
+
+def test_same_http_route_on_two_functions_is_rejected() -> None:
+    problems = problems_of("""
+        service: shop
+        functions:
+          first:
+            handler: pkg.mod:first
+            events:
+              - http: {path: '/v1/items/{sku}', method: get}
+          second:
+            handler: pkg.mod:second
+            events:
+              - http: {path: '/v1/items/{id}', method: GET}
+    """)
+
+    assert problems == ["functions.second: GET /v1/items/{id} is already served by first"]
+
+
+def test_same_path_with_another_method_is_a_different_route() -> None:
+    service = parse("""
+        service: shop
+        functions:
+          read:
+            handler: pkg.mod:read
+            events:
+              - http: {path: '/v1/items/{sku}', method: get}
+          write:
+            handler: pkg.mod:write
+            events:
+              - http: {path: '/v1/items/{sku}', method: put}
+    """)
+
+    assert set(service.functions) == {"read", "write"}
+
+
+@pytest.mark.parametrize("path", ["v1/items", "/v1/items/{SKU}", "/v1/items?x=1", "/v1/it ems"])
+def test_bad_http_path_is_rejected(path: str) -> None:
+    problems = problems_of(with_events(f"http: {{path: '{path}'}}"))
+
+    assert problems == [f"functions.fn.events[0].http.path: path {path!r} must start with '/' "
+                        "and use segments or {param} placeholders"]
+
+
+def test_invalid_yaml_is_one_problem() -> None:
+    problems = problems_of("service: shop\nfunctions: [\n")
+
+    assert len(problems) == 1
+    assert problems[0].startswith("not valid YAML: ")
+
+
+def test_function_name_that_is_not_snake_case_is_reported_under_its_name() -> None:
+    problems = problems_of("service: shop\nfunctions:\n  Report-Stock:\n    handler: pkg.mod:fn\n")
+
+    assert problems == ["functions.Report-Stock: function name 'Report-Stock' must be snake_case"]
+
+
+def test_file_that_is_not_a_mapping_is_rejected() -> None:
+    assert problems_of("- service\n- functions\n") == [
+        "the file must be a mapping with service, provider and functions"]
+
+
+def test_several_mistakes_are_reported_together() -> None:
+    problems = problems_of("""
+        service: shop
+        functions:
+          ingest_stock:
+            handler: functions.ingest_stock.main
+            events:
+              - kafka: {topic: stok.reported}
+              - schedule: rate(0 minutes)
+          Bad-Name:
+            handler: pkg.mod:fn
+    """)
+
+    assert sorted(p.split(": ", 1)[0] for p in problems) == [
+        "functions.Bad-Name",
+        "functions.ingest_stock.events[0].kafka.topic",
+        "functions.ingest_stock.events[1].schedule.rate",
+        "functions.ingest_stock.handler",
+    ]
+
+
+def test_error_message_names_the_source_and_counts_the_problems() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_service("service: shop\nfunctions:\n  fn:\n    handler: x\n    timeout: soon\n",
+                      env={}, source="deploy/serverless.yaml")
+
+    assert caught.value.source == "deploy/serverless.yaml"
+    assert str(caught.value).startswith("deploy/serverless.yaml has 2 problems:")
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+
+def test_linear_backoff_grows_by_the_delay_each_attempt() -> None:
+    delivery = Delivery(backoffPolicy="linear", backoffDelay=timedelta(seconds=0.5),
+                        backoffMax=timedelta(seconds=10))
+
+    assert [delivery.backoff(n) for n in (1, 2, 3, 4)] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+
+
+def test_exponential_backoff_doubles_and_is_capped_at_backoff_max() -> None:
+    delivery = Delivery(backoffPolicy="exponential", backoffDelay=timedelta(seconds=0.5),
+                        backoffMax=timedelta(seconds=3))
+
+    assert [delivery.backoff(n) for n in (1, 2, 3, 4, 5, 10)] == pytest.approx(
+        [0.5, 1.0, 2.0, 3.0, 3.0, 3.0])
+
+
+def test_linear_backoff_is_capped_at_backoff_max_too() -> None:
+    delivery = Delivery(backoffPolicy="linear", backoffDelay=timedelta(seconds=2),
+                        backoffMax=timedelta(seconds=5))
+
+    assert delivery.backoff(10) == 5.0
+
+
+def test_durations_accept_iso_8601_and_plain_seconds() -> None:
+    fn = parse(one_function(
+        "handler: pkg.mod:fn\ntimeout: PT2M\ndelivery: {backoffDelay: PT0.5S, backoffMax: 12}\n"
+    )).functions["fn"]
+
+    assert fn.timeout == timedelta(minutes=2)
+    assert fn.delivery.backoff_delay == timedelta(milliseconds=500)
+    assert fn.delivery.backoff_max == timedelta(seconds=12)
+
+
+def test_negative_retry_count_is_rejected() -> None:
+    problems = problems_of(one_function("handler: pkg.mod:fn\ndelivery: {retry: -1}\n"))
+
+    assert len(problems) == 1
+    assert problems[0].startswith("functions.fn.delivery.retry: ")
+
+
+# --- triggers ------------------------------------------------------------------------------
+
+
+def test_cos_trigger_matches_a_written_key_with_its_prefix_and_suffix() -> None:
+    cos = CosTrigger(bucket="partner-drops", prefix="drops/", suffix=".csv")
+
+    assert cos.matches("drops/acme/2026-11-27.csv", "write")
+    assert not cos.matches("other/acme/2026-11-27.csv", "write")
+    assert not cos.matches("drops/acme/2026-11-27.json", "write")
+
+
+def test_cos_trigger_on_writes_ignores_deletes() -> None:
+    cos = CosTrigger(bucket="partner-drops")
+
+    assert cos.matches("any.csv", "write")
+    assert not cos.matches("any.csv", "delete")
+
+
+def test_cos_trigger_on_all_matches_writes_and_deletes() -> None:
+    cos = CosTrigger(bucket="partner-drops", event="all")
+
+    assert cos.matches("any.csv", "write") and cos.matches("any.csv", "delete")
+
+
+@pytest.mark.parametrize(("expression", "interval"), [
+    ("rate(1 second)", timedelta(seconds=1)),
+    ("rate(5 minutes)", timedelta(minutes=5)),
+    ("rate(2 hours)", timedelta(hours=2)),
+    ("rate(1 day)", timedelta(days=1)),
+])
+def test_rate_schedule_has_an_interval_and_no_cron(expression: str, interval: timedelta) -> None:
+    schedule = ScheduleTrigger(rate=expression)
+
+    assert (schedule.interval, schedule.cron) == (interval, None)
+
+
+def test_cron_schedule_has_its_five_fields_and_no_interval() -> None:
+    schedule = ScheduleTrigger(rate="cron(*/5 * * * *)")
+
+    assert (schedule.cron, schedule.interval) == ("*/5 * * * *", None)
+
+
+def test_schedule_shorthand_and_long_form_are_the_same_trigger() -> None:
+    short = parse(with_events("schedule: rate(5 minutes)")).functions["fn"]
+    long = parse(with_events("schedule: {rate: rate(5 minutes), enabled: false}")).functions["fn"]
+
+    assert short.triggers("schedule")[0].expression == long.triggers("schedule")[0].expression
+    assert short.triggers("schedule")[0].enabled and not long.triggers("schedule")[0].enabled
