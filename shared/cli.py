@@ -245,5 +245,100 @@ def schema_export(out: Path) -> None:
         click.echo(str(path))
 
 
+@main.group()
+def keys() -> None:
+    """Partner API keys: create, list, revoke (stored hashed in the state bucket)."""
+
+
+@keys.command("create")
+@click.option("--partner", required=True, help="The partner the key acts for.")
+@click.option("--scopes", default="stock:write catalog:write inventory:read", show_default=True,
+              help="Space- or comma-separated scopes.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None,
+              help="Expire the key after this many days (default: never).")
+def keys_create(partner: str, scopes: str, expires_in_days: int | None) -> None:
+    """Create a key and print it once (stdout); only its hash is stored."""
+    from datetime import timedelta
+
+    from shared.auth import create_api_key
+
+    try:
+        key_id, key = create_api_key(
+            partner, scopes, timedelta(days=expires_in_days) if expires_in_days else None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created API key {key_id} for partner {partner}; it is shown only now, "
+               "store it safely", err=True)
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option("--partner", default=None, help="Only this partner's keys.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def keys_list(partner: str | None, as_json: bool) -> None:
+    """One line per key: id, partner, status, scopes, created, expires (never the secret)."""
+    from shared.auth import list_api_keys
+
+    for r in list_api_keys(partner):
+        if as_json:
+            click.echo(json.dumps({**r.model_dump(mode="json", exclude={"secret_sha256"}),
+                                   "status": r.status()}))
+            continue
+        expires = r.expires_at.isoformat(timespec="seconds") if r.expires_at else "never"
+        click.echo(f"{r.key_id:<18} {r.partner_id:<16} {r.status():<8} {' '.join(r.scopes):<40} "
+                   f"created={r.created_at.isoformat(timespec='seconds')} expires={expires}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; every process refuses it within the key cache TTL."""
+    from shared.auth import UnknownApiKey, revoke_api_key
+
+    try:
+        record = revoke_api_key(key_id)
+    except UnknownApiKey as exc:
+        raise click.ClickException(str(exc)) from None
+    ttl = get_settings().api_key_cache_ttl_s
+    click.echo(f"revoked {record.key_id} (partner {record.partner_id}); running functions "
+               f"refuse it within {ttl:g} s")
+
+
+@keys.command("dev")
+def keys_dev() -> None:
+    """Create (if absent) and print the local stage's dev keys, one `partner key` per line."""
+    from shared.auth import DevOnlyError, ensure_dev_api_keys
+
+    try:
+        dev_keys = ensure_dev_api_keys()
+    except DevOnlyError as exc:
+        raise click.ClickException(str(exc)) from None
+    for partner, key in dev_keys.items():
+        click.echo(f"{partner} {key}")
+
+
+@main.command()
+@click.option("--subject", required=True, help="The token's sub (a user or client id).")
+@click.option("--partner", default=None, help="The partner the token acts for (none: a member).")
+@click.option("--scopes", default=None,
+              help="Space- or comma-separated (default: stock:write catalog:write "
+                   "inventory:read).")
+@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(min=1),
+              help="Lifetime in seconds.")
+@click.pass_context
+def token(ctx: click.Context, subject: str, partner: str | None, scopes: str | None,
+          ttl: int) -> None:
+    """Print a bearer token from the local dev issuer (local stage only)."""
+    from shared.auth import DevOnlyError, issue_dev_token
+
+    if ctx.obj.get("stage") not in (None, "local"):
+        raise click.ClickException("dev tokens exist on the local stage only")
+    try:
+        chosen = scopes.replace(",", " ").split() if scopes is not None else None
+        click.echo(issue_dev_token(subject, partner_id=partner, scopes=chosen, ttl=ttl))
+    except DevOnlyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     """Root of the embedded adapters' state (event log, object folder). Durable across restarts."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    archive_max_records: int = Field(10_000, ge=1, le=1_000_000)
+    """Records per event-archive object at most; files also roll when the record hour changes."""
+
     # Event bus
     bus: Literal["embedded", "kafka"] = "embedded"
     kafka_bootstrap_servers: str | None = None
@@ -50,6 +53,25 @@ class Settings(BaseSettings):
     cos_hmac_secret_access_key: SecretStr | None = None
     bucket_prefix: str = Field("", pattern=r"^[a-z0-9-]{0,20}$")
     """Prepended to every logical bucket name, so that stages can share one COS instance."""
+
+    # Auth (shared/auth.py): partner API keys always; OIDC bearer tokens when a JWKS is known
+    jwt_issuer: str | None = None
+    """The ``iss`` bearer tokens must carry, e.g. App ID's
+    ``https://<region>.appid.cloud.ibm.com/oauth/v4/<tenant-id>``."""
+    jwt_audience: str | None = None
+    """The ``aud`` bearer tokens must carry (App ID: the application's client id)."""
+    jwt_jwks_url: str | None = None
+    """The issuer's public keys: an http(s) URL (App ID: ``<issuer>/publickeys``), a ``file://``
+    URL or a path. Outside the local stage, bearer tokens are refused unless this, the issuer and
+    the audience are all set; on local, unset means the dev issuer's keys."""
+    jwt_partner_claim: str = Field("partner_id", min_length=1)
+    """The token claim that names the partner a token acts for; absent for members."""
+    jwt_leeway_s: int = Field(30, ge=0, le=300)
+    """Clock skew tolerated on ``exp``, ``iat`` and ``nbf``."""
+    jwks_cache_ttl_s: int = Field(300, ge=10)
+    """How long fetched JWKS keys are trusted before they are fetched again."""
+    api_key_cache_ttl_s: float = Field(30.0, ge=0, le=600)
+    """How long a looked-up API key is kept in memory; a revocation takes effect within it."""
 
     @model_validator(mode="after")
     def _real_adapters_are_configured(self) -> Settings:

@@ -22,13 +22,14 @@ COMMANDS = [
     [], ["up"], ["worker"], ["invoke"], ["validate"], ["provision"],
     ["dlq"], ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"],
     ["schema"], ["schema", "export"],
+    ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["keys", "dev"],
+    ["token"], ["demo"],
 ]
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    # configure_logging binds the stream it is first given for good; under CliRunner that is a
-    # capture buffer closed after the call, so leave logging alone here.
+    # Logging setup is process-wide; the tests here look at the commands' own output.
     monkeypatch.setattr(shared.cli, "configure_logging", lambda *args, **kwargs: None)
     # The runtime exports a function's environment into os.environ; let monkeypatch undo it.
     monkeypatch.setenv("FLAKY_SWITCH", "/nonexistent")

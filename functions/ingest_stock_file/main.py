@@ -1,0 +1,28 @@
+"""ingest_stock_file: a partner dropped a stock file; each good line becomes a stock-reported event.
+
+Triggered by writes to the ``partner-drops`` bucket (``{partner}/.../stock.csv``). The work is in
+:mod:`shared.ingest`: stream the file, publish in chunks with checkpoints, write the report.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import functions_framework.aio as ff
+from cloudevents.http import CloudEvent
+
+from events.envelope import parse_event
+from shared.adapters import bucket, get_store
+from shared.ingest import ingest_stock_drop
+from shared.publisher import publish_many
+
+log = logging.getLogger("retailfn.ingest_stock_file")
+
+
+@ff.cloud_event
+def ingest_stock_file(cloud_event: CloudEvent) -> None:
+    event = parse_event(cloud_event)
+    outcome = ingest_stock_drop(event.data, store=get_store(), state_bucket=bucket("state"),
+                                publish=publish_many)
+    log.info("stock file %s", outcome.status,
+             extra={"event_id": event.id, "key": event.data.key, **outcome.log_fields()})
