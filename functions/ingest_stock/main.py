@@ -1,0 +1,57 @@
+"""ingest_stock: fold a partner's stock report into the availability view, announce the change.
+
+Triggered by ``inventory.stock-reported`` (our CloudEvents, or Code Engine's
+``dev.knative.kafka.event`` around a partner's raw JSON). Published event ids derive from the
+input's (source, id), so a redelivered input re-publishes the same ids and consumers drop them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import functions_framework.aio as ff
+from cloudevents.http import CloudEvent
+
+from events.envelope import Event, new_event, parse_event
+from events.inventory import StockReported
+from shared.domain.inventory import InventoryRuleViolation, normalize
+from shared.errors import PermanentError
+from shared.inventory import AvailabilityView, ProductCatalog
+from shared.publisher import publish_many
+
+SOURCE = "/functions/ingest_stock"
+_IDS = uuid.UUID("0b9f6a3e-3c39-5d2e-9b7a-6f0e1d2c3b4a")
+log = logging.getLogger("retailfn.ingest_stock")
+
+
+@ff.cloud_event
+def ingest_stock(cloud_event: CloudEvent) -> None:
+    event = parse_event(cloud_event)
+    if not isinstance(event.data, StockReported):
+        raise PermanentError(f"type: ingest_stock takes stock-reported events, not {event.type}")
+    report = event.data
+    sku = ProductCatalog().sku_for(report.partner_id, report.partner_sku)
+    if sku is None:
+        raise PermanentError(
+            f"partner_sku: {report.partner_id}/{report.partner_sku} is not in the catalog; "
+            "the partner must introduce the product first"
+        )
+    try:
+        normalized = normalize(report)
+        decision = AvailabilityView().apply(sku, normalized, event_id=f"{event.source} {event.id}")
+    except InventoryRuleViolation as violation:
+        raise PermanentError(str(violation)) from violation
+    if decision.events:
+        publish_many(_announce(event, sku, payload) for payload in decision.events)
+    log.info("stock report %s", decision.outcome, extra={
+        "event_id": event.id, "sku": sku, "partner_id": report.partner_id,
+        "location_id": report.location_id, "published": len(decision.events),
+    })
+
+
+def _announce(cause: Event[Any], sku: str, payload: Any) -> Event[Any]:
+    event_id = uuid.uuid5(_IDS, f"{cause.source}\n{cause.id}\n{payload.ce_type}")
+    extensions = {k: v for k, v in cause.extensions.items() if k in ("traceparent", "tracestate")}
+    return new_event(payload, source=SOURCE, subject=sku, id=str(event_id), extensions=extensions)

@@ -1,0 +1,15 @@
+"""Inventory state over the object store: the product catalog and the availability view."""
+
+from shared.inventory.availability import AvailabilityView, ViewContention, availability_key
+from shared.inventory.catalog import CatalogConflict, ProductCatalog
+from shared.inventory.pages import InvalidCursor, Page
+
+__all__ = [
+    "AvailabilityView",
+    "CatalogConflict",
+    "InvalidCursor",
+    "Page",
+    "ProductCatalog",
+    "ViewContention",
+    "availability_key",
+]

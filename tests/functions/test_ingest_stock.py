@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from cloudevents.http import CloudEvent
+
+from events.envelope import Event, event_from_sample, from_kafka, new_event
+from events.inventory import BackInStock, OutOfStock, StockChanged, StockReported
+from events.samples import load_sample
+from functions.ingest_stock.main import ingest_stock
+from shared.adapters import get_bus, get_store
+from shared.errors import PermanentError
+from shared.inventory import AvailabilityView, ProductCatalog
+from shared.runtime.app import provision
+
+T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+SKU = "YOGA-MAT-4MM"
+
+
+@pytest.fixture(autouse=True)
+def catalog() -> ProductCatalog:
+    provision(get_bus(), get_store())
+    catalog = ProductCatalog()
+    catalog.put(event_from_sample("product-introduced").data)
+    return catalog
+
+
+def stock_event(on_hand: int = 48, *, reserved: int = 3, seq: int | None = 1017,
+                at: datetime = T0, location: str = "DC-BERLIN-1",
+                partner_sku: str = "YM-4MM-PURPLE", event_id: str | None = None) -> CloudEvent:
+    report = StockReported(
+        partner_id="acme", partner_sku=partner_sku, location_id=location, region="eu",
+        on_hand=Decimal(on_hand), reserved=Decimal(reserved), reported_at=at, sequence=seq,
+    )
+    return new_event(report, source="/partners/acme", id=event_id).to_cloudevent()
+
+
+def published() -> list[Event[Any]]:
+    records = get_bus().read_all("inventory.stock-changed")
+    return [from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers) for r in records]
+
+
+def test_a_stock_report_updates_the_view_and_publishes_stock_changed() -> None:
+    ingest_stock(stock_event(48, reserved=3))
+
+    [event] = published()
+    assert isinstance(event.data, StockChanged)
+    assert (event.data.sku, event.data.available, event.data.previous_available) == (SKU, 45, None)
+    assert event.source == "/functions/ingest_stock"
+    assert event.partitionkey == f"{SKU}:DC-BERLIN-1"
+    assert AvailabilityView().get(SKU).available == 45
+
+
+def test_code_engines_kafka_event_is_ingested_too() -> None:
+    sample = load_sample("codeengine-kafka-stock-reported")
+    ce = CloudEvent({k: v for k, v in sample.items() if k != "data"}, sample["data"])
+
+    ingest_stock(ce)
+
+    assert AvailabilityView().get(SKU).available == 45
+
+
+def test_an_older_report_after_a_newer_one_does_not_change_availability() -> None:
+    ingest_stock(stock_event(48, seq=1017))
+
+    ingest_stock(stock_event(5, seq=1016))
+
+    assert AvailabilityView().get(SKU).available == 45
+    assert len(published()) == 1
+
+
+def test_the_same_report_in_another_event_changes_nothing_and_publishes_nothing() -> None:
+    ingest_stock(stock_event(48))
+
+    ingest_stock(stock_event(48))  # a partner's retry: new event id, same report
+
+    assert len(published()) == 1
+
+
+def test_the_same_event_twice_has_one_effect() -> None:
+    event = stock_event(48, event_id="report-1")
+
+    ingest_stock(event)
+    ingest_stock(event)
+
+    # The redelivery re-announces under the same ids (its first run may have died before
+    # publishing); consumers deduplicate on (source, id), so the effect is one change.
+    assert AvailabilityView().get(SKU).available == 45
+    assert len({(e.source, e.id) for e in published()}) == 1
+
+
+def test_out_of_stock_and_back_in_stock_are_published_in_order() -> None:
+    ingest_stock(stock_event(10, reserved=0, seq=1))
+    ingest_stock(stock_event(0, reserved=0, seq=2))
+    ingest_stock(stock_event(7, reserved=0, seq=3))
+
+    kinds = [type(e.data) for e in sorted(published(), key=lambda e: e.origin.offset)]
+    assert kinds == [StockChanged, StockChanged, OutOfStock, StockChanged, BackInStock]
+
+
+def test_an_unknown_partner_sku_is_a_permanent_error() -> None:
+    with pytest.raises(PermanentError, match="not in the catalog"):
+        ingest_stock(stock_event(partner_sku="NEVER-INTRODUCED"))
+
+    assert published() == []
+
+
+def test_twenty_concurrent_reports_for_one_sku_at_different_locations_all_land() -> None:
+    start = threading.Barrier(20)
+
+    def report(n: int) -> None:
+        start.wait()
+        ingest_stock(stock_event(n + 1, reserved=0, location=f"STORE-{n:02d}"))
+
+    with ThreadPoolExecutor(20) as pool:
+        list(pool.map(report, range(20)))
+
+    availability = AvailabilityView().get(SKU)
+    assert len(availability.levels) == 20
+    assert availability.available == sum(range(1, 21))
+    assert len(published()) == 20
+
+
+def test_a_partner_sku_with_a_slash_is_mapped(catalog: ProductCatalog) -> None:
+    product = event_from_sample("product-introduced").data
+    catalog.put(product.model_copy(update={"sku": "MAT-SLASH", "partner_sku": "mats/4mm"}))
+
+    ingest_stock(stock_event(3, reserved=0, partner_sku="mats/4mm", at=T0 + timedelta(1)))
+
+    assert AvailabilityView().get("MAT-SLASH").available == 3
+
+
+def test_a_fraction_of_an_each_is_a_permanent_error() -> None:
+    report = StockReported(partner_id="acme", partner_sku="YM-4MM-PURPLE", location_id="DC-1",
+                           region="eu", on_hand=Decimal("1.5"), reported_at=T0)
+
+    with pytest.raises(PermanentError, match="whole number"):
+        ingest_stock(new_event(report, source="/partners/acme").to_cloudevent())
+
+
