@@ -75,7 +75,7 @@ def through_runtime(n: int) -> float:
         if start is None and worker.processed:
             start = time.perf_counter()
             first = worker.processed
-        time.sleep(0.001)
+        time.sleep(0.01)
     elapsed = time.perf_counter() - start  # type: ignore[operator]
     runtime.stop()
     return (n - first) / elapsed

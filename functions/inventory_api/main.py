@@ -41,8 +41,6 @@ Q = TypeVar("Q", bound=BaseModel)
 @ff.http
 @problem_responses
 async def inventory_api(request: Request) -> Response:
-    # Authentication goes here, once for both routes:
-    #   principal = authenticate(request, scopes={"inventory:read"})
     accept_language = request.headers.get("accept-language")
     if request.url.path.rstrip("/") == SEARCH_PATH:
         query = _query(request, SearchQuery)

@@ -42,8 +42,9 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """One record as read from a topic. A named tuple: the consume path builds one per record."""
+
     topic: str
     partition: int
     offset: int

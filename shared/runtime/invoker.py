@@ -43,6 +43,9 @@ class Outcome:
     dead_letter_id: str | None = None
 
 
+_OK_FIRST_TIME = Outcome("ok", 1)
+
+
 class Invoker:
     def __init__(self, function: LoadedFunction, delivery: Delivery, trigger: str,
                  dead_letter: Callable[[str, DeadLetter], None], stop: threading.Event | None = None,
@@ -107,7 +110,7 @@ class Invoker:
             self._latency.observe(time.perf_counter() - start)
             if log.isEnabledFor(logging.INFO):
                 log.info("event handled", extra={**self._fields(ce, attempt, t0), "outcome": "ok"})
-            return Outcome("ok", attempt)
+            return _OK_FIRST_TIME if attempt == 1 else Outcome("ok", attempt)
 
     def dead_letter_now(self, ce: CloudEvent, error: BaseException,
                         origin: dict[str, Any] | None = None) -> str:

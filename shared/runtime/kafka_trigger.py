@@ -9,7 +9,10 @@ after it carry on.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import queue
 import logging
 import threading
 from collections import defaultdict
@@ -21,7 +24,8 @@ from typing import Any
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import KafkaMessage, from_binary
 
-from shared.bus.port import Consumer, EventBus, Record, TopicPartition
+from events.platform import KAFKA_BATCH_TYPE
+from shared.bus.port import BusError, Consumer, EventBus, Record, TopicPartition
 from shared.config import KafkaTrigger
 from shared.observability import CONSUMER_LAG, EVENTS
 from shared.runtime.dedup import SeenLog
@@ -43,6 +47,10 @@ def _data(value: bytes) -> Any:
         return value
 
 
+def _raw(value: bytes) -> bytes:
+    return value
+
+
 def record_to_cloudevent(record: Record) -> CloudEvent:
     """The CloudEvent a platform would deliver for this record.
 
@@ -55,7 +63,10 @@ def record_to_cloudevent(record: Record) -> CloudEvent:
     headers = dict(record.headers)
     if "ce_specversion" in headers:
         try:
-            return from_binary(KafkaMessage(headers=headers, key=key, value=record.value))
+            # The value stays bytes, as a platform's HTTP delivery leaves it to the function:
+            # parse_event decodes it once, where it is needed.
+            return from_binary(KafkaMessage(headers=headers, key=key, value=record.value),
+                               data_unmarshaller=_raw)
         except Exception as exc:  # the SDK raises several types for a broken record
             raise UnreadableRecord(f"broken binary-mode CloudEvent: {exc}") from exc
     return raw_record_event(record, key)
@@ -94,6 +105,39 @@ def unreadable_record_event(record: Record) -> CloudEvent:
     return event
 
 
+def batch_event(tp: TopicPartition, records: list[Record]) -> CloudEvent:
+    """One ``mode: batch`` delivery: consecutive records of one partition, values untouched."""
+    items = []
+    for r in records:
+        try:
+            value, encoding = r.value.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            value, encoding = base64.b64encode(r.value).decode("ascii"), "base64"
+        items.append({
+            "offset": r.offset, "timestamp_ms": r.timestamp_ms,
+            "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
+            "headers": {k: v.decode("utf-8", "replace") for k, v in r.headers},
+            "value": value, "value_encoding": encoding,
+        })
+    first, last = records[0].offset, records[-1].offset
+    return CloudEvent({
+        "type": KAFKA_BATCH_TYPE,
+        "source": f"/kafka/{tp.topic}",
+        "id": f"{tp.topic}+{tp.partition}+{first}+{last}",
+        "subject": f"partition:{tp.partition}#{first}-{last}",
+        "datacontenttype": "application/json",
+    }, {"topic": tp.topic, "partition": tp.partition, "records": items})
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """A handled poll: the offsets to commit and the dedup keys to persist first."""
+
+    offsets: dict[TopicPartition, int]
+    keys: list[str]
+    name: str
+
+
 class KafkaTriggerWorker:
     def __init__(self, *, function: str, group: str, trigger: KafkaTrigger, bus: EventBus,
                  invoker: Invoker, seen: SeenLog, stop: threading.Event,
@@ -122,35 +166,98 @@ class KafkaTriggerWorker:
             self._thread.join(timeout)
 
     def run(self) -> None:
-        consumer = self.bus.consumer(self.group, [self.trigger.topic],
+        """Poll on this thread, handle on another, so the broker round trip and the function's
+        work overlap. Only this thread touches the consumer (it is not thread-safe): the handler
+        hands back the offsets it finished and this thread commits them before its next poll."""
+        consumer = self.bus.consumer(self.group, self.trigger.topics,
                                      start=self.trigger.start_position,
                                      client_id=f"retailfn-{self.function}")
         log.info("consumer started", extra={"function": self.function, "group": self.group,
-                                            "topic": self.trigger.topic})
+                                            "topics": self.trigger.topics})
         if self.on_ready:
             self.on_ready()
+        handoff: queue.Queue[list[Record] | None] = queue.Queue(maxsize=1)
+        finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+        handler = threading.Thread(target=self._handle_loop, args=(handoff, finished),
+                                   name=f"handle-{self.function}", daemon=True)
+        handler.start()
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and handler.is_alive():
+                self._commit_finished(consumer, finished)
                 records = consumer.poll(self.poll_timeout_s, self.trigger.batch_size)
-                if records:
-                    self._handle_batch(consumer, records)
+                while records and not self.stop.is_set() and handler.is_alive():
+                    try:
+                        handoff.put(records, timeout=0.05)
+                        records = []
+                    except queue.Full:
+                        self._commit_finished(consumer, finished)
                 self._report_lag(consumer)
         except Exception:
             log.exception("consumer failed", extra={"function": self.function})
             raise
         finally:
+            self.stop.set()
+            with contextlib.suppress(queue.Full):
+                handoff.put_nowait(None)
+            handler.join()
+            self._commit_finished(consumer, finished)
             consumer.close()
             if self._pool:
                 self._pool.shutdown(wait=True)
             log.info("consumer stopped", extra={"function": self.function,
                                                 "processed": self.processed})
 
-    def _handle_batch(self, consumer: Consumer, records: list[Record]) -> None:
+    def _handle_loop(self, handoff: queue.Queue[list[Record] | None],
+                     finished: queue.SimpleQueue[_Finished]) -> None:
+        while not self.stop.is_set():
+            try:
+                records = handoff.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if records is None:
+                return
+            done = self._handle_batch(records)
+            if done is not None:
+                finished.put(done)
+
+    def _commit_finished(self, consumer: Consumer,
+                         finished: queue.SimpleQueue[_Finished]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        while True:
+            try:
+                done = finished.get_nowait()
+            except queue.Empty:
+                break
+            # The poll's ids are durable before its offsets are committed: one object per poll,
+            # named after its first record, so a re-delivered poll overwrites its own. Done here,
+            # on the polling thread, so the write overlaps the next poll's handling.
+            self.seen.persist(done.name, done.keys)
+            for tp, offset in done.offsets.items():
+                offsets[tp] = max(offset, offsets.get(tp, 0))
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets)
+        except BusError:
+            # Partitions moved to another member meanwhile: it re-reads from the last commit
+            # (at least once), and the dedup log keeps the effects single.
+            log.warning("commit failed; records will be redelivered",
+                        extra={"function": self.function}, exc_info=True)
+
+    def _handle_batch(self, records: list[Record]) -> _Finished | None:
+        """Handle one poll; return the offsets to commit (up to the first abandoned record)."""
         by_partition: dict[TopicPartition, list[Record]] = defaultdict(list)
         for r in records:
             by_partition[r.tp].append(r)
         results: dict[tuple[TopicPartition, int], _Handled] = {}
-        if self._pool is None:
+        if self.trigger.mode == "batch":
+            for tp, rs in by_partition.items():
+                handled = self._handle_partition_batch(tp, rs)
+                for r in rs:
+                    results[(tp, r.offset)] = handled
+                if not handled.delivered:
+                    break
+        elif self._pool is None:
             for tp, rs in by_partition.items():
                 for r in rs:
                     results[(tp, r.offset)] = handled = self._handle(r)
@@ -169,21 +276,16 @@ class KafkaTriggerWorker:
                 if handled is None or not handled.delivered:
                     break
                 done[tp].append((r, handled.dedup_key))
-        self._commit(consumer, done)
-
-    def _commit(self, consumer: Consumer,
-                done: dict[TopicPartition, list[tuple[Record, str | None]]]) -> None:
         offsets = {tp: rs[-1][0].offset + 1 for tp, rs in done.items() if rs}
         if not offsets:
-            return
-        # The poll's ids are durable before its offsets are committed: one object per poll,
-        # named after its first record, so a re-delivered poll overwrites its own.
-        keys = [k for rs in done.values() for _, k in rs if k]
+            return None
         first_tp = min(tp for tp, rs in done.items() if rs)
-        self.seen.persist(f"{first_tp.topic}+{first_tp.partition}+{done[first_tp][0][0].offset}",
-                          keys)
-        consumer.commit(offsets)
         self.processed += sum(len(rs) for rs in done.values())
+        return _Finished(
+            offsets=offsets,
+            keys=[k for rs in done.values() for _, k in rs if k],
+            name=f"{first_tp.topic}+{first_tp.partition}+{done[first_tp][0][0].offset}",
+        )
 
     def _handle(self, record: Record) -> _Handled:
         origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
@@ -206,6 +308,11 @@ class KafkaTriggerWorker:
             return _Handled(True)
         self.seen.add(dedup_key)
         return _Handled(True, dedup_key)
+
+    def _handle_partition_batch(self, tp: TopicPartition, records: list[Record]) -> _Handled:
+        origin = {"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset}
+        outcome = self.invoker.deliver(batch_event(tp, records), origin)
+        return _Handled(outcome.status != "abandoned")
 
     def _report_lag(self, consumer: Consumer) -> None:
         lag = getattr(consumer, "lag", None)

@@ -1,0 +1,56 @@
+"""report_stock: partners post stock levels over HTTP; each line becomes a stock-reported event."""
+
+from __future__ import annotations
+
+import os
+
+import functions_framework.aio as ff
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from shared.auth import authenticate, require_partner
+from shared.bus import BusError
+from shared.httpfn import json_body, path_params
+from shared.idempotency import Idempotency, idempotency_key, request_fingerprint
+from shared.problems import payload_too_large, problem_responses, unavailable
+from shared.publisher import publish_many
+from shared.stock_reports import StockPost, stock_events
+
+PATH = "/v1/partners/{partner}/stock"
+
+
+def _batch_limit() -> int:
+    return int(os.environ.get("RETAILFN_STOCK_BATCH_LIMIT", "1000"))
+
+
+@ff.http
+@problem_responses
+async def report_stock(request: Request) -> Response:
+    partner = path_params(request, PATH)["partner"]
+    principal = await run_in_threadpool(authenticate, request, scopes={"stock:write"})
+    require_partner(principal, partner)
+    key = idempotency_key(request.headers)
+    body = await request.body()
+    fingerprint = request_fingerprint(request.method, request.url.path, body)
+    if key:
+        idem = Idempotency(f"report_stock/{partner}")
+        previous = await run_in_threadpool(idem.previous, key, fingerprint)
+        if previous is not None:
+            return JSONResponse(previous.body, status_code=previous.status,
+                                headers={"Idempotent-Replayed": "true"})
+    post = await json_body(request, StockPost)
+    if len(post.lines) > _batch_limit():
+        raise payload_too_large(f"At most {_batch_limit()} lines per request; "
+                                f"this one has {len(post.lines)}")
+    events = stock_events(partner, post, idempotency_key=key)
+    try:
+        await run_in_threadpool(publish_many, events)
+    except BusError:
+        # Never 202 for a write the bus did not take: the partner retries, same key, same ids.
+        raise unavailable("The event bus cannot take the report right now; retry",
+                          retry_after_s=5) from None
+    answer = {"accepted": len(events), "event_ids": [e.id for e in events]}
+    if key:
+        await run_in_threadpool(idem.remember, key, fingerprint, 202, answer)
+    return JSONResponse(answer, status_code=202)

@@ -1,0 +1,81 @@
+"""What a partner posts to ``POST /v1/partners/{partner}/stock``, and how it becomes events."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from events.envelope import Event, new_event
+from events.fields import Identifier, PartnerSku, Quantity, Region, UtcDatetime
+from events.inventory import StockReported, Unit
+from shared.problems import Problem, from_validation_error, problem_type
+
+
+class StockLine(BaseModel):
+    """One stock level as a partner reports it. ``reported_at`` defaults to the time received."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partner_sku: PartnerSku
+    location_id: Identifier
+    region: Region
+    on_hand: Quantity
+    reserved: Quantity = Decimal(0)
+    incoming: Quantity = Decimal(0)
+    unit: Unit = "each"
+    units_per_pack: int | None = Field(None, ge=1, le=100_000)
+    reported_at: UtcDatetime | None = None
+    sequence: int | None = Field(None, ge=0)
+
+
+class StockBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lines: list[StockLine] = Field(min_length=1)
+
+
+class StockPost(BaseModel):
+    """Either one line or ``{"lines": [...]}``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lines: list[StockLine]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        if isinstance(value, dict) and "lines" not in value:
+            return {"lines": [value]}
+        return value
+
+
+def stock_events(partner: str, post: StockPost, *, received_at: datetime | None = None,
+                 idempotency_key: str | None = None) -> list[Event[StockReported]]:
+    """One ``stock-reported`` event per line. With an idempotency key the ids are derived from
+    it, so that a retried request publishes the same ids and consumers drop the copies."""
+    received_at = received_at or datetime.now(UTC)
+    events = []
+    problems: list[Problem] = []
+    for n, line in enumerate(post.lines):
+        try:
+            payload = StockReported(partner_id=partner, **{
+                **line.model_dump(exclude_none=True),
+                "reported_at": line.reported_at or received_at,
+            })
+        except ValidationError as exc:  # rules across fields, e.g. packs need units_per_pack
+            problems.append(from_validation_error(exc, prefix=f"lines[{n}]"))
+            continue
+        event_id = (str(uuid.UUID(bytes=hashlib.sha256(
+            f"{partner}\0{idempotency_key}\0{n}".encode()).digest()[:16], version=4))
+            if idempotency_key else None)
+        events.append(new_event(payload, source=f"/partners/{partner}/stock", id=event_id))
+    if problems:
+        errors = [e for p in problems for e in p.errors]
+        raise Problem(422, "Request body is not valid",
+                      f"{len(errors)} field{'s' if len(errors) != 1 else ''} failed validation",
+                      type=problem_type("validation-error"), errors=errors)
+    return events
