@@ -229,6 +229,23 @@ def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
         sys.exit(1)
 
 
+@main.command()
+@click.option("--port", default=0, type=int, help="HTTP port (default: any free port).")
+@click.option("--verbose", is_flag=True, help="Also print the functions' JSON logs.")
+@click.pass_context
+def demo(ctx: click.Context, port: int, verbose: bool) -> None:
+    """Run the service on the embedded default with sample traffic; print what happened."""
+    from shared.demo import run_demo
+
+    settings = get_settings()
+    if settings.bus != "embedded" or settings.objectstore != "local":
+        raise click.ClickException("the demo runs on the embedded default (RETAILFN_BUS=embedded,"
+                                   " RETAILFN_OBJECTSTORE=local)")
+    if not verbose:
+        logging.getLogger().setLevel(logging.ERROR)
+    run_demo(_service(ctx), settings.data_dir.resolve(), click.echo, port)
+
+
 @main.group()
 def schema() -> None:
     """Event contracts."""
