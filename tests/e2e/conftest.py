@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared.adapters import reset_adapters
 from shared.settings import reset_settings
 from tests.servers import MotoS3, Tansu
 
@@ -57,6 +58,7 @@ def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
     try:
         yield Stack("real", env, broker, s3)
     finally:
+        reset_adapters()  # close the clients while their broker is still there to say goodbye
         broker.stop()
 
 
