@@ -515,6 +515,11 @@ class _EmbeddedConsumer(Consumer):
         with self._state.lock:
             return set(self._member.assigned)
 
+    def lag(self) -> dict[TopicPartition, int]:
+        with self._state.lock:
+            positions = dict(self._member.positions)
+        return {tp: max(self._bus._end_offset(tp) - pos, 0) for tp, pos in positions.items()}
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -350,5 +350,20 @@ class _KafkaConsumer(Consumer):
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._c.assignment()}
 
+    def lag(self) -> dict[TopicPartition, int]:
+        # The high watermark comes with each fetch response; no extra request is made.
+        out: dict[TopicPartition, int] = {}
+        for tp in self._c.assignment():
+            high = self._c.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = self._c.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if position is not None:
+                out[TopicPartition(tp.topic, tp.partition)] = max(high - position, 0)
+        return out
+
     def close(self) -> None:
         self._c.close(autocommit=False)

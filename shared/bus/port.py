@@ -96,6 +96,11 @@ class Consumer(abc.ABC):
     def assignment(self) -> set[TopicPartition]: ...
 
     @abc.abstractmethod
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records not yet read per assigned partition, as far as this member knows (cheap: no
+        extra broker round trip; a partition not fetched yet is left out)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Leave the group without committing; uncommitted records go to the next member."""
 

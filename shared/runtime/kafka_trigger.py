@@ -15,6 +15,7 @@ import json
 import queue
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -155,6 +156,7 @@ class KafkaTriggerWorker:
         self._pool = (ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{function}-unordered")
                       if trigger.ordering == "unordered" else None)
         self._thread: threading.Thread | None = None
+        self._lag_reported = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"kafka-{self.function}",
@@ -315,8 +317,9 @@ class KafkaTriggerWorker:
         return _Handled(outcome.status != "abandoned")
 
     def _report_lag(self, consumer: Consumer) -> None:
-        lag = getattr(consumer, "lag", None)
-        if lag is None:
-            return
-        for tp, n in lag().items():
+        now = time.monotonic()
+        if now - self._lag_reported < 1.0:
+            return  # a gauge: once a second is plenty
+        self._lag_reported = now
+        for tp, n in consumer.lag().items():
             CONSUMER_LAG.labels(self.function, tp.topic, str(tp.partition)).set(n)

@@ -202,6 +202,18 @@ def test_seek_rewinds(bus: EventBus, topic: str) -> None:
     assert [r.value for r in again] == [f"v{i}".encode() for i in range(3, 10)]
 
 
+def test_lag_counts_what_a_member_has_not_read_yet(bus: EventBus, topic: str) -> None:
+    md = [bus.publish(topic, f"v{i}".encode(), key="one-key") for i in range(10)]
+    tp = TopicPartition(topic, md[0].partition)
+    with bus.consumer(unique("g"), [topic]) as consumer:
+        first = drain(consumer, 10)
+        consumer.seek(tp, 4)
+        assert len(first) == 10
+        assert consumer.lag().get(tp) == 6
+        drain(consumer, 6)
+        assert consumer.lag().get(tp) == 0
+
+
 def test_two_members_of_one_group_split_partitions_and_see_every_record_once(
     bus: EventBus, topic: str
 ) -> None:

@@ -146,3 +146,18 @@ def test_poison_record_is_dead_lettered_and_the_records_after_it_still_run(
     assert payload["function"] == "record_order"
     assert payload["event"]["id"] == "poison-1"
     assert payload["error"]["retryable"] is False
+
+
+def test_metrics_count_events_by_outcome_and_report_consumer_lag(runtime: Runtime) -> None:
+    event = event_from_sample("order-completed")
+    publish("sales.order-completed", event)
+    eventually(lambda: effects("record_order"))
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{runtime.port}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    text = eventually(lambda: (t := scrape()) and 'retailfn_consumer_lag{function="record_order"' in t
+                      and t)
+    assert 'retailfn_events_total{function="record_order",outcome="ok",trigger="kafka"}' in text
+    assert "retailfn_event_duration_seconds_bucket" in text
