@@ -7,7 +7,18 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from events.envelope import Event, new_event
 from events.fields import Identifier, PartnerSku, Quantity, Region, UtcDatetime
@@ -27,9 +38,24 @@ class StockLine(BaseModel):
     reserved: Quantity = Decimal(0)
     incoming: Quantity = Decimal(0)
     unit: Unit = "each"
-    units_per_pack: int | None = Field(None, ge=1, le=100_000)
+    units_per_pack: int | None = Field(None, ge=1, le=100_000, validate_default=True)
     reported_at: UtcDatetime | None = None
     sequence: int | None = Field(None, ge=0)
+
+    @field_validator("units_per_pack")
+    @classmethod
+    def _pack_size_goes_with_packs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # StockReported has the same rule, but checked here it is reported with every other bad
+        # field of the request, and named by its field rather than by the whole line.
+        unit = info.data.get("unit")
+        if unit is None:  # the unit itself is invalid; that error says enough
+            return value
+        packed = unit in ("pack", "case")
+        if packed and value is None:
+            raise ValueError(f"units_per_pack is required when unit is {unit!r}")
+        if not packed and value is not None:
+            raise ValueError(f"units_per_pack only applies to pack or case, not {unit!r}")
+        return value
 
 
 class StockBatch(BaseModel):
@@ -51,6 +77,29 @@ class StockPost(BaseModel):
         if isinstance(value, dict) and "lines" not in value:
             return {"lines": [value]}
         return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # What is accepted is either form (see _one_or_many), so say so in the OpenAPI document.
+        ref = handler(core_schema)
+        if handler.mode != "validation":
+            return ref
+        schema = handler.resolve_ref_schema(ref)
+        batch = {k: v for k, v in schema.items() if k not in ("title", "description")}
+        one_line = batch["properties"]["lines"]["items"]
+        title = schema.get("title")
+        schema.clear()
+        schema.update(title=title, description="Either one line or `{\"lines\": [...]}`.",
+                      anyOf=[batch, one_line])
+        return ref
+
+
+class StockAccepted(BaseModel):
+    """The answer to a stock post: each line was published as one ``stock-reported`` event."""
+
+    accepted: int = Field(ge=0, description="How many lines were published.")
+    event_ids: list[str] = Field(description="The events' ids, in the order of the lines.")
 
 
 def stock_events(partner: str, post: StockPost, *, received_at: datetime | None = None,

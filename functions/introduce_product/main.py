@@ -15,13 +15,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from events.envelope import new_event
+from events.fields import Identifier
 from events.inventory import ProductIntroduced
 from shared.auth import authenticate, require_partner
 from shared.bus import BusError
 from shared.httpfn import json_body, path_params
 from shared.inventory import CatalogConflict, ProductCatalog
 from shared.problems import Problem, from_validation_error, problem_responses, problem_type, unavailable
-from shared.products import ProductPost, product_event_id
+from shared.openapi import Answer, operation
+from shared.products import ProductPost, ProductRegistered, product_event_id
 from shared.publisher import publish
 
 PATH = "/v1/partners/{partner}/products"
@@ -40,6 +42,24 @@ def _register(product: ProductIntroduced) -> str:
     return outcome
 
 
+@operation(
+    "Introduce a product",
+    description="Registers the product in the shared catalog (so the partner's SKU maps at "
+                "once for its stock reports), then publishes `catalog.product-introduced`. "
+                "Posting the same product again is harmless.",
+    request=ProductPost,
+    path_params={"partner": Identifier},
+    responses={
+        201: Answer(ProductRegistered, "The product is new in the catalog",
+                    {"Location": "The product in the inventory API"}),
+        200: Answer(ProductRegistered, "The product was updated, or was already so",
+                    {"Location": "The product in the inventory API"}),
+    },
+    problems={
+        409: "The SKU belongs to another partner, or the partner SKU maps to another SKU",
+        503: "The event bus (or the key store) cannot take the product; retry",
+    },
+)
 @ff.http
 @problem_responses
 async def introduce_product(request: Request) -> Response:

@@ -16,14 +16,16 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import functions_framework.aio as ff
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from events.fields import Region, Sku
 from shared.httpfn import path_params
 from shared.inventory import InvalidCursor
-from shared.inventory.query import InventoryQueries, ItemQuery, SearchQuery
+from shared.inventory.query import InventoryItem, InventoryQueries, ItemQuery, SearchQuery
+from shared.openapi import ACCEPT_LANGUAGE, IF_NONE_MATCH, Answer, operation
 from shared.problems import (
     Problem,
     from_validation_error,
@@ -38,6 +40,62 @@ MAX_AGE_S = 5
 Q = TypeVar("Q", bound=BaseModel)
 
 
+# --- the answers, as /openapi.json documents them ---------------------------------------------
+
+
+class InventoryAnswer(InventoryItem):
+    """One SKU in a region, with its stock per partner and location."""
+
+    age_seconds: int | None = Field(
+        description="How old `as_of` is at the moment of the answer; null when nothing was "
+                    "reported.")
+
+
+class InventoryPage(BaseModel):
+    """A page of a region's catalog with availability (without per-location stock)."""
+
+    region: Region
+    items: list[InventoryItem]
+    next_cursor: str | None
+    as_of: datetime | None = Field(description="The newest report behind the page's numbers.")
+    age_seconds: int | None = Field(description="How old `as_of` is at the moment of the answer.")
+
+
+_CACHED = {"ETag": "Strong, over everything but `age_seconds`",
+           "Cache-Control": f"`max-age={MAX_AGE_S}`",
+           "Content-Language": "The language(s) of the names in the answer",
+           "Vary": "`Accept-Language`"}
+_NOT_MODIFIED = Answer(None, "The caller's copy (If-None-Match) is current",
+                       {k: v for k, v in _CACHED.items() if k != "Content-Language"})
+_BAD_QUERY = "A query parameter is not valid (`errors` names each); the cursor is not ours"
+
+
+@operation(
+    "Search availability",
+    path=SEARCH_PATH,
+    operation_id="search_inventory",
+    description="Products of the region's catalog (optionally under a category), by key order, "
+                "in the caller's language and the region's (or the asked-for) currency. With "
+                "`partner` or `location`, only products with stock there, counted there alone.",
+    query=SearchQuery,
+    headers=[IF_NONE_MATCH, ACCEPT_LANGUAGE],
+    responses={200: Answer(InventoryPage, "A page; `next_cursor` asks for the next", _CACHED),
+               304: _NOT_MODIFIED},
+    problems={400: _BAD_QUERY},
+)
+@operation(
+    "Get one SKU's availability",
+    path=ITEM_PATH,
+    operation_id="get_inventory_item",
+    description="The product in the caller's language and the region's (or the asked-for) "
+                "currency, with its stock in the region per partner and location.",
+    query=ItemQuery,
+    path_params={"sku": Sku},
+    headers=[IF_NONE_MATCH, ACCEPT_LANGUAGE],
+    responses={200: Answer(InventoryAnswer, "The SKU in the region", _CACHED),
+               304: _NOT_MODIFIED},
+    problems={400: _BAD_QUERY, 404: "The SKU is not in the region's catalog"},
+)
 @ff.http
 @problem_responses
 async def inventory_api(request: Request) -> Response:

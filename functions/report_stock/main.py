@@ -9,13 +9,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from events.fields import Identifier
 from shared.auth import authenticate, require_partner
 from shared.bus import BusError
 from shared.httpfn import json_body, path_params
 from shared.idempotency import Idempotency, idempotency_key, request_fingerprint
+from shared.openapi import IDEMPOTENCY_KEY, Answer, operation
 from shared.problems import payload_too_large, problem_responses, unavailable
 from shared.publisher import publish_many
-from shared.stock_reports import StockPost, stock_events
+from shared.stock_reports import StockAccepted, StockPost, stock_events
 
 PATH = "/v1/partners/{partner}/stock"
 
@@ -24,6 +26,25 @@ def _batch_limit() -> int:
     return int(os.environ.get("RETAILFN_STOCK_BATCH_LIMIT", "1000"))
 
 
+@operation(
+    "Report stock levels",
+    description="One line, or up to `RETAILFN_STOCK_BATCH_LIMIT` (1000) lines, of a partner's "
+                "stock per location; each line is published as one `inventory.stock-reported` "
+                "event. With `Idempotency-Key`, a retry publishes the same event ids.",
+    request=StockPost,
+    path_params={"partner": Identifier},
+    headers=[IDEMPOTENCY_KEY],
+    responses={202: Answer(StockAccepted, "Every line was published",
+                           {"Idempotent-Replayed": "`true` when this is the kept first answer"})},
+    problems={
+        400: "The body is not JSON, or the Idempotency-Key is malformed",
+        413: "More lines than the batch limit, or a body over the runtime's limit",
+        422: "A line failed validation (`errors` names each field), or the Idempotency-Key "
+             "was used before for a different request",
+        503: "The event bus (or the key store) cannot take the report; retry with the same "
+             "Idempotency-Key",
+    },
+)
 @ff.http
 @problem_responses
 async def report_stock(request: Request) -> Response:

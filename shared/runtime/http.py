@@ -30,6 +30,7 @@ from starlette.routing import compile_path
 
 from shared.config import ServiceConfig
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
+from shared.openapi import openapi_document, render_docs
 from shared.problems import (
     PROBLEM_JSON,
     Problem,
@@ -98,6 +99,7 @@ class HttpApp:
         static: dict[str, dict[str, _Target]],
         dynamic: list[tuple[Pattern[str], dict[str, _Target]]],
         ready: Callable[[], bool],
+        documents: Mapping[str, Callable[[], tuple[int, bytes, bytes] | Problem]] | None = None,
     ) -> None:
         self._static = static
         self._dynamic = dynamic
@@ -106,6 +108,7 @@ class HttpApp:
             "/healthz": lambda: (200, b"application/json", b'{"status":"ok"}'),
             "/readyz": self._readyz,
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST.encode(), generate_latest(REGISTRY)),
+            **(documents or {}),
         }
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._unrouted_latency = HTTP_LATENCY.labels(UNROUTED)
@@ -295,7 +298,8 @@ def build_http_app(
     body_limits: Mapping[str, int] | None = None,
 ) -> HttpApp:
     """One ASGI app serving every http trigger of ``service`` plus ``/healthz``, ``/readyz``
-    (200 while ``ready()``, else 503) and ``/metrics``.
+    (200 while ``ready()``, else 503), ``/metrics``, and the served routes' OpenAPI document at
+    ``/openapi.json`` with its HTML rendering at ``/docs`` (both built here, once).
 
     ``functions`` maps function names to their loaded handlers; a function left out is not
     served (a warning is logged if it has http triggers). ``body_limits`` overrides
@@ -307,6 +311,7 @@ def build_http_app(
         raise ValueError(f"body_limits names unknown functions: {', '.join(sorted(unknown))}")
     static: dict[str, dict[str, _Target]] = {}
     patterns: dict[str, dict[str, _Target]] = {}
+    served: dict[str, LoadedFunction] = {}
     for name, fn in service.functions.items():
         triggers = fn.triggers("http")
         if not triggers:
@@ -323,11 +328,29 @@ def build_http_app(
             max_body=body_limits.get(name, max_body_bytes),
             latency=HTTP_LATENCY.labels(name),
         )
+        served[name] = functions[name]
         for trigger in triggers:
             table = patterns if trigger.path_params else static
             table.setdefault(trigger.path, {})[trigger.method.upper()] = target
     dynamic = [(compile_path(path)[0], methods) for path, methods in patterns.items()]
-    return HttpApp(static, dynamic, ready)
+    return HttpApp(static, dynamic, ready, _api_documents(service, served))
+
+
+def _api_documents(service: ServiceConfig, served: Mapping[str, LoadedFunction],
+                   ) -> dict[str, Callable[[], tuple[int, bytes, bytes] | Problem]]:
+    try:
+        document = openapi_document(service, served)
+        spec = json.dumps(document, ensure_ascii=False, indent=1).encode()
+        page = render_docs(document).encode()
+    except Exception:
+        # The API itself must come up even if its description cannot be built.
+        access_log.exception("the OpenAPI document could not be built")
+        failed = Problem(500, detail="The API description could not be built; see the log")
+        return {"/openapi.json": lambda: failed, "/docs": lambda: failed}
+    return {
+        "/openapi.json": lambda: (200, b"application/json", spec),
+        "/docs": lambda: (200, b"text/html; charset=utf-8", page),
+    }
 
 
 # --- plumbing --------------------------------------------------------------------------------
