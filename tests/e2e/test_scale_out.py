@@ -22,7 +22,9 @@ PER_KEY = 400  # 20,000 events
 
 
 def _applied(store: LocalFolderStore) -> dict[str, list[int]]:
-    out = {}
+    out: dict[str, list[int]] = {}
+    if not store.bucket_exists("state"):
+        return out  # the workers provision it when they start
     for info in store.list("state", "effects/sequence/"):
         out[info.key.rsplit("/", 1)[-1].removesuffix(".json")] = json.loads(
             store.get("state", info.key).body)
