@@ -8,7 +8,6 @@ the wiring that this module does locally.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -194,12 +193,3 @@ class Runtime:
         log.info("serving HTTP", extra={"host": self.host, "port": self.port,
                                         "functions": sorted(http_functions)})
 
-
-def describe(service: ServiceConfig) -> str:
-    """A one-screen summary of what the runtime would wire, for ``retailfn up`` to print."""
-    lines = []
-    for name, fn in service.functions.items():
-        for ev in fn.events:
-            trig = getattr(ev, ev.kind)
-            lines.append(f"{name:<24} {ev.kind:<8} {json.dumps(trig.model_dump(by_alias=True), default=str)}")
-    return "\n".join(lines)
