@@ -86,6 +86,7 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self.http_server = None
         self._pending_ready = 0
+        self._swept = False
         self._ready_lock = threading.Lock()
         self._ready = threading.Event()
 
@@ -180,6 +181,21 @@ class Runtime:
         if jobs:
             self.scheduler = Scheduler(jobs, claims, self.stop_event)
             self.scheduler.start()
+        self._housekeeping = threading.Thread(target=self._sweep_claims, args=(claims,),
+                                              name="housekeeping", daemon=True)
+        self._housekeeping.start()
+
+    def _sweep_claims(self, claims: ClaimStore, every_s: float = 3600.0) -> None:
+        """Expired dedup claims are deleted hourly so the state bucket does not grow forever."""
+        while not self.stop_event.wait(every_s if self._swept else 5.0):
+            try:
+                removed = claims.sweep()
+            except Exception:  # housekeeping must never take the runtime down
+                log.exception("claim sweep failed")
+                continue
+            self._swept = True
+            if removed:
+                log.info("expired claims removed", extra={"removed": removed})
 
     def _start_http(self) -> None:
         from shared.runtime.http import build_http_app

@@ -86,6 +86,17 @@ class ClaimStore:
     def release(self, scope: str, key: str) -> None:
         self._store.delete(self._bucket, self._key(scope, key))
 
+    def sweep(self) -> int:
+        """Delete claims older than the TTL. A claim expires at most TTL after it was last
+        written, so the object's age decides without reading it. Returns how many went."""
+        horizon = datetime.now(UTC) - self._ttl
+        removed = 0
+        for info in list(self._store.list(self._bucket, f"{self._prefix}/")):
+            if info.last_modified < horizon:
+                self._store.delete(self._bucket, info.key, if_match=info.etag)
+                removed += 1
+        return removed
+
 
 class SeenLog:
     """Recently processed event keys of one function, in memory and in the object store."""

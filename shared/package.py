@@ -1,0 +1,193 @@
+"""``retailfn package``: one deployable folder (and a .zip) per function, plus a size report.
+
+``dist/<function>/`` holds everything one function needs and nothing else of the repository:
+
+* ``functions/__init__.py`` and ``functions/<function>/`` (its own code only);
+* ``shared/`` (the common layer) and ``events/`` (contracts, samples, schemas);
+* ``serverless.yaml`` (the runtime reads it for batch functions; Terraform and ops read it too);
+* ``requirements.txt``: the project's full pinned runtime set (not pruned per function: one
+  lock for every image keeps them identical and reproducible);
+* ``Dockerfile`` (+ ``.dockerignore``) and a ``Procfile`` for buildpack builds.
+
+Event and HTTP functions start as ``functions-framework --target <fn> --source
+functions/<fn>/main.py --asgi`` (port from ``$PORT``, 8080 by default, as Code Engine sets it).
+``PYTHONPATH=/app`` lets the function import ``shared`` and ``events``: functions-framework puts
+only the source file's own folder on ``sys.path``.
+
+A Kafka function with ``mode: batch`` is not a Code Engine subscription target (the platform
+delivers one record per event); it runs the project's runtime for that one function instead:
+``python -m shared.cli up --functions <fn>`` (the same command as the ``retailfn`` script, without
+installing the project) — ``up`` rather than ``worker`` so that the app listens on ``$PORT``
+with ``/healthz``, ``/readyz`` and ``/metrics``, which Code Engine's probes need.
+
+Nothing from ``tests/``, ``bench/``, ``__pycache__`` or compiled files goes in; the build checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.config import ServiceConfig
+
+EXCLUDED_PARTS = frozenset({"tests", "bench", "__pycache__", ".pytest_cache", ".mypy_cache",
+                            ".ruff_cache", ".retailfn", "dist", ".venv"})
+EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".tfplan", ".lock", ".swp")
+PYTHON_IMAGE = "python:3.11-slim"
+
+
+class PackageError(Exception):
+    """The package cannot be built; the message says why."""
+
+
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    return {n for n in names if n in EXCLUDED_PARTS or n.endswith(EXCLUDED_SUFFIXES)
+            or n.startswith(".")}
+
+
+def kind_of(service: ServiceConfig, name: str) -> str:
+    """``http``, ``event`` (one CloudEvent per request) or ``batch`` (runs the retailfn runtime)."""
+    fn = service.functions[name]
+    if any(t.mode == "batch" for t in fn.triggers("kafka")):
+        return "batch"
+    if fn.triggers("http"):
+        return "http"
+    return "event"
+
+
+def command_for(service: ServiceConfig, name: str) -> list[str]:
+    fn = service.functions[name]
+    if kind_of(service, name) == "batch":
+        return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml up "
+                f"--functions {name} --host 0.0.0.0 --port \"${{PORT:-8080}}\""]
+    source = fn.module.replace(".", "/") + ".py"
+    return ["functions-framework", "--target", fn.target, "--source", source, "--asgi"]
+
+
+def dockerfile(service: ServiceConfig, name: str) -> str:
+    cmd = json.dumps(command_for(service, name))
+    return f"""\
+# {service.service} / {name}: built by `retailfn package`; build context is this folder.
+FROM {PYTHON_IMAGE}
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONPATH=/app PORT=8080 \\
+    RETAILFN_DATA_DIR=/tmp/retailfn
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+USER 10001
+EXPOSE 8080
+CMD {cmd}
+"""
+
+
+def procfile(service: ServiceConfig, name: str) -> str:
+    cmd = command_for(service, name)
+    line = cmd[2] if cmd[0] == "sh" else " ".join(cmd) + " --port ${PORT:-8080}"
+    return f"web: {line}\n"
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, ignore=_ignore)
+
+
+def _checked_out(root: Path, out: Path) -> Path:
+    out = (out if out.is_absolute() else Path.cwd() / out).resolve()
+    protected = [root, *(root / p for p in ("shared", "events", "functions", "tests", "bench",
+                                            "infra", ".venv"))]
+    if out in protected or any(out.is_relative_to(p) for p in protected[1:]):
+        raise PackageError(f"--out {out} would write into the project's own folders; "
+                           "use a folder of its own such as dist/")
+    return out
+
+
+def build_package(service: ServiceConfig, root: Path, out: Path, name: str) -> dict[str, Any]:
+    fn = service.functions[name]
+    module_dir = root / Path(*fn.module.split(".")[:-1])
+    if not (root / (fn.module.replace(".", "/") + ".py")).is_file():
+        raise PackageError(f"functions.{name}.handler: no file for module {fn.module!r}")
+    target = out / name
+    archive = out / f"{name}.zip"
+    if target.exists():
+        shutil.rmtree(target)
+    archive.unlink(missing_ok=True)
+    target.mkdir(parents=True)
+
+    # The function's own package path (functions/<name>/) with every __init__.py on the way.
+    parts = fn.module.split(".")[:-1]
+    for i in range(1, len(parts)):
+        init = root.joinpath(*parts[:i], "__init__.py")
+        if init.is_file():
+            (target.joinpath(*parts[:i])).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(init, target.joinpath(*parts[:i], "__init__.py"))
+    _copy_tree(module_dir, target / module_dir.relative_to(root))
+    for layer in ("shared", "events"):
+        _copy_tree(root / layer, target / layer)
+    for single in ("requirements.txt", "serverless.yaml"):
+        if not (root / single).is_file():
+            raise PackageError(f"{root / single} is missing")
+        shutil.copy2(root / single, target / single)
+    (target / "Dockerfile").write_text(dockerfile(service, name), encoding="utf-8")
+    (target / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
+    (target / "Procfile").write_text(procfile(service, name), encoding="utf-8")
+
+    files = sorted(p for p in target.rglob("*") if p.is_file())
+    bad = [str(p.relative_to(target)) for p in files
+           if EXCLUDED_PARTS & set(p.relative_to(target).parts)
+           or p.name.endswith((".pyc", ".pyo"))]
+    if bad:
+        raise PackageError(f"{name}: excluded files in the package: {bad[:5]}")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in files:
+            zf.write(p, p.relative_to(target).as_posix())
+    return {
+        "function": name,
+        "kind": kind_of(service, name),
+        "handler": fn.handler,
+        "target": fn.target,
+        "source": fn.module.replace(".", "/") + ".py",
+        "command": command_for(service, name),
+        "base_image": PYTHON_IMAGE,
+        # infra/ runs <image_registry>/<image_name>:<image_tag>
+        "image_name": name.replace("_", "-"),
+        "path": str(target),
+        "archive": str(archive),
+        "files": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "archive_bytes": archive.stat().st_size,
+        "environment": service.environment_for(name),
+    }
+
+
+def build_packages(service: ServiceConfig, root: Path, out: Path,
+                   functions: Sequence[str] | None = None) -> dict[str, Any]:
+    """Build the packages and ``<out>/manifest.json``; returns the manifest."""
+    root = root.resolve()
+    names = list(functions or service.functions)
+    unknown = [n for n in names if n not in service.functions]
+    if unknown:
+        raise PackageError(f"unknown function(s) {', '.join(unknown)}; "
+                           f"known: {', '.join(sorted(service.functions))}")
+    out = _checked_out(root, out)
+    out.mkdir(parents=True, exist_ok=True)
+    packages = [build_package(service, root, out, n) for n in names]
+    # A subset rebuild keeps the entries of the other packages that are still there.
+    previous = out / "manifest.json"
+    if functions and previous.is_file():
+        try:
+            kept = [p for p in json.loads(previous.read_text())["packages"]
+                    if p["function"] not in names and Path(p["path"]).is_dir()]
+        except (ValueError, KeyError, TypeError):
+            kept = []
+        packages = sorted([*kept, *packages], key=lambda p: p["function"])
+    manifest = {"service": service.service, "stage": service.stage,
+                "requirements": "requirements.txt (the project's pinned runtime set)",
+                "packages": packages}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
