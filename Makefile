@@ -34,4 +34,21 @@ bench: venv
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .retailfn build *.egg-info
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .retailfn build *.egg-info
+
+# Static checks of infra/ and serverless.yaml with checkov, from its own venv (.venv-tools), so
+# that checkov's dependencies never touch the project's venv.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+CHECKOV := $(TOOLS)/bin/checkov --skip-download --quiet --compact
+
+$(TOOLS_STAMP): requirements-tools.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	touch $(TOOLS_STAMP)
+
+.PHONY: check-infra
+check-infra: venv $(TOOLS_STAMP)
+	$(BIN)/retailfn infra generate --check
+	$(CHECKOV) -d infra --framework terraform terraform_json secrets
+	$(CHECKOV) -f serverless.yaml --framework serverless

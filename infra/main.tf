@@ -1,4 +1,8 @@
-# retailfn on IBM Cloud: the service instances the functions use.
+# retailfn on IBM Cloud: the service instances, the Code Engine project and the generated module.
+#
+# Hand-written here: instances, IAM, App ID, secrets, variables, outputs.
+# Generated (infra/generated/, `retailfn infra generate`): topics, buckets, one app per function,
+# the Code Engine subscriptions that match each trigger of serverless.yaml.
 terraform {
   required_version = ">= 1.5"
   required_providers {
@@ -13,39 +17,54 @@ provider "ibm" {
   region = var.region
 }
 
-variable "region" {
-  type        = string
-  description = "IBM Cloud region for Event Streams, the COS buckets and Code Engine."
-  default     = "eu-de"
-}
-
-variable "resource_group_id" {
-  type        = string
-  description = "Resource group that holds every instance."
-}
-
-variable "bucket_prefix" {
-  type        = string
-  description = "Prefix of every bucket name, one per stage (COS bucket names are global)."
-}
-
-variable "event_streams_plan" {
-  type    = string
-  default = "standard"
+locals {
+  name = "retailfn-${var.stage}"
 }
 
 resource "ibm_resource_instance" "event_streams" {
-  name              = "${var.bucket_prefix}-event-streams"
+  name              = "${local.name}-event-streams"
   service           = "messagehub"
   plan              = var.event_streams_plan
   location          = var.region
   resource_group_id = var.resource_group_id
+  service_endpoints = var.service_endpoints
+  tags              = ["retailfn", var.stage]
 }
 
 resource "ibm_resource_instance" "cos" {
-  name              = "${var.bucket_prefix}-cos"
+  name              = "${local.name}-cos"
   service           = "cloud-object-storage"
   plan              = "standard"
   location          = "global"
   resource_group_id = var.resource_group_id
+  tags              = ["retailfn", var.stage]
+}
+
+resource "ibm_code_engine_project" "retailfn" {
+  name              = local.name
+  resource_group_id = var.resource_group_id
+}
+
+# Topics, buckets (with per-bucket Writer policies), one app per function and the subscriptions.
+module "functions" {
+  source = "./generated"
+
+  stage                     = var.stage
+  region                    = var.region
+  bucket_prefix             = var.bucket_prefix
+  event_streams_instance_id = ibm_resource_instance.event_streams.id
+  cos_instance_id           = ibm_resource_instance.cos.id
+  cos_instance_guid         = ibm_resource_instance.cos.guid
+  functions_service_id      = ibm_iam_service_id.functions.id
+  project_id                = ibm_code_engine_project.retailfn.project_id
+  image_registry            = var.image_registry
+  image_tag                 = var.image_tag
+  image_secret              = var.registry_api_key == "" ? null : ibm_code_engine_secret.registry[0].name
+  max_instances             = var.max_instances
+  platform_config_map       = ibm_code_engine_config_map.platform.name
+  event_streams_secret      = ibm_code_engine_secret.event_streams.name
+  cos_secret                = ibm_code_engine_secret.cos.name
+  kafka_subscription_secret = ibm_code_engine_secret.kafka_subscription.name
+  archive_after_days        = var.archive_after_days
+  dead_letter_expiry_days   = var.dead_letter_expiry_days
 }

@@ -16,9 +16,9 @@ only the source file's own folder on ``sys.path``.
 
 A Kafka function with ``mode: batch`` is not a Code Engine subscription target (the platform
 delivers one record per event); it runs the project's runtime for that one function instead:
-``python -m shared.cli up --functions <fn>`` (the same command as the ``retailfn`` script, without
-installing the project) — ``up`` rather than ``worker`` so that the app listens on ``$PORT``
-with ``/healthz``, ``/readyz`` and ``/metrics``, which Code Engine's probes need.
+``python -m shared.cli worker --functions <fn> --port $PORT`` (the same command as the ``retailfn``
+script, without installing the project); the port serves ``/healthz``, ``/readyz`` and
+``/metrics``, which Code Engine's probes need.
 
 Nothing from ``tests/``, ``bench/``, ``__pycache__`` or compiled files goes in; the build checks it.
 """
@@ -62,7 +62,7 @@ def kind_of(service: ServiceConfig, name: str) -> str:
 def command_for(service: ServiceConfig, name: str) -> list[str]:
     fn = service.functions[name]
     if kind_of(service, name) == "batch":
-        return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml up "
+        return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
                 f"--functions {name} --host 0.0.0.0 --port \"${{PORT:-8080}}\""]
     source = fn.module.replace(".", "/") + ".py"
     return ["functions-framework", "--target", fn.target, "--source", source, "--asgi"]

@@ -8,6 +8,7 @@ the Terraform under ``infra/`` (read with python-hcl2), with the partitions the 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import hcl2
 
 from events.catalog import TOPICS
-from shared.config import ServiceConfig
+from shared.config import ConfigError, ServiceConfig
 from shared.runtime.loader import HandlerError, load_function
 
 _BUCKET_PREFIX = re.compile(r"^\$\{var\.[a-z_]*prefix[a-z_]*\}-?")
@@ -34,25 +35,53 @@ class InfraDefinitions:
     """Topic name -> its attributes and the file that defines it."""
     buckets: dict[str, str] = field(default_factory=dict)
     """Logical bucket name -> the file that defines it."""
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Function name (its Terraform name) -> the app's attributes and file."""
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    """The ``input`` of each generated subscription (kind, function, event, topic, bucket, ...)."""
+    generated_for: str | None = None
+    """The service ``infra/generated`` was generated from (its ``locals.generated_for``)."""
+
+    def files_defining(self, what: str) -> str:
+        files = sorted({v["file"] for v in self.topics.values()} if what == "topics"
+                       else set(self.buckets.values()))
+        return ", ".join(files) or "infra/"
 
 
 def _resources(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(type, name, attributes) of every resource; hcl2 gives a list of blocks, JSON a mapping."""
+    blocks = doc.get("resource", [])
     out = []
-    for block in doc.get("resource", []):
+    for block in blocks if isinstance(blocks, list) else [blocks]:
         for rtype, named in block.items():
+            if rtype == "//":
+                continue
             for rname, attrs in named.items():
                 out.append((_unquote(rtype), _unquote(rname), attrs))
     return out
 
 
+def load_terraform(path: Path) -> dict[str, Any]:
+    """One Terraform file: python-hcl2 for ``.tf``, JSON for ``.tf.json``."""
+    with path.open(encoding="utf-8") as f:
+        return json.load(f) if path.name.endswith(".tf.json") else hcl2.load(f)
+
+
+def terraform_files(folder: Path) -> list[Path]:
+    return sorted([*folder.rglob("*.tf"), *folder.rglob("*.tf.json")])
+
+
 def read_infra(folder: Path) -> InfraDefinitions:
-    """Topics, buckets and subscriptions defined by the Terraform files in ``folder``."""
+    """Topics, buckets, apps and subscriptions defined by the Terraform files in ``folder``."""
     found = InfraDefinitions()
-    for path in sorted(folder.rglob("*.tf")):
-        with path.open(encoding="utf-8") as f:
-            doc = hcl2.load(f)
+    for path in terraform_files(folder):
+        doc = load_terraform(path)
         rel = str(path.relative_to(folder.parent))
-        for rtype, _rname, attrs in _resources(doc):
+        for block in doc.get("locals", []) if isinstance(doc.get("locals"), list) else [
+                doc.get("locals") or {}]:
+            if isinstance(block, dict) and isinstance(block.get("generated_for"), dict):
+                found.generated_for = block["generated_for"].get("service")
+        for rtype, rname, attrs in _resources(doc):
             if rtype == "ibm_event_streams_topic":
                 name = _unquote(attrs.get("name"))
                 found.topics[name] = {"file": rel, "partitions": attrs.get("partitions"),
@@ -61,6 +90,11 @@ def read_infra(folder: Path) -> InfraDefinitions:
             elif rtype == "ibm_cos_bucket":
                 logical = _BUCKET_PREFIX.sub("", _unquote(attrs.get("bucket_name", "")))
                 found.buckets[logical] = rel
+            elif rtype == "ibm_code_engine_app":
+                found.apps[rname] = {**attrs, "file": rel}
+            elif rtype == "terraform_data" and isinstance(attrs.get("input"), dict) and \
+                    attrs["input"].get("kind") in ("kafka", "cos", "cron"):
+                found.subscriptions.append({**attrs["input"], "file": rel})
     return found
 
 
@@ -98,19 +132,26 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
                     problems.append(
                         f"functions.{name}.events[{i}].kafka.topic: topic {topic!r} has no "
                         f"ibm_event_streams_topic in infra/ (defined there: "
-                        f"{', '.join(sorted(infra.topics)) or 'none'})")
+                        f"{', '.join(sorted(infra.topics)) or 'none'}; in "
+                        f"{infra.files_defining('topics')})")
             if ev.kind == "cos" and ev.cos.bucket not in infra.buckets:
                 problems.append(
                     f"functions.{name}.events[{i}].cos.bucket: bucket {ev.cos.bucket!r} has no "
                     f"ibm_cos_bucket in infra/ (defined there: "
-                    f"{', '.join(sorted(infra.buckets)) or 'none'})")
+                    f"{', '.join(sorted(infra.buckets)) or 'none'}; in "
+                    f"{infra.files_defining('buckets')})")
     for topic in sorted(service.topics_used()):
         if topic in infra.topics:
-            want = TOPICS[topic].partitions
-            have = infra.topics[topic]["partitions"]
-            if have != want:
-                problems.append(f"{infra.topics[topic]['file']}: topic {topic!r} has {have} "
-                                f"partitions; events/catalog.py says {want}")
+            defined = infra.topics[topic]
+            want = TOPICS[topic]
+            if defined["partitions"] != want.partitions:
+                problems.append(f"{defined['file']}: topic {topic!r} has {defined['partitions']} "
+                                f"partitions; events/catalog.py says {want.partitions}")
+            for key, value in want.config().items():
+                have = defined["config"].get(key)
+                if have is not None and str(have) != value:
+                    problems.append(f"{defined['file']}: topic {topic!r} has {key} {have}; "
+                                    f"events/catalog.py says {value}")
         elif not any(topic in e.kafka.topics
                      for f in service.functions.values() for e in f.events if e.kind == "kafka"):
             problems.append(f"infra/: topic {topic!r} (dead letters) has no "
@@ -120,4 +161,85 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
                 e.kind == "cos" and e.cos.bucket == b
                 for f in service.functions.values() for e in f.events):
             problems.append(f"infra/: bucket {b!r} has no ibm_cos_bucket")
+    if infra.generated_for == service.service:
+        problems.extend(_check_generated(service, infra, root))
+    return problems
+
+
+def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path) -> list[str]:
+    """Apps and subscriptions against the triggers; then the generated files against the code.
+
+    Only for the service ``infra/generated`` was generated from: the e2e suite's and the tests'
+    own services are checked for topics and buckets only."""
+    from shared.infra import GenerateError, ce_name, stale, tf_name
+
+    problems: list[str] = []
+    subs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for sub in infra.subscriptions:
+        subs.setdefault((sub.get("function", ""), sub.get("event", "")), []).append(sub)
+    apps_file = next((a["file"] for a in infra.apps.values()), "infra/generated/apps.tf.json")
+    subs_file = "infra/generated/subscriptions.tf.json"
+    expected: set[tuple[str, str]] = set()
+    for name, fn in service.functions.items():
+        app = infra.apps.get(tf_name(name))
+        if app is None:
+            problems.append(f"serverless.yaml functions.{name} vs {apps_file}: no "
+                            f"ibm_code_engine_app {tf_name(name)!r} (run `retailfn infra generate`)")
+            continue
+        batch = any(t.mode == "batch" for t in fn.triggers("kafka"))
+        args = list(app.get("run_arguments") or [])
+        if batch and args != ["worker", "--functions", name]:
+            problems.append(f"serverless.yaml functions.{name} (kafka mode: batch) vs "
+                            f"{app['file']}: the app must run `retailfn worker --functions "
+                            f"{name}`; it runs {args or 'the image default'}")
+        for i, ev in enumerate(fn.events):
+            where = f"functions.{name}.events[{i}]"
+            if ev.kind == "http" or batch or (ev.kind == "schedule" and not ev.schedule.enabled):
+                continue
+            expected.add((name, where))
+            have = subs.get((name, where), [])
+            if ev.kind == "kafka":
+                got = sorted(s.get("topic", "") for s in have if s.get("kind") == "kafka")
+                if got != ev.kafka.topics:
+                    shown = ev.kafka.topic
+                    problems.append(
+                        f"serverless.yaml {where}.kafka.topic {shown!r} vs {subs_file}: "
+                        + (f"the subscription of {where} is on {', '.join(map(repr, got))}"
+                           if got else f"no Kafka subscription for {where}")
+                        + " (run `retailfn infra generate`)")
+                continue
+            if ev.kind == "cos":
+                want = {"kind": "cos", "bucket": ev.cos.bucket, "event_type": ev.cos.event,
+                        "prefix": ev.cos.prefix, "suffix": ev.cos.suffix}
+                got_cos = [{"kind": s.get("kind"),
+                            "bucket": _BUCKET_PREFIX.sub("", str(s.get("bucket", ""))),
+                            "event_type": s.get("event_type"), "prefix": s.get("prefix", ""),
+                            "suffix": s.get("suffix", "")} for s in have]
+                if want not in got_cos:
+                    problems.append(
+                        f"serverless.yaml {where}.cos (bucket {ev.cos.bucket!r}, event "
+                        f"{ev.cos.event!r}, prefix {ev.cos.prefix!r}, suffix {ev.cos.suffix!r}) "
+                        f"vs {subs_file}: "
+                        + (f"the subscription has {got_cos[0]}" if got_cos
+                           else f"no COS subscription for {where}")
+                        + " (run `retailfn infra generate`)")
+                continue
+            if not any(s.get("kind") == "cron" for s in have):
+                problems.append(f"serverless.yaml {where}.schedule vs {subs_file}: no cron "
+                                f"subscription for {where} (run `retailfn infra generate`)")
+    for (fn_name, where), have in sorted(subs.items()):
+        if (fn_name, where) not in expected:
+            names = ", ".join(str(s.get("name")) for s in have)
+            problems.append(f"{have[0]['file']}: subscription(s) {names} for {where}, which "
+                            f"serverless.yaml does not have (run `retailfn infra generate`)")
+    extra_apps = set(infra.apps) - {tf_name(n) for n in service.functions}
+    for app_name in sorted(extra_apps):
+        problems.append(f"{infra.apps[app_name]['file']}: app {ce_name(app_name)!r} has no "
+                        "function in serverless.yaml (run `retailfn infra generate`)")
+    config = root / "serverless.yaml"
+    if config.exists():
+        try:
+            problems.extend(stale(root, config))
+        except (ConfigError, GenerateError) as exc:
+            problems.append(f"infra/generated: cannot be generated from serverless.yaml: {exc}")
     return problems

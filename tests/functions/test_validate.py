@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -31,7 +32,14 @@ def validate(root: Path, functions: str) -> list[str]:
 
 
 def drop_resource(tf: Path, rtype: str, name: str) -> None:
-    """Remove one ``resource "<rtype>" "<name>" { ... }`` block (no nested braces) from ``tf``."""
+    """Remove one ``resource "<rtype>" "<name>" { ... }`` block (no nested braces) from ``tf``,
+    or the resource ``rtype.name`` from a Terraform JSON file (``.tf.json``)."""
+    if tf.name.endswith(".tf.json"):
+        doc = json.loads(tf.read_text(encoding="utf-8"))
+        assert name in doc["resource"][rtype], f"{rtype}.{name} not in {tf}"
+        del doc["resource"][rtype][name]
+        tf.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+        return
     text = tf.read_text(encoding="utf-8")
     block = re.compile(rf'resource "{rtype}" "{name}" \{{.*?\n\}}\n', re.S)
     assert block.search(text), f"{rtype}.{name} not in {tf}"
@@ -148,7 +156,7 @@ def test_function_without_triggers_is_reported(project: Path) -> None:
 
 
 def test_cos_trigger_on_a_bucket_missing_from_infra_is_reported(project: Path) -> None:
-    drop_resource(project / "infra/buckets.tf", "ibm_cos_bucket", "partner_drops")
+    drop_resource(project / "infra/generated/buckets.tf.json", "ibm_cos_bucket", "partner_drops")
 
     problems = validate(project, RECORD_ORDER + RECORD_OBJECT)
 
@@ -160,7 +168,7 @@ def test_cos_trigger_on_a_bucket_missing_from_infra_is_reported(project: Path) -
 
 
 def test_kafka_trigger_on_a_topic_missing_from_infra_is_reported(project: Path) -> None:
-    drop_resource(project / "infra/topics.tf", "ibm_event_streams_topic", "sales_order_completed")
+    drop_resource(project / "infra/generated/topics.tf.json", "ibm_event_streams_topic", "sales_order_completed")
 
     problems = validate(project, RECORD_ORDER + RECORD_OBJECT)
 
@@ -171,7 +179,7 @@ def test_kafka_trigger_on_a_topic_missing_from_infra_is_reported(project: Path) 
 
 
 def test_dead_letter_topic_missing_from_infra_is_reported(project: Path) -> None:
-    drop_resource(project / "infra/topics.tf", "ibm_event_streams_topic", "platform_dead_letter")
+    drop_resource(project / "infra/generated/topics.tf.json", "ibm_event_streams_topic", "platform_dead_letter")
 
     problems = validate(project, RECORD_ORDER)
 
@@ -180,7 +188,7 @@ def test_dead_letter_topic_missing_from_infra_is_reported(project: Path) -> None
 
 
 def test_dead_letter_bucket_missing_from_infra_is_reported(project: Path) -> None:
-    drop_resource(project / "infra/buckets.tf", "ibm_cos_bucket", "dead_letters")
+    drop_resource(project / "infra/generated/buckets.tf.json", "ibm_cos_bucket", "dead_letters")
 
     problems = validate(project, RECORD_ORDER)
 
@@ -188,15 +196,16 @@ def test_dead_letter_bucket_missing_from_infra_is_reported(project: Path) -> Non
 
 
 def test_partition_count_drift_names_the_file_and_both_counts(project: Path) -> None:
-    topics = project / "infra/topics.tf"
-    text = topics.read_text(encoding="utf-8")
-    drifted = re.sub(r'(name\s+= "sales\.order-completed"\n\s+partitions\s+= )12', r"\g<1>8", text)
-    assert drifted != text
-    topics.write_text(drifted, encoding="utf-8")
+    topics = project / "infra/generated/topics.tf.json"
+    doc = json.loads(topics.read_text(encoding="utf-8"))
+    assert doc["resource"]["ibm_event_streams_topic"]["sales_order_completed"]["partitions"] == 12
+    doc["resource"]["ibm_event_streams_topic"]["sales_order_completed"]["partitions"] = 8
+    topics.write_text(json.dumps(doc), encoding="utf-8")
 
     problems = validate(project, RECORD_ORDER)
 
-    assert problems == ["infra/topics.tf: topic 'sales.order-completed' has 8 partitions; "
+    assert problems == ["infra/generated/topics.tf.json: topic 'sales.order-completed' has 8 "
+                        "partitions; "
                         "events/catalog.py says 12"]
 
 
