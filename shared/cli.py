@@ -73,15 +73,22 @@ def up(ctx: click.Context, host: str, port: int, functions: str) -> None:
 @main.command()
 @click.option("--functions", default="", help="Comma-separated functions (default: all with "
               "event triggers).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=None, type=int,
+              help="Also serve /healthz, /readyz and /metrics on this port (a platform's probes).")
 @click.pass_context
-def worker(ctx: click.Context, functions: str) -> None:
+def worker(ctx: click.Context, functions: str, host: str, port: int | None) -> None:
     """Run only event consumers; start several to share a consumer group's partitions."""
     from shared.runtime.app import Runtime
 
     service = _service(ctx)
     names = [f for f in functions.split(",") if f] or [
         n for n, f in service.functions.items() if any(e.kind != "http" for e in f.events)]
-    _run_until_signal(Runtime(service, functions=names, serve_http=False))
+    http_fns = [n for n in names if any(e.kind == "http" for e in service.functions[n].events)]
+    if http_fns:
+        raise click.UsageError(f"{', '.join(http_fns)} serve HTTP: run them with `retailfn up`")
+    _run_until_signal(Runtime(service, functions=names, serve_http=port is not None,
+                              host=host, port=port or 0))
 
 
 @main.command()
@@ -355,6 +362,269 @@ def token(ctx: click.Context, subject: str, partner: str | None, scopes: str | N
         click.echo(issue_dev_token(subject, partner_id=partner, scopes=chosen, ttl=ttl))
     except DevOnlyError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--stage", "deploy_stage", default=None,
+              help="Stage in serverless.yaml (default: the global --stage, else provider.stage).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--mode", type=click.Choice(["auto", "direct", "terraform"]), default="auto",
+              show_default=True, help="direct: create topics and buckets on the configured bus "
+              "and object store; terraform: write tfvars and run/print terraform. auto: direct "
+              "for stage local, terraform otherwise.")
+@click.option("--increase-partitions", is_flag=True,
+              help="direct: add partitions to topics that have fewer than the catalog says.")
+@click.option("--update-configs", is_flag=True,
+              help="direct: set topic configs that differ from the catalog.")
+@click.option("--print-only", is_flag=True,
+              help="terraform: write the tfvars and print the commands even if terraform is "
+                   "on the PATH.")
+@click.option("--var", "tf_vars", multiple=True, metavar="NAME=VALUE",
+              help="terraform: an extra variable for the tfvars file (no secrets: use "
+                   "TF_VAR_<name>). JSON values are parsed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.pass_context
+def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: str,
+           increase_partitions: bool, update_configs: bool, print_only: bool,
+           tf_vars: tuple[str, ...], as_json: bool) -> None:
+    """Deploy a stage: topics and buckets directly (local), or Terraform (cloud stages)."""
+    from shared.deploy import DeployError, deploy_direct, deploy_terraform
+
+    if deploy_stage:
+        ctx.obj["stage"] = deploy_stage
+    service = _service(ctx)
+    if mode == "auto":
+        mode = "direct" if service.stage == "local" else "terraform"
+    try:
+        if mode == "direct":
+            report = deploy_direct(service, dry_run=dry_run,
+                                   increase_partitions=increase_partitions,
+                                   update_configs=update_configs)
+            if as_json:
+                click.echo(json.dumps(report.to_json(), indent=2))
+            else:
+                for line in report.lines():
+                    click.echo(line)
+            if report.drift and not dry_run:
+                sys.exit(2)
+            return
+        extra = {}
+        for item in tf_vars:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise click.UsageError(f"--var {item!r}: expected NAME=VALUE")
+            try:
+                extra[name] = json.loads(value)
+            except ValueError:
+                extra[name] = value
+        root = Path(ctx.obj["config"]).resolve().parent
+        echo = None if as_json else (lambda s: click.echo(s, err=True))
+        result = deploy_terraform(service, root, dry_run=dry_run,
+                                  run=False if print_only else None, extra=extra, echo=echo)
+    except DeployError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    where = result.var_file.relative_to(root) if result.var_file.is_relative_to(root) \
+        else result.var_file
+    if dry_run:
+        click.echo(f"would write {where} (dry run):")
+        click.echo(json.dumps(result.variables, indent=2, sort_keys=True))
+    else:
+        click.echo(f"wrote {where} ({len(result.variables)} variables)")
+    if result.skipped:
+        click.echo("not declared in infra/, left out: " + ", ".join(result.skipped))
+    if result.operator_var_file:
+        click.echo(f"also passing the operator's {result.operator_var_file.relative_to(root)}"
+                   if result.operator_var_file.is_relative_to(root) else
+                   f"also passing {result.operator_var_file}")
+    for name, values in result.conflicts.items():
+        click.echo(f"warning: {name} differs: " + ", ".join(f"{k}={v!r}" for k, v in
+                                                           values.items())
+                   + " (serverless.yaml wins)")
+    if result.missing:
+        click.echo("infra/ also needs (set it in infra/stages/<stage>.tfvars, export "
+                   "TF_VAR_<name> or pass --var): " + ", ".join(result.missing))
+    if result.ran:
+        click.echo(f"terraform applied stage {service.stage}")
+        return
+    click.echo("run:" if not dry_run else "then run:")
+    for cmd in result.commands:
+        click.echo("  " + " ".join(cmd))
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("dist"), show_default=True,
+              help="Output folder: one folder and one .zip per function, plus manifest.json.")
+@click.option("--functions", default="", help="Comma-separated subset of functions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.pass_context
+def package(ctx: click.Context, out: Path, functions: str, as_json: bool) -> None:
+    """Build one deployable per function: code, common layer, events/, requirements, Dockerfile."""
+    from shared.package import PackageError, build_packages
+
+    service = _service(ctx)
+    root = Path(ctx.obj["config"]).resolve().parent
+    names = [f for f in functions.split(",") if f] or None
+    try:
+        manifest = build_packages(service, root, out, names)
+    except PackageError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    click.echo(f"{'function':<22} {'kind':<7} {'files':>6} {'bytes':>10} {'archive bytes':>14}")
+    for p in manifest["packages"]:
+        click.echo(f"{p['function']:<22} {p['kind']:<7} {p['files']:>6} {p['bytes']:>10} "
+                   f"{p['archive_bytes']:>14}")
+    click.echo(f"{len(manifest['packages'])} package(s) in {out}; manifest {out}/manifest.json")
+
+
+@main.group()
+def infra() -> None:
+    """Terraform under infra/: the generated part comes from serverless.yaml and the catalog."""
+
+
+@infra.command("generate")
+@click.option("--check", is_flag=True, help="Only report stale files (exit 1 if any).")
+@click.pass_context
+def infra_generate(ctx: click.Context, check: bool) -> None:
+    """Write infra/generated/*.tf.json from serverless.yaml and events/catalog.py."""
+    from shared.infra import GenerateError, stale, write
+
+    config = Path(ctx.obj["config"]).resolve()
+    try:
+        if check:
+            problems = stale(config.parent, config)
+            for p in problems:
+                click.echo(f"error: {p}", err=True)
+            if problems:
+                raise click.ClickException(f"{len(problems)} generated file(s) out of date")
+            click.echo("infra/generated: up to date")
+            return
+        changed = write(config.parent, config)
+    except (ConfigError, GenerateError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in changed:
+        click.echo(str(path.relative_to(config.parent)))
+    if not changed:
+        click.echo("infra/generated: up to date, nothing written", err=True)
+
+
+# --- A/B experiments of the recommend API --------------------------------------------------------
+
+
+def _experiments_env(ctx: click.Context) -> None:
+    # The experiments are configured on the recommend function in serverless.yaml.
+    import os
+
+    service = _service(ctx)
+    if "recommend" in service.functions:
+        for name, value in service.environment_for("recommend").items():
+            os.environ.setdefault(name, value)
+
+
+@main.group()
+def experiments() -> None:
+    """A/B experiments of the recommend API (configured by the recommendExperiments param)."""
+
+
+@experiments.command("report")
+@click.option("--experiment", default=None, help="Only this experiment (default: all).")
+@click.option("--from-topics", is_flag=True,
+              help="Read recommendations.events and sales.order-completed from the bus "
+                   "(their retention) instead of the event archive (all history).")
+@click.option("--window-days", type=click.FloatRange(min=0), default=None,
+              help="Count an order only this many days after the recommendation was shown.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per variant.")
+@click.pass_context
+def experiments_report(ctx: click.Context, experiment: str | None, from_topics: bool,
+                       window_days: float | None, as_json: bool) -> None:
+    """Per variant: shown, clicked, click-through rate and orders with a recommended item."""
+    from dataclasses import asdict
+    from datetime import timedelta
+
+    from shared.recommendations import experiment_report
+
+    _experiments_env(ctx)
+    window = None if window_days is None else timedelta(days=window_days)
+    from shared.objectstore.port import NoSuchBucket
+
+    try:
+        rows = experiment_report("topics" if from_topics else "archive", experiment=experiment,
+                                 window=window)
+    except NoSuchBucket as exc:
+        raise click.ClickException(f"{exc}: nothing archived yet, or not provisioned "
+                                   "(retailfn provision)") from None
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(asdict(row)))
+        return
+    click.echo(f"{'experiment':<20} {'variant':<14} {'shown':>7} {'users':>6} {'clicks':>7} "
+               f"{'clicked':>8} {'CTR':>7} {'orders':>7} {'order rate':>10}")
+    for r in rows:
+        click.echo(f"{r.experiment:<20} {r.variant:<14} {r.shown:>7} {r.users:>6} {r.clicks:>7} "
+                   f"{r.clicked:>8} {r.click_through_rate:>7.1%} {r.orders:>7} "
+                   f"{r.order_rate:>10.1%}")
+
+
+@experiments.command("assign")
+@click.argument("user", required=False)
+@click.pass_context
+def experiments_assign(ctx: click.Context, user: str | None) -> None:
+    """The variant USER sees in the running experiment (no USER: the control)."""
+    from shared.domain.experiments import assign
+    from shared.recommendations import experiments as configured
+
+    _experiments_env(ctx)
+    running = configured().running()
+    variant = assign(running, user)
+    click.echo(f"{running.name} {variant.name} strategy={variant.strategy} "
+               f"limit={variant.limit}")
+
+
+@main.group()
+def crosssell() -> None:
+    """The cross-sell model: rebuild it from the order archive, inspect complements."""
+
+
+@crosssell.command("rebuild")
+def crosssell_rebuild() -> None:
+    """Recount every archived order into a new model version and publish it."""
+    from shared.crosssell import CrossSellStore
+
+    with _no_bucket_is_an_error():
+        folds = CrossSellStore()
+        models = folds.version(folds.rebuild())
+    click.echo(f"version {models.version}")
+    for region in models.regions:
+        entry = models.manifest.regions[region]
+        click.echo(f"  {region:<5} baskets {entry.baskets:>12,.0f}  items {entry.items:>9,}  "
+                   f"pairs {entry.pairs:>12,}")
+
+
+@crosssell.command("show")
+@click.argument("sku")
+@click.option("--region", required=True, help="na, eu, asia or au.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--min-support", default=0.0, show_default=True, type=float)
+@click.option("--min-count", default=0, show_default=True, type=float)
+def crosssell_show(sku: str, region: str, limit: int, min_support: float,
+                   min_count: float) -> None:
+    """The items bought most strongly with SKU in a region."""
+    from shared.crosssell import CrossSellStore
+
+    with _no_bucket_is_an_error():
+        models = CrossSellStore().current()
+    if models is None:
+        raise click.ClickException("no cross-sell model yet (retailfn crosssell rebuild)")
+    model = models.region(region)
+    click.echo(f"{sku} in {region}: {model.item_count(sku):,} of {model.basket_count:,} baskets "
+               f"(version {models.version})")
+    for c in model.complements(sku, limit, min_support=min_support, min_count=min_count):
+        click.echo(f"  {c.sku:<40} support {c.support:8.4%}  confidence {c.confidence:8.2%}  "
+                   f"lift {c.lift:7.2f}  baskets {c.pair_count:,}")
 
 
 if __name__ == "__main__":  # pragma: no cover
