@@ -188,7 +188,7 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
             continue
         batch = any(t.mode == "batch" for t in fn.triggers("kafka"))
         args = list(app.get("run_arguments") or [])
-        if batch and args != ["worker", "--functions", name]:
+        if batch and args[:3] != ["worker", "--functions", name]:
             problems.append(f"serverless.yaml functions.{name} (kafka mode: batch) vs "
                             f"{app['file']}: the app must run `retailfn worker --functions "
                             f"{name}`; it runs {args or 'the image default'}")
