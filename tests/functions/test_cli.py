@@ -23,7 +23,9 @@ COMMANDS = [
     ["dlq"], ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"],
     ["schema"], ["schema", "export"],
     ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["keys", "dev"],
-    ["token"], ["demo"],
+    ["token"], ["demo"], ["deploy"], ["package"], ["infra"], ["infra", "generate"],
+    ["experiments"], ["experiments", "report"], ["experiments", "assign"],
+    ["crosssell"], ["crosssell", "rebuild"], ["crosssell", "show"],
 ]
 
 
@@ -121,18 +123,17 @@ def test_validate_rejects_a_misspelled_topic_with_its_problem_line(project: Path
 
 
 def test_validate_reports_infra_drift_one_error_line_each(project: Path) -> None:
-    topics = project / "infra/topics.tf"
-    topics.write_text(topics.read_text(encoding="utf-8").replace(
-        'name                 = "inventory.stock-reported"\n  partitions           = 12',
-        'name                 = "inventory.stock-reported"\n  partitions           = 4'),
-        encoding="utf-8")
+    topics = project / "infra/generated/topics.tf.json"
+    doc = json.loads(topics.read_text(encoding="utf-8"))
+    doc["resource"]["ibm_event_streams_topic"]["inventory_stock_reported"]["partitions"] = 4
+    topics.write_text(json.dumps(doc), encoding="utf-8")
     config = project / "serverless.yaml"
 
     result = retailfn("validate", config=config)
 
     assert result.exit_code == 1
-    assert ("error: infra/topics.tf: topic 'inventory.stock-reported' has 4 partitions; "
-            "events/catalog.py says 12\n") in result.stderr
+    assert ("error: infra/generated/topics.tf.json: topic 'inventory.stock-reported' has 4 "
+            "partitions; events/catalog.py says 12\n") in result.stderr
     assert f"1 problem(s) in {config}" in result.stderr
 
 
