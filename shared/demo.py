@@ -10,7 +10,9 @@ real HTTP requests to the runtime's port, real records on the bus, real files in
 from __future__ import annotations
 
 import json
+import random
 import time
+from datetime import UTC, datetime, timedelta
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -18,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from events.catalog import TOPICS, topic_for_type
-from events.envelope import event_from_sample, to_kafka
+from events.envelope import event_from_sample, new_event, to_kafka
 from events.registry import EVENT_TYPES
+from events.sales import OrderCompleted, OrderLine
 from events.samples import load_sample, sample_names
 from shared.adapters import bucket, get_bus, get_store
 from shared.auth import dev_api_key
@@ -39,6 +42,14 @@ PRODUCTS: dict[str, list[dict[str, Any]]] = {
         "prices": {"USD": "39.90", "EUR": "36.95", "JPY": "5900"},
         "attributes": {"color": "purple", "thickness_mm": "4"}, "brand": "Acme Active",
         "rating": "4.6",
+    }, {
+        "sku": "YOGA-MAT-6MM-PRO", "partner_sku": "YM-6MM-PRO", "category": "sports/yoga/mats",
+        "regions": ["eu", "na", "asia"], "default_locale": "en-US",
+        "names": {"en-US": "Pro yoga mat 6 mm", "de-DE": "Profi-Yogamatte 6 mm",
+                  "ja-JP": "プロ ヨガマット 6mm"},
+        "prices": {"USD": "64.00", "EUR": "59.00", "JPY": "9400"},
+        "attributes": {"color": "black", "thickness_mm": "6"}, "brand": "Acme Active",
+        "rating": "4.8",
     }],
     "globex": [{
         "sku": "YOGA-PANTS-M", "partner_sku": "GX-PANTS-M", "category": "sports/yoga/apparel",
@@ -114,6 +125,10 @@ def morning_traffic(api: Api, data_dir: Path, echo: Echo) -> None:
                              {"X-API-Key": dev_api_key("acme"),
                               "Idempotency-Key": f"acme-demo-{sequence}"})
         echo(f"  POST /v1/partners/acme/stock sequence {sequence} ({hour}) -> {status}")
+    status, _ = api.call("POST", "/v1/partners/acme/stock", {"partner_sku": "YM-6MM-PRO",
+                         "location_id": "BERLIN-1", "region": "eu", "on_hand": 6, "sequence": 1},
+                         {"X-API-Key": dev_api_key("acme"), "Idempotency-Key": "acme-demo-pro"})
+    echo(f"  POST /v1/partners/acme/stock YM-6MM-PRO -> {status}")
     # globex drops a file, one bad line included
     drop = data_dir / "objects" / bucket("partner-drops") / "globex" / "2026-11-27" / "stock.csv"
     drop.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +145,47 @@ def morning_traffic(api: Api, data_dir: Path, echo: Echo) -> None:
             "region": region, "on_hand": on_hand, "reported_at": "2026-11-27T08:30:00Z",
         }).encode(), key=f"initech:{location}")
     echo("  streamed 2 plain JSON records to inventory.stock-reported (initech)")
+
+
+def a_day_of_orders(echo: Echo, orders: int = 400) -> None:
+    """Store and web-shop checkouts in Europe: yoga pants often come with a mat, mats with a
+    block. A fixed seed, so every run tells the same story."""
+    rng = random.Random(20261127)
+    prices = {"YOGA-PANTS-M": "49.00", "YOGA-MAT-4MM": "36.95", "YOGA-BLOCK": "12.50",
+              "YOGA-MAT-6MM-PRO": "59.00"}
+    records = []
+    for n in range(orders):
+        basket = {rng.choice(["YOGA-PANTS-M", "YOGA-MAT-4MM", "YOGA-BLOCK"])}
+        if "YOGA-PANTS-M" in basket and rng.random() < 0.6:
+            basket.add("YOGA-MAT-4MM")
+        if "YOGA-MAT-4MM" in basket and rng.random() < 0.4:
+            basket.add("YOGA-BLOCK")
+        if rng.random() < 0.05:
+            basket.add("YOGA-MAT-6MM-PRO")
+        order = OrderCompleted(
+            order_id=f"ORD-DEMO-{n:05d}", channel="web", region="eu", country="DE",
+            currency="EUR", completed_at=datetime(2026, 11, 26, 8, tzinfo=UTC)
+            + timedelta(minutes=2 * n),
+            lines=[OrderLine(sku=sku, quantity=1, unit_price=prices[sku]) for sku in sorted(basket)])
+        event = new_event(order, source="/shop/web", id=f"demo-order-{n:05d}")
+        records.append(to_kafka(event))
+    get_bus().publish_many("sales.order-completed", records)
+    echo(f"published a day of {orders} orders to sales.order-completed (archived, then folded "
+         "into the cross-sell model)")
+
+
+def recommendations(api: Api, echo: Echo) -> None:
+    echo("\nrecommendations:")
+    for sku, lang in (("YOGA-PANTS-M", "de-DE"), ("YOGA-MAT-4MM", "ja-JP")):
+        status, doc = api.call("GET", f"/v1/recommendations/{sku}?region=eu&lang={lang}"
+                                      "&user=demo-shopper")
+        if status != 200:
+            echo(f"  {sku}: {status} {doc.get('detail')}")
+            continue
+        echo(f"  {sku} ({lang}, variant {doc['variant']}):")
+        for kind in ("cross_sell", "up_sell"):
+            for item in doc[kind][:3]:
+                echo(f"    {kind:<10} {item['sku']:<17} {item['name']:<24} {item['reason']}")
 
 
 def _counts(metric_name: str, label: str) -> dict[tuple[str, str], float]:
@@ -197,7 +253,9 @@ def run_demo(service: ServiceConfig, data_dir: Path, echo: Echo, port: int = 0) 
         echo("\na morning of partner traffic:")
         morning_traffic(api, data_dir, echo)
         replay_samples(echo)
+        a_day_of_orders(echo)
         wait_until_idle()
         report(api, echo)
+        recommendations(api, echo)
     finally:
         runtime.stop()

@@ -2,24 +2,25 @@
 up-sell from the catalog, both narrowed to what partners really have in stock in the caller's
 region, localized like the inventory API, with the A/B variant that decided the ranking.
 
-Settings (environment, from ``serverless.yaml`` parameters; read per call, so tests and the
-runtime can set them first):
+Settings (``shared.settings``, from ``serverless.yaml`` parameters through the environment):
 
 * ``RETAILFN_CROSSSELL_MIN_SUPPORT`` (``crossSellMinSupport``, default 0.002) and
   ``RETAILFN_CROSSSELL_MIN_COUNT`` (``crossSellMinCount``, default 2): a pair seen in fewer
   baskets, or in a smaller share of them, is noise and never recommended;
+* ``RETAILFN_CROSSSELL_MIN_LIFT`` (default 1.0): a pair bought together no more often than
+  chance is no cross-sell;
 * ``RETAILFN_EXPERIMENTS`` (``recommendExperiments``): see :mod:`shared.domain.experiments`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -48,6 +49,7 @@ from shared.domain.upsell import up_sells
 from shared.inventory.availability import AvailabilityView
 from shared.inventory.catalog import ProductCatalog
 from shared.inventory.query import LanguageTag, Price
+from shared.settings import get_settings
 
 log = logging.getLogger("retailfn.recommend")
 
@@ -66,30 +68,21 @@ Basis = Literal["bought_together", "category_best_seller", "better_variant"]
 # --- settings ----------------------------------------------------------------------------------
 
 
-class Thresholds(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    min_support: float = Field(0.002, ge=0, le=1)
-    min_count: int = Field(2, ge=1)
+@dataclass(frozen=True)
+class Thresholds:
+    min_support: float
+    min_count: int
+    min_lift: float
 
 
 def thresholds() -> Thresholds:
-    return _thresholds(os.environ.get("RETAILFN_CROSSSELL_MIN_SUPPORT"),
-                       os.environ.get("RETAILFN_CROSSSELL_MIN_COUNT"))
-
-
-@lru_cache(maxsize=8)
-def _thresholds(support: str | None, count: str | None) -> Thresholds:
-    values: dict[str, Any] = {}
-    if support:
-        values["min_support"] = support
-    if count:
-        values["min_count"] = count
-    return Thresholds.model_validate(values)
+    settings = get_settings()
+    return Thresholds(settings.crosssell_min_support, settings.crosssell_min_count,
+                      settings.crosssell_min_lift)
 
 
 def experiments() -> ExperimentsConfig:
-    return _experiments(os.environ.get("RETAILFN_EXPERIMENTS", ""))
+    return _experiments(get_settings().experiments)
 
 
 @lru_cache(maxsize=8)
@@ -427,8 +420,9 @@ class _Describer:
 
 
 def _complements(model: Any, sku: str, limits: Thresholds) -> list[Any]:
-    return list(model.complements(sku, k=CANDIDATES, min_support=limits.min_support,
-                                  min_count=limits.min_count))
+    return [c for c in model.complements(sku, k=CANDIDATES, min_support=limits.min_support,
+                                         min_count=limits.min_count)
+            if c.lift > limits.min_lift]
 
 
 def _ranked(complements: Iterable[Any], strategy: Strategy) -> list[Any]:

@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     """Root of the embedded adapters' state (event log, object folder). Durable across restarts."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    stock_batch_limit: int = Field(1000, ge=1, le=100_000)
+    """Lines per ``POST /v1/partners/{partner}/stock`` at most; more is a 413."""
+    crosssell_min_support: float = Field(0.002, ge=0, le=1)
+    crosssell_min_count: int = Field(2, ge=1)
+    crosssell_min_lift: float = Field(1.0, ge=0)
+    """A pair bought together no more often than chance (lift <= 1) is no cross-sell."""
+    experiments: str = ""
+    """A/B experiments for ``recommend``, as JSON or YAML (see shared/domain/experiments.py)."""
     archive_max_records: int = Field(10_000, ge=1, le=1_000_000)
     """Records per event-archive object at most; files also roll when the record hour changes."""
 

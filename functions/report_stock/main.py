@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import functions_framework.aio as ff
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,13 +15,14 @@ from shared.idempotency import Idempotency, idempotency_key, request_fingerprint
 from shared.openapi import IDEMPOTENCY_KEY, Answer, operation
 from shared.problems import payload_too_large, problem_responses, unavailable
 from shared.publisher import publish_many
+from shared.settings import get_settings
 from shared.stock_reports import StockAccepted, StockPost, stock_events
 
 PATH = "/v1/partners/{partner}/stock"
 
 
 def _batch_limit() -> int:
-    return int(os.environ.get("RETAILFN_STOCK_BATCH_LIMIT", "1000"))
+    return get_settings().stock_batch_limit
 
 
 @operation(

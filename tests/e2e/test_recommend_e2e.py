@@ -50,9 +50,10 @@ def runtime(stack: Stack) -> Iterator[Runtime]:
 
 
 def orders() -> list[Any]:
-    """30 eu baskets: pants with the mat in 8, pants with the block in 2, other baskets."""
+    """30 eu baskets: pants with the mat in 8 (lift 2.0), pants with the block in 2 (the block
+    is in 4 baskets: lift 1.5), and other baskets."""
     baskets = ([["YOGA-PANTS-M", "YOGA-MAT-4MM"]] * 8 + [["YOGA-PANTS-M", "YOGA-BLOCK"]] * 2
-               + [["YOGA-MAT-4MM"]] * 4 + [["YOGA-BLOCK"]] * 16)
+               + [["YOGA-MAT-4MM"]] * 4 + [["YOGA-BLOCK"]] * 2 + [["GREEN-TEA-50G"]] * 14)
     now = datetime.now(UTC)
     return [new_event(OrderCompleted(
         order_id=f"ORD-E2E-{n:03d}", customer_id=f"M-{n}", channel="web", region="eu",

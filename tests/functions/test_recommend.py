@@ -77,11 +77,12 @@ CATALOG = [
     product("GREEN-TEA", "food/tea", {"en-US": "Green tea"}, "4.90", "600"),
 ]
 
-# 40 baskets in eu: pants with the mat in 10 of the 12 pants baskets, with the block in 3.
+# 40 baskets in eu: pants with the mat in 10 of the 12 pants baskets (lift 3.3), with the block
+# in 3 (the block is in 5 of 40: lift 2.0); green tea goes with nothing.
 EU_BASKETS = (
     [["YOGA-PANTS-M", "YOGA-MAT-4MM"]] * 9 + [["YOGA-PANTS-M", "YOGA-MAT-4MM", "YOGA-BLOCK"]]
     + [["YOGA-PANTS-M", "YOGA-BLOCK"]] * 2
-    + [["GREEN-TEA"]] * 14 + [["YOGA-TOP", "GREEN-TEA"]] * 6 + [["YOGA-BLOCK"]] * 8
+    + [["GREEN-TEA"]] * 20 + [["YOGA-TOP", "GREEN-TEA"]] * 6 + [["YOGA-BLOCK"]] * 2
 )
 
 
@@ -154,6 +155,16 @@ def events_on(topic: str) -> list[Event[Any]]:
             for r in get_bus().read_all(topic, timeout_s=1)]
 
 
+def test_a_pair_bought_together_no_more_than_by_chance_is_no_cross_sell(
+        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import reset_settings
+
+    monkeypatch.setenv("RETAILFN_CROSSSELL_MIN_LIFT", "2.5")  # the block's lift is 2.0
+    reset_settings()
+    doc = get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu").json()
+    assert skus(doc["cross_sell"]) == ["YOGA-MAT-4MM"]
+
+
 def test_yoga_pants_bring_the_yoga_mat_with_its_reason_while_it_is_in_stock(app: HttpApp) -> None:
     reply = get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu")
 
@@ -183,7 +194,10 @@ def test_the_mat_is_gone_as_soon_as_the_partner_reports_zero_in_the_region(
 
 def test_pairs_below_the_minimum_count_are_not_recommended(
         app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import reset_settings
+
     monkeypatch.setenv("RETAILFN_CROSSSELL_MIN_COUNT", "4")  # the block is in 3 pants baskets
+    reset_settings()
 
     doc = get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu").json()
 

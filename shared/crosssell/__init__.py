@@ -1,0 +1,32 @@
+"""Cross-sell model storage: versions of the per-region co-occurrence model in object storage.
+
+``recommend`` reads ``CrossSellStore().current()`` and asks ``.region(r).complements(sku, k)``;
+``recalc_cross_sell`` calls ``fold_archive_object``; ``retailfn crosssell rebuild`` calls
+``rebuild``. The counting itself is pure and lives in :mod:`shared.domain.crosssell`.
+"""
+
+from __future__ import annotations
+
+from shared.crosssell.store import (
+    ORDER_PREFIXES,
+    ORDER_TOPICS,
+    ConcurrentFoldsExhausted,
+    CrossSellStore,
+    FoldOutcome,
+    Manifest,
+    ModelSet,
+    is_order_archive,
+    read_orders,
+)
+
+__all__ = [
+    "ORDER_PREFIXES",
+    "ORDER_TOPICS",
+    "ConcurrentFoldsExhausted",
+    "CrossSellStore",
+    "FoldOutcome",
+    "Manifest",
+    "ModelSet",
+    "is_order_archive",
+    "read_orders",
+]

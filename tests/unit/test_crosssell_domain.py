@@ -1,0 +1,149 @@
+"""Cross-sell counting and scores: exact on hand-sized baskets, order-free under decay."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shared.domain.crosssell import (
+    Baskets,
+    Complement,
+    CrossSellModel,
+    build,
+    fold,
+    merge,
+)
+
+BASKETS = [
+    ["YOGA-PANTS", "YOGA-MAT"],
+    ["YOGA-PANTS", "YOGA-MAT", "WATER-BOTTLE"],
+    ["YOGA-PANTS", "WATER-BOTTLE"],
+    ["YOGA-MAT"],
+    ["SAFFRON"],
+]
+
+
+def test_counts_baskets_items_and_unordered_pairs_exactly() -> None:
+    model = build(Baskets.of(BASKETS))
+    assert model.basket_count == 5
+    assert [model.item_count(s) for s in ("YOGA-PANTS", "YOGA-MAT", "WATER-BOTTLE", "SAFFRON")] \
+        == [3, 3, 2, 1]
+    assert model.pair_count("YOGA-PANTS", "YOGA-MAT") == 2
+    assert model.pair_count("YOGA-MAT", "YOGA-PANTS") == 2
+    assert model.pair_count("YOGA-MAT", "WATER-BOTTLE") == 1
+    assert model.pair_count("SAFFRON", "YOGA-MAT") == 0
+    assert model.item_count("UNKNOWN") == 0
+    assert model.pair_total == 3
+    assert list(model.skus) == sorted({s for b in BASKETS for s in b})
+
+
+def test_an_item_repeated_in_a_basket_counts_once() -> None:
+    model = build(Baskets.of([["A-1", "B-1", "A-1", "A-1"], ["A-1"]]))
+    assert model.item_count("A-1") == 2
+    assert model.pair_count("A-1", "B-1") == 1
+    assert model.pair_count("A-1", "A-1") == 0
+
+
+def test_folding_two_halves_equals_building_the_whole() -> None:
+    rng = random.Random(7)
+    skus = [f"SKU-{n:03d}" for n in range(40)]
+    baskets = [rng.sample(skus, rng.randint(1, 6)) for _ in range(300)]
+    whole = build(Baskets.of(baskets))
+    halves = fold(build(Baskets.of(baskets[:120])), Baskets.of(baskets[120:]))
+    reversed_halves = fold(build(Baskets.of(baskets[120:])), Baskets.of(baskets[:120]))
+    assert halves == whole == reversed_halves
+    assert halves.to_bytes() == whole.to_bytes() == reversed_halves.to_bytes()
+
+
+def test_folding_into_an_empty_model_equals_building() -> None:
+    assert fold(CrossSellModel.empty(), Baskets.of(BASKETS)) == build(Baskets.of(BASKETS))
+
+
+def test_merge_of_models_sums_their_counts() -> None:
+    a, b = build(Baskets.of(BASKETS[:2])), build(Baskets.of(BASKETS[2:]))
+    assert merge(a, b) == build(Baskets.of(BASKETS))
+
+
+def test_bytes_round_trip_and_are_deterministic() -> None:
+    model = build(Baskets.of(BASKETS))
+    data = model.to_bytes()
+    again = CrossSellModel.from_bytes(data)
+    assert again == model
+    assert again.to_bytes() == data
+    assert CrossSellModel.from_bytes(CrossSellModel.empty().to_bytes()) == CrossSellModel.empty()
+
+
+def test_scores_of_an_ordered_pair() -> None:
+    model = build(Baskets.of(BASKETS))
+    mat = {c.sku: c for c in model.complements("YOGA-PANTS", 5)}["YOGA-MAT"]
+    # N=5, n_pants=3, n_mat=3, n_pants_mat=2
+    assert mat == Complement("YOGA-MAT", support=2 / 5, confidence=2 / 3,
+                             lift=(2 / 3) / (3 / 5), pair_count=2)
+    [pants] = [c for c in model.complements("WATER-BOTTLE") if c.sku == "YOGA-PANTS"]
+    assert (pants.confidence, pants.lift) == (1.0, 1.0 / (3 / 5))
+
+
+def test_complements_are_ranked_by_lift_then_confidence_then_sku() -> None:
+    model = build(Baskets.of(BASKETS))
+    ranked = model.complements("YOGA-PANTS", 5)
+    assert [c.sku for c in ranked] == ["WATER-BOTTLE", "YOGA-MAT"]
+    assert ranked[0].lift == pytest.approx((2 / 3) / (2 / 5))
+    tie = build(Baskets.of([["A-1", "C-1"], ["A-1", "B-1"]]))
+    assert [c.sku for c in tie.complements("A-1")] == ["B-1", "C-1"]
+
+
+def test_thresholds_drop_rare_pairs() -> None:
+    model = build(Baskets.of(BASKETS))
+    assert [c.sku for c in model.complements("YOGA-PANTS", min_count=2)] == \
+        ["WATER-BOTTLE", "YOGA-MAT"]
+    assert [c.sku for c in model.complements("YOGA-MAT", min_count=2)] == ["YOGA-PANTS"]
+    assert [c.sku for c in model.complements("YOGA-MAT", min_support=0.3)] == ["YOGA-PANTS"]
+    assert model.complements("YOGA-PANTS", k=1)[0].sku == "WATER-BOTTLE"
+    assert model.complements("UNKNOWN") == []
+    assert model.complements("SAFFRON") == []
+
+
+def test_top_items_are_the_best_sellers_optionally_within_a_set() -> None:
+    model = build(Baskets.of(BASKETS))
+    assert [(i.sku, i.count) for i in model.top_items(3)] == [
+        ("YOGA-MAT", 3), ("YOGA-PANTS", 3), ("WATER-BOTTLE", 2)]
+    assert [i.sku for i in model.top_items(5, skus=["SAFFRON", "WATER-BOTTLE", "NOPE"])] == [
+        "WATER-BOTTLE", "SAFFRON"]
+    assert model.top_items(2)[0].support == 3 / 5
+
+
+DAY = 86_400.0
+
+
+def test_decay_halves_a_basket_per_half_life_and_fold_order_does_not_matter() -> None:
+    t0 = 1_795_737_600.0
+    baskets = [["A-1", "B-1"], ["A-1", "C-1"], ["B-1", "C-1"], ["A-1", "B-1", "C-1"]]
+    times = [t0 - 60 * DAY, t0 - 30 * DAY, t0 - 1 * DAY, t0]
+    whole = build(Baskets.of(baskets, times), half_life_days=30)
+    forward = whole.empty(30)
+    for b, t in zip(baskets, times, strict=True):
+        forward = fold(forward, Baskets.of([b], [t]))
+    backward = whole.empty(30)
+    for b, t in reversed(list(zip(baskets, times, strict=True))):
+        backward = fold(backward, Baskets.of([b], [t]))
+    for model in (forward, backward):
+        assert list(model.skus) == list(whole.skus)
+        assert model.basket_count == pytest.approx(whole.basket_count, rel=1e-12)
+        for sku in ("A-1", "B-1", "C-1"):
+            assert model.item_count(sku) == pytest.approx(whole.item_count(sku), rel=1e-12)
+    # Normalized to the newest basket: it weighs 1, one 30 days older 1/2, 60 days 1/4.
+    assert whole.item_count("A-1") == pytest.approx(0.25 + 0.5 + 1)
+    assert whole.pair_count("A-1", "B-1") == pytest.approx(0.25 + 1)
+    assert whole.basket_count == pytest.approx(0.25 + 0.5 + 2 ** (-1 / 30) + 1)
+    assert CrossSellModel.from_bytes(whole.to_bytes()) == whole
+
+
+def test_decay_without_completion_times_is_refused() -> None:
+    with pytest.raises(ValueError):
+        build(Baskets.of([["A-1", "B-1"]]), half_life_days=30)
+
+
+def test_models_with_different_half_lives_do_not_merge() -> None:
+    with pytest.raises(ValueError):
+        merge(CrossSellModel.empty(), CrossSellModel.empty(30))
