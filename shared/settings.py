@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     kafka_max_poll_interval_ms: int = Field(300_000, ge=1_000)
     """A consumer that takes longer than this between polls leaves its group; keep it above the
     slowest function times the batch size."""
+    kafka_request_timeout_ms: int = Field(30_000, ge=1_000)
+    """How long one request to a broker may take before the client gives up on it."""
+    kafka_connect_timeout_ms: int = Field(10_000, ge=100)
+    """How long to wait for a broker at all: the first connection (``bootstrap_timeout_ms``) and,
+    in ``send``, the topic's metadata (``max_block_ms``). A publish to an unreachable broker
+    fails with ``BusUnavailable`` after about this long."""
 
     # Object store
     objectstore: Literal["local", "cos"] = "local"

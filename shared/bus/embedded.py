@@ -4,16 +4,20 @@ Layout under ``root``::
 
     topics/<topic>/meta.json       partitions and config
     topics/<topic>/<p>.log         records of partition p, offset = position in the file
-    topics/<topic>/<p>.lock        cross-process append lock
     groups/<group>.json            committed offsets {topic: {partition: next offset}}
 
 A record on disk is ``>II`` (body length, crc32 of body) then the body: ``>qiIH`` (timestamp ms,
 key length or -1, value length, header count), key, value, then per header ``>HI`` name, value.
 
-Durability: ``publish`` and ``publish_many`` return after ``fdatasync`` of the partition file (one
-per partition per batch), the embedded equivalent of acks=all; pass ``fsync=False`` to trade that
+Durability: ``publish`` and ``publish_many`` return after ``fdatasync`` of the partition file
+covering their records, the embedded equivalent of acks=all; pass ``fsync=False`` to trade that
 for speed (data then only reaches the OS page cache). Topic configs (retention, compaction) are
 kept for information but not enforced: the log only grows.
+
+Appends are serialised per partition by a thread lock (within a process) and ``flock`` on the log
+file itself (between processes). Concurrent publishers in one process commit as a group: the
+first to arrive at a partition becomes the leader, takes every batch queued there, appends them
+in one write and syncs once; the others wait for that sync and get their offsets from it.
 
 Consumer groups are coordinated between members in one process (range assignment, rebalanced
 on join and close). Members of one group in different processes do not coordinate; scale-out
@@ -22,6 +26,7 @@ across processes is Kafka's job. Committed offsets are on disk and shared by eve
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -104,16 +109,31 @@ def _decode(topic: str, partition: int, offset: int, buf: bytes | memoryview, po
     return Record(topic, partition, offset, key, value, headers, ts)
 
 
+class _Pending:
+    """One publisher's records for one partition, waiting for a group commit."""
+
+    __slots__ = ("encoded", "fsync", "base", "error")
+
+    def __init__(self, encoded: Sequence[bytes], fsync: bool) -> None:
+        self.encoded = encoded
+        self.fsync = fsync
+        self.base: int | None = None  # offset of the first record, once durable
+        self.error: BaseException | None = None
+
+
 class _Partition:
     """One partition's file and its in-memory offset -> position index."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lock = threading.Lock()  # in-process writers and index refreshes
-        self.file_lock = FileLock(str(path.with_suffix(".lock")))
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         self.positions = array("q")  # start of each record
         self.end = 0  # end of the last complete record indexed
+        # Group commit: batches waiting to be appended, and whether a leader is appending.
+        self.queue = threading.Condition(threading.Lock())
+        self.pending: list[_Pending] = []
+        self.leading = False
 
     def _scan(self, truncate_torn_tail: bool) -> None:
         size = os.fstat(self.fd).st_size
@@ -131,7 +151,7 @@ class _Partition:
             pos = stop
         self.end = base + pos
         if truncate_torn_tail and self.end < size:
-            # Only called under the file lock: no one is writing, so the tail is from a crash.
+            # Only called under flock: no one is writing, so the tail is from a crash.
             os.ftruncate(self.fd, self.end)
 
     def refresh(self) -> int:
@@ -140,23 +160,69 @@ class _Partition:
             self._scan(truncate_torn_tail=False)
             return len(self.positions)
 
+    def enqueue(self, encoded: Sequence[bytes], fsync: bool) -> _Pending:
+        """Queue records for the next group commit; :meth:`wait` for their offsets."""
+        entry = _Pending(encoded, fsync)
+        with self.queue:
+            self.pending.append(entry)
+        return entry
+
+    def wait(self, entry: _Pending) -> int:
+        """Return the offset of ``entry``'s first record once it is appended (and synced).
+
+        Leads the commit if no one else is: then appends every queued batch, its own included.
+        """
+        with self.queue:
+            while entry.base is None and entry.error is None:
+                if not self.leading:
+                    self.leading = True
+                    batch, self.pending = self.pending, []
+                    break
+                self.queue.wait()
+            else:
+                if entry.error is not None:
+                    raise BusError(f"cannot append to {self.path}: {entry.error}") from entry.error
+                return entry.base
+        try:
+            self._commit(batch)
+        except BaseException as e:
+            for other in batch:
+                if other.base is None:
+                    other.error = e
+            raise
+        finally:
+            with self.queue:
+                self.leading = False
+                self.queue.notify_all()
+        assert entry.base is not None
+        return entry.base
+
     def append(self, encoded: Sequence[bytes], fsync: bool) -> int:
         """Append records; return the offset of the first one."""
-        with self.lock, self.file_lock:
-            self._scan(truncate_torn_tail=True)
-            base = len(self.positions)
-            data = b"".join(encoded)
-            written = 0
-            while written < len(data):
-                written += os.write(self.fd, data[written:])
-            if fsync:
-                os.fdatasync(self.fd)
+        return self.wait(self.enqueue(encoded, fsync))
+
+    def _commit(self, batch: Sequence[_Pending]) -> None:
+        """Append the batches in one write and at most one sync; set each one's base offset."""
+        with self.lock:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                self._scan(truncate_torn_tail=True)
+                data = b"".join(rec for entry in batch for rec in entry.encoded)
+                view = memoryview(data)
+                written = 0
+                while written < len(data):
+                    written += os.write(self.fd, view[written:])
+                if any(entry.fsync for entry in batch):
+                    os.fdatasync(self.fd)
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
             pos = self.end
-            for rec in encoded:
-                self.positions.append(pos)
-                pos += len(rec)
+            for entry in batch:
+                entry.base = len(self.positions)
+                for rec in entry.encoded:
+                    self.positions.append(pos)
+                    pos += len(rec)
             self.end = pos
-            return base
 
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
         with self.lock:
@@ -176,6 +242,17 @@ class _Partition:
 
     def close(self) -> None:
         os.close(self.fd)
+
+    def reopen_after_fork(self) -> None:
+        """In a forked child: a descriptor of our own, since ``flock`` belongs to the open file
+        description, which a child shares with its parent; and fresh locks (a parent's thread
+        may have held one at the fork)."""
+        inherited, self.fd = self.fd, os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        os.close(inherited)
+        self.lock = threading.Lock()
+        self.queue = threading.Condition(threading.Lock())
+        self.pending = []
+        self.leading = False
 
 
 class _Topic:
@@ -216,6 +293,16 @@ class _State:
 
 _states: dict[Path, _State] = {}
 _states_lock = threading.Lock()
+
+
+def _reopen_after_fork() -> None:
+    for state in list(_states.values()):
+        for topic in list(state.topics.values()):
+            for part in topic.parts:
+                part.reopen_after_fork()
+
+
+os.register_at_fork(after_in_child=_reopen_after_fork)
 
 
 class EmbeddedBus(EventBus):
@@ -322,10 +409,19 @@ class EmbeddedBus(EventBus):
             batch = by_partition.setdefault(p, [])
             order.append((p, len(batch)))
             batch.append(_encode(k, value, headers, now))
-        try:
-            bases = {p: t.parts[p].append(batch, self.fsync) for p, batch in by_partition.items()}
-        except OSError as e:
-            raise BusError(f"cannot append to {topic!r}: {e}") from e
+        # Queue on every partition first, so that their group commits can overlap.
+        entries = {p: t.parts[p].enqueue(batch, self.fsync) for p, batch in by_partition.items()}
+        bases: dict[int, int] = {}
+        failure: BaseException | None = None
+        for p, entry in entries.items():
+            try:  # wait for every partition even after a failure: none is left queued
+                bases[p] = t.parts[p].wait(entry)
+            except (OSError, BusError) as e:
+                failure = failure or e
+        if failure is not None:
+            if isinstance(failure, BusError):
+                raise failure
+            raise BusError(f"cannot append to {topic!r}: {failure}") from failure
         self._notify()
         return [RecordMetadata(topic, p, bases[p] + i) for p, i in order]
 

@@ -77,8 +77,14 @@ class KafkaBus(EventBus):
         heartbeat_interval_ms: int = 3_000,
         fetch_max_wait_ms: int = 500,
         request_timeout_ms: int = 30_000,
+        connect_timeout_ms: int = 10_000,
     ) -> None:
         """``enable_idempotence=None`` probes the broker and turns idempotence on if it can.
+
+        ``connect_timeout_ms`` bounds the wait for a broker: the bootstrap of every client
+        (``bootstrap_timeout_ms``) and the producer's wait for a topic's metadata in ``send``
+        (``max_block_ms``), so that an unreachable broker fails a publish with
+        :class:`BusUnavailable` after about that long rather than kafka-python's 30 to 60 s.
 
         The group timeouts default to Kafka's. Tansu holds every group join for about half the
         session timeout (22 s with the default), so tests pass ``session_timeout_ms=2000,
@@ -90,6 +96,7 @@ class KafkaBus(EventBus):
             "security_protocol": security_protocol,
             "client_id": client_id,
             "request_timeout_ms": request_timeout_ms,
+            "bootstrap_timeout_ms": connect_timeout_ms,
         }
         if security_protocol.startswith("SASL"):
             self._common.update(
@@ -100,7 +107,11 @@ class KafkaBus(EventBus):
         if ssl_cafile:
             self._common["ssl_cafile"] = ssl_cafile
         self._enable_idempotence = enable_idempotence
-        self._producer_config = {"linger_ms": linger_ms, "batch_size": batch_size}
+        self._producer_config = {
+            "linger_ms": linger_ms,
+            "batch_size": batch_size,
+            "max_block_ms": connect_timeout_ms,
+        }
         self._consumer_config = {
             "max_poll_interval_ms": max_poll_interval_ms,
             "session_timeout_ms": session_timeout_ms,
@@ -108,6 +119,8 @@ class KafkaBus(EventBus):
             "fetch_max_wait_ms": fetch_max_wait_ms,
         }
         self._lock = threading.Lock()
+        # KafkaAdminClient is not thread-safe: concurrent calls fail with NodeNotReadyError.
+        self._admin_lock = threading.RLock()
         self._producer: KafkaProducer | None = None
         self._admin: KafkaAdminClient | None = None
         self._partitions: dict[str, int] = {}
@@ -130,6 +143,8 @@ class KafkaBus(EventBus):
                 "session_timeout_ms": settings.kafka_session_timeout_ms,
                 "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
                 "max_poll_interval_ms": settings.kafka_max_poll_interval_ms,
+                "request_timeout_ms": settings.kafka_request_timeout_ms,
+                "connect_timeout_ms": settings.kafka_connect_timeout_ms,
                 **overrides,
             },
         )
@@ -147,7 +162,9 @@ class KafkaBus(EventBus):
 
     def _broker_supports_idempotence(self) -> bool:
         try:
-            return _INIT_PRODUCER_ID in {int(k) for k in self._admin_client().api_versions()}
+            admin = self._admin_client()
+            with self._admin_lock:
+                return _INIT_PRODUCER_ID in {int(k) for k in admin.api_versions()}
         except (KafkaError, AttributeError) as e:
             log.warning("could not probe the broker's API versions (%s); idempotence off", e)
             return False
@@ -185,7 +202,8 @@ class KafkaBus(EventBus):
         for spec in new:
             topic = NewTopic(spec.name, spec.partitions, 1, topic_configs=dict(spec.config))
             try:
-                admin.create_topics([topic])
+                with self._admin_lock:
+                    admin.create_topics([topic])
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # created meanwhile by another process
@@ -196,8 +214,9 @@ class KafkaBus(EventBus):
     def list_topics(self) -> dict[str, int]:
         admin = self._admin_client()
         try:
-            names = [n for n in admin.list_topics() if not n.startswith("__")]
-            described = admin.describe_topics(names) if names else []
+            with self._admin_lock:
+                names = [n for n in admin.list_topics() if not n.startswith("__")]
+                described = admin.describe_topics(names) if names else []
         except KafkaError as e:
             raise BusUnavailable(f"cannot list topics: {e}") from e
         topics = {t["name"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
@@ -205,8 +224,11 @@ class KafkaBus(EventBus):
         return dict(sorted(topics.items()))
 
     def _require_topic(self, topic: str) -> None:
-        if topic not in self._partitions and topic not in self.list_topics():
-            raise UnknownTopic(topic)
+        if topic in self._partitions:
+            return
+        with self._admin_lock:  # concurrent first publishes to a topic ask the broker once
+            if topic not in self._partitions and topic not in self.list_topics():
+                raise UnknownTopic(topic)
 
     # -- publishing
 

@@ -333,3 +333,55 @@ def test_event_bus_from_settings_picks_the_adapter(tmp_path: Path, tansu: Tansu)
         assert isinstance(kafka.list_topics(), dict)
     finally:
         kafka.close()
+
+
+def test_concurrent_publishers_lose_nothing_and_keep_their_per_key_order(bus: EventBus, topic: str) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def run(writer: int) -> None:
+        try:
+            start.wait()
+            for i in range(25):
+                bus.publish(topic, f"{writer}:{i}".encode(), key=f"k{(writer + i) % 4}")
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    workers = [threading.Thread(target=run, args=(w,)) for w in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert not errors, errors
+    records = bus.read_all(topic, timeout_s=10)
+    values = [r.value.decode() for r in records]
+    assert len(values) == len(set(values)) == 8 * 25
+    for writer in range(8):
+        for key in range(4):
+            seq = [int(v.split(":")[1]) for v, r in zip(values, records, strict=True)
+                   if v.startswith(f"{writer}:") and r.key == f"k{key}".encode()]
+            assert seq == sorted(seq) and seq
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_publishing_to_an_unreachable_kafka_fails_fast_with_bus_unavailable() -> None:
+    timeout_ms = 2000
+    settings = Settings(bus="kafka", kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}",
+                        kafka_connect_timeout_ms=timeout_ms, kafka_request_timeout_ms=timeout_ms)
+    bus = event_bus_from_settings(settings)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BusUnavailable):
+            bus.publish("orders", b"x", key="k")
+        elapsed = time.monotonic() - started
+    finally:
+        bus.close()
+    # Within the configured wait (plus slack for a loaded machine), not kafka-python's 30-60 s.
+    assert elapsed < timeout_ms / 1000 + 3, elapsed

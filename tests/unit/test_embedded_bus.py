@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from shared.bus import TopicPartition, TopicSpec
 from shared.bus.embedded import EmbeddedBus
 
@@ -178,3 +180,157 @@ def test_publish_many_is_fast(tmp_path: Path) -> None:
         bus.close()
     # Generous floors: the targets are 50k/s and 100k/s; a loaded CI box must not fail here.
     assert publish_rate > 15_000 and consume_rate > 30_000, (publish_rate, consume_rate)
+
+
+def _publish_from_threads(bus: EmbeddedBus, threads: int, per_thread: int, keys: int = 5) -> None:
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def run(writer: int) -> None:
+        try:
+            start.wait()
+            for i in range(per_thread):
+                bus.publish("orders", f"{writer}:{i}".encode(), key=f"key-{(writer + i) % keys}")
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    workers = [threading.Thread(target=run, args=(w,)) for w in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert not errors, errors
+
+
+def test_sixteen_threads_publishing_at_once_lose_nothing_and_keep_per_key_order(tmp_path: Path) -> None:
+    bus = _bus_with_topic(tmp_path)
+    try:
+        _publish_from_threads(bus, threads=16, per_thread=100)
+        records = bus.read_all("orders")
+    finally:
+        bus.close()
+    values = [r.value.decode() for r in records]
+    assert len(values) == len(set(values)) == 16 * 100
+    for p in range(3):
+        assert [r.offset for r in records if r.partition == p] == list(range(sum(r.partition == p for r in records)))
+    for writer in range(16):  # each writer's order per key holds
+        for key in range(5):
+            seq = [int(v.split(":")[1]) for v, r in zip(values, records, strict=True)
+                   if v.startswith(f"{writer}:") and r.key == f"key-{key}".encode()]
+            assert seq == sorted(seq) and len(seq) > 0
+
+
+def test_a_publish_returns_only_after_the_sync_that_covers_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from shared.bus.embedded import _Partition
+
+    synced: dict[str, int] = {}  # log file -> its size at the last fdatasync
+    synced_lock = threading.Lock()
+    real = os.fdatasync
+
+    def recording(fd: int) -> None:
+        size = os.fstat(fd).st_size
+        real(fd)
+        with synced_lock:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            synced[path] = max(synced.get(path, 0), size)
+
+    bus = _bus_with_topic(tmp_path)
+    monkeypatch.setattr(os, "fdatasync", recording)
+    acked: list[tuple[int, int]] = []
+    problems: list[str] = []
+
+    def run(writer: int) -> None:
+        for i in range(20):
+            value = f"{writer}:{i}".encode()
+            md = bus.publish("orders", value, key=f"k{writer}")
+            log = (tmp_path / "topics" / "orders" / f"{md.partition}.log").resolve()
+            # A reader with its own file descriptor and index, as another process would have.
+            fresh = _Partition(log)
+            try:
+                got = fresh.read("orders", md.partition, md.offset, 1)
+                end = fresh.positions[md.offset + 1] if md.offset + 1 < len(fresh.positions) else fresh.end
+            finally:
+                fresh.close()
+            with synced_lock:
+                durable = synced.get(str(log), 0)
+                acked.append((md.partition, md.offset))
+            if [r.value for r in got] != [value]:
+                problems.append(f"{value!r} not readable at {md}")
+            if end > durable:
+                problems.append(f"{value!r} acknowledged before its sync ({end} > {durable})")
+
+    try:
+        workers = [threading.Thread(target=run, args=(w,)) for w in range(8)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=60)
+    finally:
+        monkeypatch.undo()
+        bus.close()
+    assert not problems, problems[:5]
+    assert len(acked) == 8 * 20
+
+    restarted = EmbeddedBus(tmp_path)  # and after a restart, every acknowledged record is there
+    try:
+        assert {(r.partition, r.offset) for r in restarted.read_all("orders")} == set(acked)
+    finally:
+        restarted.close()
+
+
+def test_concurrent_publishers_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    syncs = 0
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        nonlocal syncs
+        syncs += 1
+        time.sleep(0.002)  # a disk that takes a moment, so that publishers arrive meanwhile
+        real(fd)
+
+    bus = _bus_with_topic(tmp_path, partitions=1)
+    try:
+        monkeypatch.setattr(os, "fdatasync", counting)
+        _publish_from_threads(bus, threads=16, per_thread=50)
+        monkeypatch.undo()
+        assert len(bus.read_all("orders")) == 16 * 50
+    finally:
+        bus.close()
+    print(f"16 threads, {16 * 50} records: {syncs} fdatasyncs, {syncs / (16 * 50):.3f} per record")
+    assert 0 < syncs < 16 * 50
+
+
+_forked_bus: EmbeddedBus | None = None
+
+
+def _publish_from_forked_child(writer: int, n: int) -> None:
+    assert _forked_bus is not None
+    for i in range(n):  # the bus the parent opened, inherited through fork
+        _forked_bus.publish_many("orders", [(f"key-{i % 13}", f"{writer}:{i}".encode(), ())])
+
+
+def test_a_forked_child_appends_with_its_own_lock(tmp_path: Path) -> None:
+    global _forked_bus
+    bus = _forked_bus = _bus_with_topic(tmp_path)
+    try:
+        bus.publish("orders", b"before fork", key="k")  # partitions open before the fork
+        ctx = multiprocessing.get_context("fork")
+        child = ctx.Process(target=_publish_from_forked_child, args=(2, 300))
+        child.start()
+        _publish_from_forked_child(1, 300)
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        records = bus.read_all("orders")
+    finally:
+        _forked_bus = None
+        bus.close()
+    values = [r.value.decode() for r in records]
+    assert len(values) == len(set(values)) == 1 + 2 * 300
+    for p in range(3):
+        assert [r.offset for r in records if r.partition == p] == list(range(sum(r.partition == p for r in records)))
