@@ -112,7 +112,8 @@ def test_every_event_trigger_has_its_subscription_and_batch_functions_run_as_wor
         if any(t.mode == "batch" for t in fn.triggers("kafka")):
             assert subs == [], name
             assert infra.apps[tf_name(name)]["run_commands"] == ["retailfn"]
-            assert infra.apps[tf_name(name)]["run_arguments"] == ["worker", "--functions", name]
+            assert infra.apps[tf_name(name)]["run_arguments"] == [
+                "worker", "--functions", name, "--host", "0.0.0.0", "--port", "8080"]
             assert infra.apps[tf_name(name)]["scale_min_instances"] == 1
             continue
         for i, ev in enumerate(fn.events):

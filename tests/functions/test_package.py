@@ -104,7 +104,7 @@ def test_commands_start_functions_framework_or_the_runtime_for_batch_functions(
         "functions/ingest_stock/main.py", "--asgi"]
     assert manifest["report_stock"]["kind"] == "http"
     assert manifest["archive_events"]["kind"] == "batch"
-    assert "python -m shared.cli --config serverless.yaml up --functions archive_events" in \
+    assert "python -m shared.cli --config serverless.yaml worker --functions archive_events" in \
         manifest["archive_events"]["command"][-1]
     for name in SERVICE.functions:
         assert command_for(SERVICE, name) == manifest[name]["command"]
