@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_session_timeout_ms: int = Field(45_000, ge=1_000)
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+    kafka_commit_interval_ms: int = Field(1_000, ge=0, le=60_000)
+    """How often a Kafka trigger commits the offsets it finished (0: after every poll)."""
     kafka_max_poll_interval_ms: int = Field(300_000, ge=1_000)
     """A consumer that takes longer than this between polls leaves its group; keep it above the
     slowest function times the batch size."""

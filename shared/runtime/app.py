@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from events.catalog import BUCKETS, TOPICS
-from events.envelope import new_event, to_kafka
 from events.deadletter import DeadLetter
+from events.envelope import new_event, to_kafka
 from shared.adapters import bucket, get_bus, get_store
 from shared.bus.port import EventBus, TopicSpec
 from shared.config import DEAD_LETTER_BUCKET, ServiceConfig
@@ -28,6 +28,7 @@ from shared.runtime.invoker import Invoker
 from shared.runtime.kafka_trigger import KafkaTriggerWorker
 from shared.runtime.loader import LoadedFunction, load_function
 from shared.runtime.schedule import ScheduledFunction, Scheduler
+from shared.settings import get_settings
 
 log = logging.getLogger("retailfn.runtime")
 
@@ -163,7 +164,8 @@ class Runtime:
                 self.workers.append(KafkaTriggerWorker(
                     function=name, group=self.service.consumer_group(name, trigger),
                     trigger=trigger, bus=bus, invoker=self.invoker(name, "kafka", bus, store),
-                    seen=seen, stop=self.stop_event, on_ready=self._one_ready))
+                    seen=seen, stop=self.stop_event, on_ready=self._one_ready,
+                    commit_interval_s=get_settings().kafka_commit_interval_ms / 1000))
             for trigger in fn.triggers("cos"):
                 cos_by_bucket.setdefault(bucket(trigger.bucket), []).append(
                     CosSubscription(name, trigger, self.invoker(name, "cos", bus, store)))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import queue
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
@@ -35,6 +35,8 @@ from shared.runtime.invoker import Invoker
 log = logging.getLogger("retailfn.runtime")
 
 KNATIVE_KAFKA_EVENT = "dev.knative.kafka.event"
+COMMIT_MAX_RECORDS = 10_000
+"""Commit at once when this many handled records wait, whatever the interval."""
 
 
 class UnreadableRecord(Exception):
@@ -137,12 +139,14 @@ class _Finished:
     offsets: dict[TopicPartition, int]
     keys: list[str]
     name: str
+    count: int
 
 
 class KafkaTriggerWorker:
     def __init__(self, *, function: str, group: str, trigger: KafkaTrigger, bus: EventBus,
                  invoker: Invoker, seen: SeenLog, stop: threading.Event,
-                 on_ready: Callable[[], None] | None = None, poll_timeout_s: float = 0.5) -> None:
+                 on_ready: Callable[[], None] | None = None, poll_timeout_s: float = 0.5,
+                 commit_interval_s: float = 1.0) -> None:
         self.function = function
         self.group = group
         self.trigger = trigger
@@ -152,6 +156,9 @@ class KafkaTriggerWorker:
         self.stop = stop
         self.on_ready = on_ready
         self.poll_timeout_s = poll_timeout_s
+        self.commit_interval_s = commit_interval_s
+        self._pending: list[_Finished] = []
+        self._committed_at = time.monotonic()
         self.processed = 0
         self._pool = (ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{function}-unordered")
                       if trigger.ordering == "unordered" else None)
@@ -202,7 +209,7 @@ class KafkaTriggerWorker:
             with contextlib.suppress(queue.Full):
                 handoff.put_nowait(None)
             handler.join()
-            self._commit_finished(consumer, finished)
+            self._commit_finished(consumer, finished, force=True)
             consumer.close()
             if self._pool:
                 self._pool.shutdown(wait=True)
@@ -222,22 +229,33 @@ class KafkaTriggerWorker:
             if done is not None:
                 finished.put(done)
 
-    def _commit_finished(self, consumer: Consumer,
-                         finished: queue.SimpleQueue[_Finished]) -> None:
-        offsets: dict[TopicPartition, int] = {}
+    def _commit_finished(self, consumer: Consumer, finished: queue.SimpleQueue[_Finished],
+                         *, force: bool = False) -> None:
+        """Commit what the handler finished, at most every ``commit_interval_s`` (or sooner when
+        many records wait, or at shutdown), as Kafka's own auto-commit would: a crash re-delivers
+        at most that much, and idempotent effects plus the dedup log absorb it."""
         while True:
             try:
-                done = finished.get_nowait()
+                self._pending.append(finished.get_nowait())
             except queue.Empty:
                 break
-            # The poll's ids are durable before its offsets are committed: one object per poll,
-            # named after its first record, so a re-delivered poll overwrites its own. Done here,
-            # on the polling thread, so the write overlaps the next poll's handling.
-            self.seen.persist(done.name, done.keys)
+        if not self._pending:
+            return
+        waiting = sum(done.count for done in self._pending)
+        now = time.monotonic()
+        if not (force or waiting >= COMMIT_MAX_RECORDS
+                or now - self._committed_at >= self.commit_interval_s):
+            return
+        # The ids are durable before the offsets are committed: one object per commit, named
+        # after its first record, so a re-delivered range overwrites its own.
+        self.seen.persist(self._pending[0].name,
+                          [k for done in self._pending for k in done.keys])
+        offsets: dict[TopicPartition, int] = {}
+        for done in self._pending:
             for tp, offset in done.offsets.items():
                 offsets[tp] = max(offset, offsets.get(tp, 0))
-        if not offsets:
-            return
+        self._pending.clear()
+        self._committed_at = now
         try:
             consumer.commit(offsets)
         except BusError:
@@ -287,6 +305,7 @@ class KafkaTriggerWorker:
             offsets=offsets,
             keys=[k for rs in done.values() for _, k in rs if k],
             name=f"{first_tp.topic}+{first_tp.partition}+{done[first_tp][0][0].offset}",
+            count=sum(len(rs) for rs in done.values()),
         )
 
     def _handle(self, record: Record) -> _Handled:
