@@ -43,7 +43,10 @@ class TopicPartition(NamedTuple):
 
 
 class Record(NamedTuple):
-    """One record as read from a topic. A named tuple: the consume path builds one per record."""
+    """One record as read from a topic. A named tuple: the consume path builds one per record.
+
+    A header's value is ``None`` when the producer sent a null value (Kafka allows it).
+    """
 
     topic: str
     partition: int

@@ -102,7 +102,7 @@ def unreadable_record_event(record: Record) -> CloudEvent:
     event = raw_record_event(record, key)
     for name, value in record.headers:
         attr = name[3:] if name.startswith("ce_") else None
-        if attr in ("id", "source", "type", "subject", "time"):
+        if attr in ("id", "source", "type", "subject", "time") and value:
             event[attr] = value.decode("utf-8", "replace")
     event.data = record.value
     return event
@@ -119,7 +119,7 @@ def batch_event(tp: TopicPartition, records: list[Record]) -> CloudEvent:
         items.append({
             "offset": r.offset, "timestamp_ms": r.timestamp_ms,
             "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
-            "headers": {k: v.decode("utf-8", "replace") for k, v in r.headers},
+            "headers": {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers},
             "value": value, "value_encoding": encoding,
         })
     first, last = records[0].offset, records[-1].offset
