@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from events.catalog import BUCKETS, TOPICS
-from shared.bus.port import EventBus, TopicSpec
+from shared.bus.port import BusError, EventBus, TopicSpec
 from shared.config import ServiceConfig
 from shared.objectstore.port import ObjectStore
 from shared.settings import Settings
@@ -188,111 +188,21 @@ def _counts(report: DeployReport) -> dict[str, dict[str, int]]:
 
 
 
-# --- reading what exists (adapter-specific: the bus port has no config or partition admin) -------
-
-
-class _Inspector:
-    """Reads topic configs and grows topics on one adapter. ``configs`` returns only the keys the
-    bus reports (Tansu reports none; then configs are not compared)."""
-
-    def __init__(self, bus: EventBus) -> None:
-        self.bus = bus
-
-    def configs(self, topic: str, keys: Sequence[str]) -> dict[str, str]:
-        return {}
-
-    def increase_partitions(self, topic: str, total: int) -> None:
-        raise DeployError(f"{type(self.bus).__name__} cannot add partitions to {topic!r}")
-
-    def update_configs(self, topic: str, config: Mapping[str, str]) -> None:
-        raise DeployError(f"{type(self.bus).__name__} cannot change the configs of {topic!r}")
-
-
-class _EmbeddedInspector(_Inspector):
-    def _meta(self, topic: str) -> Path:
-        return Path(self.bus.root) / "topics" / topic / "meta.json"  # type: ignore[attr-defined]
-
-    def _rewrite(self, topic: str, change: Callable[[dict[str, Any]], None]) -> None:
-        from filelock import FileLock
-
-        meta = self._meta(topic)
-        with FileLock(str(meta.parent / "meta.lock")):
-            data = json.loads(meta.read_text())
-            change(data)
-            tmp = meta.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, meta)
-
-    def configs(self, topic: str, keys: Sequence[str]) -> dict[str, str]:
-        config = json.loads(self._meta(topic).read_text()).get("config", {})
-        return {k: str(config[k]) for k in keys if k in config}
-
-    def increase_partitions(self, topic: str, total: int) -> None:
-        # Processes that have the topic open keep their partition count until they restart,
-        # as Kafka clients do until their metadata refreshes.
-        self._rewrite(topic, lambda d: d.update(partitions=total))
-
-    def update_configs(self, topic: str, config: Mapping[str, str]) -> None:
-        self._rewrite(topic, lambda d: d.setdefault("config", {}).update(config))
-
-
-class _KafkaInspector(_Inspector):
-    def _admin(self) -> Any:
-        # KafkaBus's own admin client: same bootstrap servers and SASL/SSL settings.
-        return self.bus._admin_client()  # type: ignore[attr-defined]  # noqa: SLF001
-
-    def configs(self, topic: str, keys: Sequence[str]) -> dict[str, str]:
-        from kafka.admin import ConfigResource, ConfigResourceType
-        from kafka.errors import KafkaError
-
-        try:
-            described = self._admin().describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict.fromkeys(keys))],
-                config_filter="all")
-        except (KafkaError, ValueError, TypeError):
-            return {}  # a broker without DescribeConfigs: configs are not compared
-        entries = (described or {}).get("topic", {}).get(topic, {}) or {}
-        out = {}
-        for key in keys:
-            entry = entries.get(key)
-            value = entry.get("value") if isinstance(entry, dict) else entry
-            if value is not None:
-                out[key] = str(value)
-        return out
-
-    def increase_partitions(self, topic: str, total: int) -> None:
-        from kafka.admin import NewPartitions
-        from kafka.errors import KafkaError
-
-        try:
-            self._admin().create_partitions({topic: NewPartitions(total)})
-        except KafkaError as exc:
-            raise DeployError(f"cannot add partitions to {topic!r}: {exc}") from exc
-
-    def update_configs(self, topic: str, config: Mapping[str, str]) -> None:
-        from kafka.admin import ConfigResource, ConfigResourceType
-        from kafka.errors import KafkaError
-
-        try:
-            self._admin().alter_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict(config))])
-        except (KafkaError, ValueError) as exc:
-            raise DeployError(f"cannot change the configs of {topic!r}: {exc}") from exc
-
-
-def _inspector(bus: EventBus) -> _Inspector:
-    from shared.bus.embedded import EmbeddedBus
-
-    if isinstance(bus, EmbeddedBus):
-        return _EmbeddedInspector(bus)
-    try:
-        from shared.bus.kafka import KafkaBus
-    except ImportError:  # pragma: no cover - kafka-python is a runtime requirement
-        return _Inspector(bus)
-    return _KafkaInspector(bus) if isinstance(bus, KafkaBus) else _Inspector(bus)
-
-
 # --- direct deploy --------------------------------------------------------------------------------
+
+
+def _grow(bus: EventBus, topic: str, total: int) -> None:
+    try:
+        bus.add_partitions(topic, total)
+    except BusError as exc:
+        raise DeployError(str(exc)) from exc
+
+
+def _set_configs(bus: EventBus, topic: str, config: Mapping[str, str]) -> None:
+    try:
+        bus.alter_topic_configs(topic, config)
+    except BusError as exc:
+        raise DeployError(str(exc)) from exc
 
 
 def wanted_topics(service: ServiceConfig) -> list[TopicSpec]:
@@ -307,7 +217,6 @@ def plan(service: ServiceConfig, settings: Settings, bus: EventBus,
          store: ObjectStore) -> DeployReport:
     """What a deploy would do; changes nothing."""
     existing = bus.list_topics()
-    inspector = _inspector(bus)
     topics = []
     for spec in wanted_topics(service):
         config = dict(spec.config)
@@ -315,7 +224,7 @@ def plan(service: ServiceConfig, settings: Settings, bus: EventBus,
             topics.append(TopicPlan(spec.name, "create", spec.partitions, config=config))
             continue
         have = existing[spec.name]
-        reported = inspector.configs(spec.name, list(config))
+        reported = bus.topic_configs(spec.name, list(config))
         drift = {k: {"want": v, "have": reported[k]} for k, v in config.items()
                  if k in reported and reported[k] != v}
         t = TopicPlan(spec.name, "exists", spec.partitions, have, config, drift)
@@ -348,7 +257,6 @@ def apply(report: DeployReport, bus: EventBus, store: ObjectStore, *,
     to_create = [TopicSpec(t.name, t.partitions, t.config) for t in report.topics
                  if t.action == "create"]
     created = set(bus.create_topics(to_create)) if to_create else set()
-    inspector = _inspector(bus)
     for t in report.topics:
         if t.name in created:
             t.done.append("created")
@@ -358,10 +266,10 @@ def apply(report: DeployReport, bus: EventBus, store: ObjectStore, *,
         if t.action != "differs":
             continue
         if increase_partitions and t.partition_drift > 0:
-            inspector.increase_partitions(t.name, t.partitions)
+            _grow(bus, t.name, t.partitions)
             t.done.append(f"partitions {t.existing_partitions} -> {t.partitions}")
         if update_configs and t.config_drift:
-            inspector.update_configs(t.name, {k: d["want"] for k, d in t.config_drift.items()
+            _set_configs(bus, t.name, {k: d["want"] for k, d in t.config_drift.items()
                                               if d["want"] is not None})
             t.done.append("configs updated")
     for b in report.buckets:

@@ -55,7 +55,9 @@ def moto_s3() -> Iterator[MotoS3]:
 def _fresh_adapters() -> Iterator[None]:
     """Adapters are process-wide singletons built from settings; each test gets its own."""
     from shared.adapters import reset_adapters
+    from shared.publisher import flush_background
 
     reset_adapters()
     yield
+    flush_background()  # what a test queued goes to its own bus, not the next test's
     reset_adapters()

@@ -29,7 +29,7 @@ from shared.problems import (
     problem_responses,
     problem_type,
 )
-from shared.publisher import publish_many
+from shared.publisher import publish_later
 from shared.recommendations import Recommendations, Recommender, RecommendQuery, shown_events
 
 PATH = "/v1/recommendations/{sku}"
@@ -81,7 +81,7 @@ async def _announce(answer: Recommendations, user: str | None) -> None:
     try:
         events = shown_events(answer, user)
         if events:
-            await run_in_threadpool(publish_many, events)
+            publish_later(events)  # batched off the request path: it feeds a statistic
     except Exception:  # noqa: BLE001 - the shopper already has the answer; only the A/B data lacks
         log.warning("recommendation.shown not published", exc_info=True,
                     extra={"request_id": answer.request_id, "sku": answer.sku})

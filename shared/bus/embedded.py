@@ -36,8 +36,9 @@ import threading
 import time
 import zlib
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from filelock import FileLock
@@ -368,6 +369,39 @@ class EmbeddedBus(EventBus):
 
     def partitions(self, topic: str) -> int:
         return len(self._topic(topic).parts)
+
+    def _meta_path(self, topic: str) -> Path:
+        path = self.root / "topics" / topic / "meta.json"
+        if not path.exists():
+            raise UnknownTopic(topic)
+        return path
+
+    def _rewrite_meta(self, topic: str, change: Callable[[dict[str, Any]], None]) -> None:
+        meta = self._meta_path(topic)
+        with FileLock(str(meta.parent / "meta.lock")):
+            data = json.loads(meta.read_text())
+            change(data)
+            tmp = meta.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, meta)
+
+    def topic_configs(self, topic: str, keys: Sequence[str]) -> dict[str, str]:
+        config = json.loads(self._meta_path(topic).read_text()).get("config", {})
+        return {k: str(config[k]) for k in keys if k in config}
+
+    def add_partitions(self, topic: str, total: int) -> None:
+        # Processes that have the topic open keep their partition count until they restart,
+        # as Kafka clients do until their metadata refreshes.
+        def grow(data: dict[str, Any]) -> None:
+            if total < data["partitions"]:
+                raise BusError(f"{topic!r} has {data['partitions']} partitions; a topic never "
+                               f"shrinks to {total}")
+            data["partitions"] = total
+
+        self._rewrite_meta(topic, grow)
+
+    def alter_topic_configs(self, topic: str, config: Mapping[str, str]) -> None:
+        self._rewrite_meta(topic, lambda d: d.setdefault("config", {}).update(config))
 
     # -- publishing
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata
 from kafka import TopicPartition as KafkaTopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.bus.port import (
@@ -224,6 +224,39 @@ class KafkaBus(EventBus):
         topics = {t["name"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
         self._partitions.update(topics)
         return dict(sorted(topics.items()))
+
+    def topic_configs(self, topic: str, keys: Sequence[str]) -> dict[str, str]:
+        try:
+            with self._admin_lock:
+                described = self._admin_client().describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict.fromkeys(keys))],
+                    config_filter="all")
+        except (KafkaError, ValueError, TypeError):
+            return {}  # a broker without DescribeConfigs (Tansu): configs are not reported
+        entries = (described or {}).get("topic", {}).get(topic, {}) or {}
+        out = {}
+        for key in keys:
+            entry = entries.get(key)
+            value = entry.get("value") if isinstance(entry, dict) else entry
+            if value is not None:
+                out[key] = str(value)
+        return out
+
+    def add_partitions(self, topic: str, total: int) -> None:
+        try:
+            with self._admin_lock:
+                self._admin_client().create_partitions({topic: NewPartitions(total)})
+        except KafkaError as exc:
+            raise BusError(f"cannot add partitions to {topic!r}: {exc}") from exc
+        self._partitions.pop(topic, None)
+
+    def alter_topic_configs(self, topic: str, config: Mapping[str, str]) -> None:
+        try:
+            with self._admin_lock:
+                self._admin_client().alter_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict(config))])
+        except (KafkaError, ValueError) as exc:
+            raise BusError(f"cannot change the configs of {topic!r}: {exc}") from exc
 
     def _require_topic(self, topic: str) -> None:
         if topic in self._partitions:

@@ -124,6 +124,19 @@ class EventBus(abc.ABC):
         """Every topic and its partition count."""
 
     @abc.abstractmethod
+    def topic_configs(self, topic: str, keys: Sequence[str]) -> dict[str, str]:
+        """The topic's current values for ``keys``, as far as the bus reports them (a broker
+        without DescribeConfigs reports none)."""
+
+    @abc.abstractmethod
+    def add_partitions(self, topic: str, total: int) -> None:
+        """Grow ``topic`` to ``total`` partitions (never fewer: Kafka cannot shrink a topic)."""
+
+    @abc.abstractmethod
+    def alter_topic_configs(self, topic: str, config: Mapping[str, str]) -> None:
+        """Set topic configs such as ``retention.ms``."""
+
+    @abc.abstractmethod
     def publish(
         self,
         topic: str,

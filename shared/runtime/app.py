@@ -21,6 +21,7 @@ from shared.adapters import bucket, get_bus, get_store
 from shared.bus.port import EventBus, TopicSpec
 from shared.config import DEAD_LETTER_BUCKET, ServiceConfig
 from shared.objectstore.port import ObjectStore
+from shared.publisher import flush_background
 from shared.runtime.cos_trigger import CosSubscription, CosWatcher
 from shared.runtime.deadletter import DeadLetterStore
 from shared.runtime.dedup import ClaimStore, SeenLog
@@ -128,6 +129,7 @@ class Runtime:
             w.join(timeout)
         if self.scheduler:
             self.scheduler.join(timeout)
+        flush_background()
         log.info("runtime stopped")
 
     def __enter__(self) -> Runtime:

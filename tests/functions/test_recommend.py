@@ -11,24 +11,24 @@ from typing import Any
 
 import pytest
 
-from events.envelope import Event, from_kafka
+from events.envelope import Event, from_kafka, new_event
 from events.inventory import ProductIntroduced
-from events.envelope import new_event
 from events.sales import OrderCompleted, OrderLine
 from functions.archive_events.main import archive_events
 from shared.adapters import bucket, get_bus, get_store
 from shared.bus.port import Record, TopicPartition
-from shared.crosssell import CrossSellStore
-from shared.publisher import publish_many
-from shared.recommendations import experiment_report
-from shared.runtime.kafka_trigger import batch_event
 from shared.config import parse_service
+from shared.crosssell import CrossSellStore
 from shared.domain.crosssell import Baskets, CrossSellModel, build
 from shared.domain.inventory import NormalizedReport
 from shared.inventory import AvailabilityView, ProductCatalog
+from shared.publisher import flush_background, publish_many
+from shared.recommendations import experiment_report
 from shared.runtime.app import provision
 from shared.runtime.http import HttpApp
-from tests.functions.test_http_server import Reply, build as build_app, call, is_problem
+from shared.runtime.kafka_trigger import batch_event
+from tests.functions.test_http_server import Reply, call, is_problem
+from tests.functions.test_http_server import build as build_app
 
 SERVICE_YAML = """
 service: retailfn-test
@@ -151,6 +151,7 @@ def skus(items: list[dict[str, Any]]) -> list[str]:
 
 
 def events_on(topic: str) -> list[Event[Any]]:
+    flush_background()  # shown events are published in batches, off the request path
     return [from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
             for r in get_bus().read_all(topic, timeout_s=1)]
 
@@ -285,12 +286,13 @@ def test_a_bus_that_cannot_take_the_event_does_not_fail_the_read(
     def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("broker down")
 
-    monkeypatch.setattr("functions.recommend.main.publish_many", broken)
+    monkeypatch.setattr("shared.publisher.publish_many", broken)
 
     reply = get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu")
+    flush_background()
 
     assert reply.status == 200 and reply.json()["cross_sell"]
-    assert "recommendation.shown not published" in caplog.text
+    assert "background publish failed" in caplog.text
 
 
 def test_an_unknown_region_is_a_400_and_an_unknown_sku_a_404(app: HttpApp) -> None:
@@ -341,6 +343,7 @@ def order_events(baskets: list[list[str]], region: str = "eu",
 
 def archive_topic(topic: str) -> list[str]:
     """What archive_events does in the runtime: the topic's records into the event archive."""
+    flush_background()
     by_partition: dict[int, list[Record]] = {}
     for record in get_bus().read_all(topic, timeout_s=1):
         by_partition.setdefault(record.partition, []).append(record)
