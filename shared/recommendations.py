@@ -323,14 +323,38 @@ def model_store() -> Any:
 
 
 class _StockCache:
+    """One request's stock reads, each SKU read at most once, from a process-wide snapshot no
+    older than ``recommend_stock_ttl_s`` (1 s by default): a hot item's complements are asked for
+    many times a second, and a second-old figure still says its age in ``stock_age_seconds``."""
+
+    _shared: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], tuple[float, SkuAvailability]]]
+    _shared = weakref.WeakKeyDictionary()  # per object store: new adapters start empty
+    _lock = threading.Lock()
+
     def __init__(self, view: AvailabilityView, region: str) -> None:
         self._view, self._region, self._seen = view, region, {}  # type: ignore[var-annotated]
+        self._ttl = get_settings().recommend_stock_ttl_s
 
     def get(self, sku: str) -> SkuAvailability:
         if sku not in self._seen:
-            availability = self._view.get(sku) or SkuAvailability(sku)
-            self._seen[sku] = availability.where(region=self._region)
+            self._seen[sku] = self._read(sku).where(region=self._region)
         return self._seen[sku]
+
+    def _read(self, sku: str) -> SkuAvailability:
+        store, bucket_name = self._view.source
+        now = time.monotonic()
+        with self._lock:
+            cache = self._shared.setdefault(store, {})
+            hit = cache.get((bucket_name, sku))
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        availability = self._view.get(sku) or SkuAvailability(sku)
+        if self._ttl > 0:
+            with self._lock:
+                if len(cache) > 100_000:
+                    cache.clear()
+                cache[(bucket_name, sku)] = (now, availability)
+        return availability
 
 
 class _CatalogSnapshot:

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     crosssell_min_count: int = Field(2, ge=1)
     crosssell_min_lift: float = Field(1.0, ge=0)
     """A pair bought together no more often than chance (lift <= 1) is no cross-sell."""
+    recommend_stock_ttl_s: float = Field(1.0, ge=0, le=60)
+    """How old a stock figure ``recommend`` may reuse (0: read the view on every request)."""
     experiments: str = ""
     """A/B experiments for ``recommend``, as JSON or YAML (see shared/domain/experiments.py)."""
     archive_max_records: int = Field(10_000, ge=1, le=1_000_000)

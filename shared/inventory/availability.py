@@ -57,6 +57,11 @@ class AvailabilityView:
         self._bucket = bucket
         self._max_attempts = max_attempts
 
+    @property
+    def source(self) -> tuple[ObjectStore, str]:
+        """Where the view lives: the store and bucket (for caches that must not mix views)."""
+        return self._store, self._bucket
+
     def apply(
         self,
         sku: str,

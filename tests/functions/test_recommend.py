@@ -4,6 +4,7 @@ co-occurrence model built by shared.domain.crosssell from hand-made baskets."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -123,6 +124,7 @@ def live_app(monkeypatch: pytest.MonkeyPatch) -> HttpApp:
     monkeypatch.setenv("RETAILFN_EXPERIMENTS", json.dumps(EXPERIMENTS))
     monkeypatch.setenv("RETAILFN_CROSSSELL_MIN_SUPPORT", "0.01")
     monkeypatch.setenv("RETAILFN_CROSSSELL_MIN_COUNT", "2")
+    monkeypatch.setenv("RETAILFN_RECOMMEND_STOCK_TTL_S", "0")  # one test below sets its own
     provision(get_bus(), get_store())
     catalog = ProductCatalog()
     for p in CATALOG:
@@ -193,6 +195,23 @@ def test_the_mat_is_gone_as_soon_as_the_partner_reports_zero_in_the_region(
 
     assert "YOGA-MAT-4MM" not in skus(eu["cross_sell"])
     assert skus(eu["cross_sell"]) == ["YOGA-BLOCK"]
+
+
+def test_a_stock_figure_is_reused_for_at_most_the_configured_time(
+        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import reset_settings
+
+    monkeypatch.setenv("RETAILFN_RECOMMEND_STOCK_TTL_S", "0.3")
+    reset_settings()
+    assert "YOGA-MAT-4MM" in skus(get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu")
+                                  .json()["cross_sell"])
+    stock("YOGA-MAT-4MM", 0, minutes_ago=0)
+    still = get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu").json()["cross_sell"]
+    time.sleep(0.35)
+    later = get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu").json()["cross_sell"]
+
+    assert "YOGA-MAT-4MM" in skus(still)  # the figure read a moment ago, with its age
+    assert "YOGA-MAT-4MM" not in skus(later)
 
 
 def test_pairs_below_the_minimum_count_are_not_recommended(
