@@ -28,16 +28,13 @@ the ratio runtime/bare. Server and client share the machine's cores.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import multiprocessing
 import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.loadgen import measure, serve
 
 PATH = "/v1/partners/acme/stock"
 BODY = (b'{"lines": [{"partner_sku": "YM-4MM-PURPLE", "location_id": "BERLIN-1", "region": "eu",'
@@ -46,82 +43,7 @@ BODY = (b'{"lines": [{"partner_sku": "YM-4MM-PURPLE", "location_id": "BERLIN-1",
 WARMUP = 500
 
 
-# --- the load generator (its own process) -----------------------------------------------------
-
-
-def _request(port: int, api_key: str) -> bytes:
-    return (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: ApiKey {api_key}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(BODY)}\r\n\r\n").encode() + BODY
-
-
-async def _load(port: int, request: bytes, n: int, concurrency: int) -> tuple[float, list[float],
-                                                                               dict[int, int]]:
-    remaining = n
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-
-    async def connection() -> None:
-        nonlocal remaining
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while remaining > 0:
-                remaining -= 1
-                start = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                if length:
-                    await reader.readexactly(length)
-                latencies.append(time.perf_counter() - start)
-                status = int(head.split(b" ", 2)[1])
-                statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            writer.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return time.perf_counter() - start, latencies, statuses
-
-
-def _client(port: int, api_key: str, n: int, concurrency: int, out: Any) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    request = _request(port, api_key)
-    asyncio.run(_load(port, request, WARMUP, concurrency))
-    out.send(asyncio.run(_load(port, request, n, concurrency)))
-    out.close()
-
-
-def measure(port: int, api_key: str, n: int, concurrency: int) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_client, args=(port, api_key, n, concurrency, child), daemon=True)
-    proc.start()
-    child.close()
-    elapsed, latencies, statuses = parent.recv()
-    proc.join()
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"rps": n / elapsed, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000,
-            "statuses": statuses}
-
-
 # --- the servers ------------------------------------------------------------------------------
-
-
-def _serve(app: Any, run: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
-    from shared.runtime.server import HttpServer
-
-    with HttpServer(app) as server:
-        return run(server.port)
 
 
 def runtime_app() -> Any:
@@ -183,7 +105,10 @@ def main() -> None:
     n, c = args.requests, args.concurrency
 
     def load(port: int) -> dict[str, Any]:
-        return measure(port, key, n, c)
+        request = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                   f"Authorization: ApiKey {key}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(BODY)}\r\n\r\n").encode() + BODY
+        return measure(port, request, n, c, WARMUP)
 
     from shared.runtime.loader import load_function
 
@@ -198,17 +123,17 @@ def main() -> None:
     # The baseline first and last: on a shared machine, the two show how much the load drifted.
     results: dict[str, dict[str, Any]] = {}
     logging.getLogger().setLevel("WARNING")
-    results["bare (first)"] = _serve(bare, load)
+    results["bare (first)"] = serve(bare, load)
     for label, level, fsync in variants:
         logging.getLogger().setLevel(level)
         use_data_dir(tmp / label.replace(", ", "-").replace(" ", "-"), fsync=fsync)
-        results[label] = _serve(runtime, load)
+        results[label] = serve(runtime, load)
         results[label]["published"] = published()
     logging.getLogger().setLevel("WARNING")
     use_data_dir(tmp / "bare-publishing")
-    results["bare + publish"] = _serve(publishing, load)
+    results["bare + publish"] = serve(publishing, load)
     results["bare + publish"]["published"] = published()
-    results["bare (last)"] = _serve(bare, load)
+    results["bare (last)"] = serve(bare, load)
     log_file.close()
 
     print(f"POST {PATH}, 2 lines ({len(BODY)} bytes), {n} requests, concurrency {c}, "

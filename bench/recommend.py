@@ -28,16 +28,12 @@ p50 and p99 per server and the ratio runtime/bare.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
-import multiprocessing
 import os
 import random
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +43,7 @@ import functions_framework.aio as ff
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bench.loadgen import measure, serve
 from shared.recommendations import RecommendQuery
 
 WARMUP = 300
@@ -60,76 +57,6 @@ async def bare_recommend(request: Request) -> Response:
     """The baseline: the same query model, a fixed answer."""
     RecommendQuery.model_validate(dict(request.query_params))
     return Response(_FIXED, media_type="application/json")
-
-
-# --- the load generator (its own process) -----------------------------------------------------
-
-
-async def _load(port: int, request: bytes, n: int,
-                concurrency: int) -> tuple[float, list[float], dict[int, int]]:
-    remaining = n
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-
-    async def connection() -> None:
-        nonlocal remaining
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while remaining > 0:
-                remaining -= 1
-                start = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                if length:
-                    await reader.readexactly(length)
-                latencies.append(time.perf_counter() - start)
-                status = int(head.split(b" ", 2)[1])
-                statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            writer.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return time.perf_counter() - start, latencies, statuses
-
-
-def _client(port: int, n: int, concurrency: int, out: Any) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    request = (f"GET /v1/recommendations/{SKU}?{QUERY} HTTP/1.1\r\n"
-               f"Host: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n").encode()
-    asyncio.run(_load(port, request, min(WARMUP, n), concurrency))
-    out.send(asyncio.run(_load(port, request, n, concurrency)))
-    out.close()
-
-
-def measure(port: int, n: int, concurrency: int) -> dict[str, Any]:
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_client, args=(port, n, concurrency, child), daemon=True)
-    proc.start()
-    child.close()
-    elapsed, latencies, statuses = parent.recv()
-    proc.join()
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"rps": n / elapsed, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000,
-            "statuses": statuses}
-
-
-def _serve(app: Any, run: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
-    from shared.runtime.server import HttpServer
-
-    with HttpServer(app) as server:
-        return run(server.port)
 
 
 # --- the data ---------------------------------------------------------------------------------
@@ -231,15 +158,17 @@ def main() -> None:
     n, c = args.requests, args.concurrency
 
     def load(port: int) -> dict[str, Any]:
-        return measure(port, n, c)
+        request = (f"GET /v1/recommendations/{SKU}?{QUERY} HTTP/1.1\r\n"
+                   f"Host: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n").encode()
+        return measure(port, request, n, c, min(WARMUP, n))
 
     shown_before = len(get_bus().read_all("recommendations.events"))
     results: dict[str, dict[str, Any]] = {}
-    results["bare (first)"] = _serve(bare, load)
-    results["runtime recommend"] = _serve(runtime, load)
+    results["bare (first)"] = serve(bare, load)
+    results["runtime recommend"] = serve(runtime, load)
     results["runtime recommend"]["published"] = (
         len(get_bus().read_all("recommendations.events")) - shown_before)
-    results["bare (last)"] = _serve(bare, load)
+    results["bare (last)"] = serve(bare, load)
 
     print(f"GET /v1/recommendations/{SKU}?{QUERY}, {n} requests, concurrency {c}, after "
           f"{min(WARMUP, n)} warm-up requests; {args.products} products, {args.orders} orders "

@@ -267,17 +267,6 @@ class KafkaBus(EventBus):
 
     # -- publishing
 
-    def publish(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: bytes | str | None = None,
-        headers: Headers = (),
-        timeout_s: float = 10.0,
-    ) -> RecordMetadata:
-        return self.publish_many(topic, [(key, value, headers)], timeout_s=timeout_s)[0]
-
     def publish_many(
         self,
         topic: str,

@@ -136,7 +136,6 @@ class EventBus(abc.ABC):
     def alter_topic_configs(self, topic: str, config: Mapping[str, str]) -> None:
         """Set topic configs such as ``retention.ms``."""
 
-    @abc.abstractmethod
     def publish(
         self,
         topic: str,
@@ -151,7 +150,9 @@ class EventBus(abc.ABC):
         Raise :class:`BusUnavailable` when it cannot: a caller must never report success for a
         write the bus did not take.
         """
+        return self.publish_many(topic, [(key, value, headers)], timeout_s=timeout_s)[0]
 
+    @abc.abstractmethod
     def publish_many(
         self,
         topic: str,
@@ -160,7 +161,6 @@ class EventBus(abc.ABC):
         timeout_s: float = 30.0,
     ) -> list[RecordMetadata]:
         """Append many ``(key, value, headers)`` records; all durable when this returns."""
-        return [self.publish(topic, v, key=k, headers=h, timeout_s=timeout_s) for k, v, h in records]
 
     @abc.abstractmethod
     def consumer(
