@@ -72,3 +72,17 @@ def eventually(check: Callable[[], Any], timeout_s: float = 20.0, interval_s: fl
             return last
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s}s; last value: {last!r}")
+
+
+def deployed(service: Any) -> Any:
+    """``retailfn deploy --stage local`` against the test's stack, twice: the first run creates
+    every topic and bucket, the second changes nothing. The runtime then starts with
+    ``provision=False``, so the e2e suite runs on exactly what the deploy made."""
+    from shared.deploy import deploy_direct
+
+    first = deploy_direct(service)
+    assert first.changed and not first.drift, first.summary()
+    second = deploy_direct(service)
+    assert not second.changed, second.summary()
+    assert second.summary().startswith("no changes"), second.summary()
+    return service

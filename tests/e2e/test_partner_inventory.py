@@ -19,7 +19,7 @@ from shared.adapters import bucket, get_bus, get_store
 from shared.auth import dev_api_key
 from shared.config import load_service
 from shared.runtime.app import Runtime
-from tests.e2e.conftest import Stack, eventually
+from tests.e2e.conftest import Stack, deployed, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,8 @@ class Client:
 
 @pytest.fixture
 def runtime(stack: Stack) -> Iterator[Runtime]:
-    rt = Runtime(load_service(REPO / "serverless.yaml", stage="local"), port=0)
+    rt = Runtime(deployed(load_service(REPO / "serverless.yaml", stage="local")), port=0,
+                 provision=False)
     rt.start()
     assert rt.wait_ready(60)
     yield rt

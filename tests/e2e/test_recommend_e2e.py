@@ -22,7 +22,7 @@ from shared.config import load_service
 from shared.crosssell import CrossSellStore
 from shared.publisher import publish_many
 from shared.runtime.app import Runtime
-from tests.e2e.conftest import Stack, eventually
+from tests.e2e.conftest import Stack, deployed, eventually
 from tests.e2e.test_partner_inventory import Client, product
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +42,8 @@ PARTNER_SKU = {"acme": "YM-4MM", "globex": "GX-PANTS-M", "initech": "IN-BLOCK"}
 
 @pytest.fixture
 def runtime(stack: Stack) -> Iterator[Runtime]:
-    rt = Runtime(load_service(REPO / "serverless.yaml", stage="local"), port=0)
+    rt = Runtime(deployed(load_service(REPO / "serverless.yaml", stage="local")), port=0,
+                 provision=False)
     rt.start()
     assert rt.wait_ready(60)
     yield rt

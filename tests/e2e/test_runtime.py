@@ -17,7 +17,7 @@ from shared.adapters import bucket, get_bus, get_store
 from shared.config import load_service
 from shared.objectstore.port import ObjectNotFound
 from shared.runtime.app import Runtime
-from tests.e2e.conftest import E2E_CONFIG, Stack, eventually
+from tests.e2e.conftest import E2E_CONFIG, Stack, deployed, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,8 +38,8 @@ def publish(topic: str, event) -> None:  # type: ignore[no-untyped-def]
 def runtime(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     monkeypatch.setenv("FLAKY_SWITCH", str(tmp_path / "erp-is-back"))
     service = load_service(E2E_CONFIG, stage="local")
-    rt = Runtime(service, port=0, functions=["echo", "record_order", "record_object", "tick",
-                                             "flaky"])
+    rt = Runtime(deployed(service), port=0, provision=False,
+                 functions=["echo", "record_order", "record_object", "tick", "flaky"])
     rt.start()
     assert rt.wait_ready(60), "runtime did not become ready"
     yield rt
