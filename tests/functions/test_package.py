@@ -1,19 +1,15 @@
 """`retailfn package`: every function builds; a packaged function runs from its folder alone.
 
-The run test needs a Python environment that has the third-party libraries but not this
-repository. Installing the pinned requirements into a fresh venv would need the network (or a
-wheelhouse), so the compromise is: a fresh ``python -m venv --without-pip`` whose only addition is
-a ``.pth`` line naming the project venv's ``site-packages`` directory. A path added by a ``.pth``
-line is not itself scanned for ``.pth`` files, so the project's editable-install hook there
-(``__editable__.retailfn-*.pth``) does not run: ``shared``, ``events`` and ``functions`` can only
-come from the package folder, which the test checks before starting the function.
+The run test builds a fresh virtual environment from the package alone: ``python -m venv`` and
+``pip install -r <package>/requirements.txt`` (the package registry, or pip's cache; about 20 s),
+so the function can only import what its package pins and carries. The test checks that the
+repository's ``shared``, ``events`` and ``functions`` are not importable there before starting it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import site
 import subprocess
 import sys
 import time
@@ -33,7 +29,7 @@ from shared.adapters import bucket, get_bus, get_store
 from shared.cli import main
 from shared.config import load_service
 from shared.ingest import COLUMNS
-from shared.package import command_for, kind_of
+from shared.package import build_packages, command_for, kind_of
 from shared.runtime.app import provision
 from shared.runtime.cos_trigger import cos_event
 from tests.servers import free_port
@@ -145,14 +141,14 @@ def test_unknown_function_is_an_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def fresh_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    build_packages(SERVICE, ROOT, out, ["ingest_stock_file"])
     venv = tmp_path_factory.mktemp("venv") / "fresh"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    venv_site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True).stdout.strip()
-    third_party = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    (Path(venv_site) / "third_party.pth").write_text("\n".join(third_party) + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "-r", str(out / "ingest_stock_file" / "requirements.txt")],
+                   check=True, env=_clean_env())
     return python
 
 
