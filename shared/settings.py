@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     crosssell_min_support: float = Field(0.002, ge=0, le=1)
     crosssell_min_count: int = Field(2, ge=1)
     crosssell_min_lift: float = Field(1.0, ge=0)
+    crosssell_half_life_days: float | None = Field(None, gt=0)
+    """Baskets lose half their weight in this many days (unset: no decay, exact counts)."""
     """A pair bought together no more often than chance (lift <= 1) is no cross-sell."""
     recommend_stock_ttl_s: float = Field(1.0, ge=0, le=60)
     """How old a stock figure ``recommend`` may reuse (0: read the view on every request)."""
@@ -90,6 +92,11 @@ class Settings(BaseSettings):
     """How long fetched JWKS keys are trusted before they are fetched again."""
     api_key_cache_ttl_s: float = Field(30.0, ge=0, le=600)
     """How long a looked-up API key is kept in memory; a revocation takes effect within it."""
+
+    @field_validator("crosssell_half_life_days", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @model_validator(mode="after")
     def _real_adapters_are_configured(self) -> Settings:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import os
 import secrets
 import threading
 from collections import OrderedDict, defaultdict
@@ -234,9 +233,9 @@ class ModelSet:
 
 
 def configured_half_life_days() -> float | None:
-    # TODO(settings): belongs in shared.settings.Settings as crosssell_half_life_days.
-    raw = os.environ.get("RETAILFN_CROSSSELL_HALF_LIFE_DAYS", "").strip()
-    return float(raw) if raw else None
+    from shared.settings import get_settings
+
+    return get_settings().crosssell_half_life_days
 
 
 def _new_version(now: datetime) -> str:
