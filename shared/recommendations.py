@@ -82,11 +82,13 @@ def thresholds() -> Thresholds:
 
 
 def experiments() -> ExperimentsConfig:
-    return _experiments(get_settings().experiments)
+    return parse_experiments(get_settings().experiments)
 
 
 @lru_cache(maxsize=8)
-def _experiments(raw: str) -> ExperimentsConfig:
+def parse_experiments(raw: str) -> ExperimentsConfig:
+    """``RETAILFN_EXPERIMENTS`` (JSON or YAML) as typed experiments; raises on a bad config
+    (``retailfn validate`` calls it, so a mistake fails the deploy, not a shopper's request)."""
     if not raw.strip():
         return ExperimentsConfig()
     loaded = yaml.safe_load(raw)  # JSON is YAML too

@@ -98,6 +98,26 @@ def read_infra(folder: Path) -> InfraDefinitions:
     return found
 
 
+def _experiment_problems(service: ServiceConfig) -> list[str]:
+    import yaml
+    from pydantic import ValidationError
+
+    from shared.recommendations import parse_experiments
+
+    problems = []
+    for name in service.functions:
+        raw = service.environment_for(name).get("RETAILFN_EXPERIMENTS")
+        if not raw:
+            continue
+        try:
+            parse_experiments(raw)
+        except (ValidationError, yaml.YAMLError, TypeError) as exc:
+            reason = str(exc).splitlines()
+            problems.append(f"functions.{name}.environment.RETAILFN_EXPERIMENTS: not a valid "
+                            f"experiments configuration: {' '.join(reason[:3])}")
+    return problems
+
+
 def validate_project(service: ServiceConfig, root: Path) -> list[str]:
     problems: list[str] = []
     for name, fn in service.functions.items():
@@ -116,6 +136,7 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
             problems.append(f"functions.{name}: has {', '.join(sorted(kinds - {'http'}))} "
                             f"trigger(s) but {fn.handler} is an HTTP function")
 
+    problems.extend(_experiment_problems(service))
     infra_dir = root / "infra"
     if not infra_dir.is_dir():
         problems.append(f"infra/: not found under {root}")

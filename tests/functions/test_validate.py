@@ -222,3 +222,15 @@ def test_terraform_that_does_not_parse_is_reported(project: Path) -> None:
 
     assert len(problems) == 1
     assert problems[0].startswith("infra/: Terraform does not parse: ")
+
+
+def test_a_broken_experiments_configuration_fails_validation_not_a_request(
+        tmp_path: Path) -> None:
+    from shared.config import parse_service
+    from shared.validate import validate_project
+
+    text = (ROOT / "serverless.yaml").read_text(encoding="utf-8").replace(
+        '"weight": 50, "strategy": "lift"', '"weight": -5, "strategy": "lift"')
+    problems = validate_project(parse_service(text, stage="local", env={}), ROOT)
+    assert [p for p in problems if p.startswith(
+        "functions.recommend.environment.RETAILFN_EXPERIMENTS: not a valid experiments")]
