@@ -38,7 +38,11 @@ def path_params(request: Request, pattern: str) -> dict[str, Any]:
 
 async def json_body(request: Request, model: type[M]) -> M:
     """The request body as ``model``: not JSON is a 400, not valid is a 422 naming each field."""
-    body = await request.body()
+    return parse_body(await request.body(), model)
+
+
+def parse_body(body: bytes, model: type[M]) -> M:
+    """:func:`json_body` for a body already read (from a worker thread, say)."""
     if not body.strip():
         raise bad_request("The request body is empty; expected a JSON document")
     try:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import functions_framework.aio as ff
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from events.fields import Identifier
 from shared.auth import authenticate, require_partner
 from shared.bus import BusError
-from shared.httpfn import json_body, path_params
+from shared.httpfn import parse_body, path_params
 from shared.idempotency import Idempotency, idempotency_key, request_fingerprint
 from shared.openapi import IDEMPOTENCY_KEY, Answer, operation
 from shared.problems import payload_too_large, problem_responses, unavailable
@@ -48,29 +51,37 @@ def _batch_limit() -> int:
 @problem_responses
 async def report_stock(request: Request) -> Response:
     partner = path_params(request, PATH)["partner"]
-    principal = await run_in_threadpool(authenticate, request, scopes={"stock:write"})
-    require_partner(principal, partner)
-    key = idempotency_key(request.headers)
     body = await request.body()
-    fingerprint = request_fingerprint(request.method, request.url.path, body)
-    if key:
-        idem = Idempotency(f"report_stock/{partner}")
-        previous = await run_in_threadpool(idem.previous, key, fingerprint)
+    # One hop to a worker thread for everything that blocks: the key lookup, the publish.
+    status, answer, replayed = await run_in_threadpool(
+        _report, request.headers, request.method, request.url.path, partner, body)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(answer, status_code=status, headers=headers)
+
+
+def _report(headers: Headers, method: str, path: str, partner: str,
+            body: bytes) -> tuple[int, dict[str, Any], bool]:
+    principal = authenticate(headers, scopes={"stock:write"})
+    require_partner(principal, partner)
+    key = idempotency_key(headers)
+    fingerprint = request_fingerprint(method, path, body)
+    idem = Idempotency(f"report_stock/{partner}") if key else None
+    if idem is not None and key:
+        previous = idem.previous(key, fingerprint)
         if previous is not None:
-            return JSONResponse(previous.body, status_code=previous.status,
-                                headers={"Idempotent-Replayed": "true"})
-    post = await json_body(request, StockPost)
+            return previous.status, previous.body, True
+    post = parse_body(body, StockPost)
     if len(post.lines) > _batch_limit():
         raise payload_too_large(f"At most {_batch_limit()} lines per request; "
                                 f"this one has {len(post.lines)}")
     events = stock_events(partner, post, idempotency_key=key)
     try:
-        await run_in_threadpool(publish_many, events)
+        publish_many(events)
     except BusError:
         # Never 202 for a write the bus did not take: the partner retries, same key, same ids.
         raise unavailable("The event bus cannot take the report right now; retry",
                           retry_after_s=5) from None
     answer = {"accepted": len(events), "event_ids": [e.id for e in events]}
-    if key:
-        await run_in_threadpool(idem.remember, key, fingerprint, 202, answer)
-    return JSONResponse(answer, status_code=202)
+    if idem is not None and key:
+        idem.remember(key, fingerprint, 202, answer)
+    return 202, answer, False
