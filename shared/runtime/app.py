@@ -118,7 +118,10 @@ class Runtime:
         return self._ready.wait(timeout)
 
     def ready(self) -> bool:
-        return self._ready.is_set() and not self.stop_event.is_set()
+        """Serving and consuming: a trigger whose thread died makes the process unready, so the
+        platform restarts it instead of leaving a consumer silently gone."""
+        return (self._ready.is_set() and not self.stop_event.is_set()
+                and all(w.alive for w in [*self.workers, *self.watchers]))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking new work; finish or abandon (uncommitted) what is in flight."""

@@ -108,6 +108,10 @@ class CosWatcher:
         if self._thread:
             self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def run(self) -> None:
         snapshot = self._load_snapshot()
         ready = False

@@ -26,7 +26,7 @@ from cloudevents.http import CloudEvent
 from cloudevents.kafka import KafkaMessage, from_binary
 
 from events.platform import KAFKA_BATCH_TYPE
-from shared.bus.port import BusError, Consumer, EventBus, Record, TopicPartition
+from shared.bus.port import BusError, BusUnavailable, Consumer, EventBus, Record, TopicPartition
 from shared.config import KafkaTrigger
 from shared.observability import CONSUMER_LAG, EVENTS
 from shared.runtime.dedup import SeenLog
@@ -174,6 +174,10 @@ class KafkaTriggerWorker:
         if self._thread:
             self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def run(self) -> None:
         """Poll on this thread, handle on another, so the broker round trip and the function's
         work overlap. Only this thread touches the consumer (it is not thread-safe): the handler
@@ -187,13 +191,26 @@ class KafkaTriggerWorker:
             self.on_ready()
         handoff: queue.Queue[list[Record] | None] = queue.Queue(maxsize=1)
         finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
-        handler = threading.Thread(target=self._handle_loop, args=(handoff, finished),
+        halt = threading.Event()  # this trigger's handler only; the runtime's stop is shared
+        handler = threading.Thread(target=self._handle_loop, args=(handoff, finished, halt),
                                    name=f"handle-{self.function}", daemon=True)
         handler.start()
+        outages = 0
         try:
             while not self.stop.is_set() and handler.is_alive():
                 self._commit_finished(consumer, finished)
-                records = consumer.poll(self.poll_timeout_s, self.trigger.batch_size)
+                try:
+                    records = consumer.poll(self.poll_timeout_s, self.trigger.batch_size)
+                    outages = 0
+                except BusUnavailable:
+                    # The broker is away: keep the member, wait, try again. Nothing is lost:
+                    # what was not committed is read again.
+                    outages += 1
+                    delay = min(0.5 * 2 ** outages, 30.0)
+                    log.warning("poll failed; retrying", exc_info=True, extra={
+                        "function": self.function, "retry_in_s": delay})
+                    self.stop.wait(delay)
+                    continue
                 while records and not self.stop.is_set() and handler.is_alive():
                     try:
                         handoff.put(records, timeout=0.05)
@@ -205,7 +222,7 @@ class KafkaTriggerWorker:
             log.exception("consumer failed", extra={"function": self.function})
             raise
         finally:
-            self.stop.set()
+            halt.set()
             with contextlib.suppress(queue.Full):
                 handoff.put_nowait(None)
             handler.join()
@@ -217,8 +234,8 @@ class KafkaTriggerWorker:
                                                 "processed": self.processed})
 
     def _handle_loop(self, handoff: queue.Queue[list[Record] | None],
-                     finished: queue.SimpleQueue[_Finished]) -> None:
-        while not self.stop.is_set():
+                     finished: queue.SimpleQueue[_Finished], halt: threading.Event) -> None:
+        while not (self.stop.is_set() or halt.is_set()):
             try:
                 records = handoff.get(timeout=0.1)
             except queue.Empty:
