@@ -604,6 +604,17 @@ def crosssell_rebuild() -> None:
                    f"pairs {entry.pairs:>12,}")
 
 
+@crosssell.command("prune")
+@click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Versions to keep, counting the current one.")
+def crosssell_prune(keep: int) -> None:
+    """Delete old model versions (never the current one or a model it still uses)."""
+    from shared.crosssell import CrossSellStore
+
+    removed = CrossSellStore().prune(keep=keep)
+    click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
 @crosssell.command("show")
 @click.argument("sku")
 @click.option("--region", required=True, help="na, eu, asia or au.")

@@ -11,6 +11,8 @@ from events.envelope import parse_event
 from shared.crosssell import CrossSellStore, is_order_archive
 
 log = logging.getLogger("retailfn.recalc_cross_sell")
+KEEP_VERSIONS = 3
+"""Versions kept behind the current one, for readers still holding an older pointer."""
 
 
 @ff.cloud_event
@@ -20,6 +22,8 @@ def recalc_cross_sell(cloud_event: CloudEvent) -> None:
         log.info("ignored", extra={"event_id": cloud_event["id"], "key": change.key,
                                    "operation": change.operation})
         return
-    outcome = CrossSellStore().fold_archive_object(change.bucket, change.key, change.etag)
+    models = CrossSellStore()
+    outcome = models.fold_archive_object(change.bucket, change.key, change.etag)
+    pruned = models.prune(keep=KEEP_VERSIONS) if outcome == "folded" else []
     log.info(outcome, extra={"event_id": cloud_event["id"], "key": change.key,
-                             "etag": change.etag})
+                             "etag": change.etag, "versions_pruned": len(pruned)})

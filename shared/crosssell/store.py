@@ -32,7 +32,7 @@ import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -291,6 +291,36 @@ class CrossSellStore:
                 while len(_manifests) > 32:
                     _manifests.popitem(last=False)
         return ModelSet(manifest, self.store, self.bucket)
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def prune(self, *, keep: int = 3, grace: timedelta = timedelta(hours=1)) -> list[str]:
+        """Delete the objects of old versions; returns the versions removed.
+
+        Kept: the current version and its ``keep - 1`` nearest ancestors, every region model one
+        of them still points at (a fold reuses the untouched regions of its parent), and anything
+        younger than ``grace`` (a fold in flight may be about to point at it).
+        """
+        current = self.current()
+        if current is None:
+            return []
+        kept: set[str] = set()
+        referenced: set[str] = set()
+        version: str | None = current.version
+        while version is not None and len(kept) < max(keep, 1):
+            manifest = self.version(version).manifest
+            kept.add(version)
+            referenced.update(entry.object for entry in manifest.regions.values())
+            version = manifest.parent
+        horizon = datetime.now(UTC) - grace
+        removed: set[str] = set()
+        for info in list(self.store.list(self.bucket, f"{ROOT}versions/")):
+            name = info.key[len(f"{ROOT}versions/"):].split("/", 1)[0]
+            if name in kept or info.key in referenced or info.last_modified > horizon:
+                continue
+            self.store.delete(self.bucket, info.key)
+            removed.add(name)
+        return sorted(removed)
 
     # --- writing ---------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ COMMANDS = [
     ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["keys", "dev"],
     ["token"], ["demo"], ["deploy"], ["package"], ["infra"], ["infra", "generate"],
     ["experiments"], ["experiments", "report"], ["experiments", "assign"],
-    ["crosssell"], ["crosssell", "rebuild"], ["crosssell", "show"],
+    ["crosssell"], ["crosssell", "rebuild"], ["crosssell", "show"], ["crosssell", "prune"],
 ]
 
 

@@ -145,3 +145,23 @@ def test_the_manifest_says_what_the_version_holds() -> None:
     assert raw["folded"] == {key: get_store().head(bucket("events-archive"), key).etag}
     assert raw["offsets"] == {"sales.order-completed+0": [[0, 9]]}
     assert set(raw["regions"]) <= {"na", "eu"}
+
+
+def test_pruning_keeps_the_current_model_whole_and_deletes_older_versions() -> None:
+    # three folds, each touching only one region: the newest version still points at the
+    # "eu" model an older version wrote, which pruning must keep
+    a, b, c = SKUS[:3]
+    notify(archive("sales.order-completed", 0, [order(1, [a, b], "eu")], 0))
+    notify(archive("sales.order-completed", 1, [order(2, [a, c], "na")], 0))
+    notify(archive("sales.order-completed", 2, [order(3, [b, c], "na")], 0))
+    store = CrossSellStore()
+    before = store.current()
+    assert before is not None
+    expected = region_bytes(before.version)
+
+    removed = store.prune(keep=1, grace=timedelta(0))
+
+    assert len(removed) == 2 and before.version not in removed
+    assert region_bytes(store.current().version) == expected
+    left = {i.key.split("/")[2] for i in get_store().list(bucket("state"), "crosssell/versions/")}
+    assert left == {before.version, before.manifest.regions["eu"].object.split("/")[2]}
