@@ -215,7 +215,7 @@ def _json_data(data: Any, event_id: str | None, ce_type: str | None) -> Any:
         try:
             return json.loads(data)
         except ValueError:
-            pass
+            pass  # not JSON text: Code Engine may have sent the bytes base64-encoded
         try:
             return json.loads(base64.b64decode(data, validate=True))
         except (ValueError, binascii.Error, UnicodeDecodeError):

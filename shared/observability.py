@@ -27,7 +27,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     @stream.setter
     def stream(self, _value: Any) -> None:
-        pass
+        pass  # logging assigns a stream on setStream(); this handler always follows sys.stderr
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:

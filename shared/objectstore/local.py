@@ -464,7 +464,7 @@ def _fsync_dir(path: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        pass  # some filesystems cannot fsync a directory; the rename itself is still atomic
     finally:
         os.close(fd)
 

@@ -56,7 +56,7 @@ class ClaimStore:
                             if_none_match=True)
             return True
         except PreconditionFailed:
-            pass
+            pass  # claimed before: it may have expired, which the read below decides
         try:
             current = self._store.get(self._bucket, object_key)
         except ObjectNotFound:  # deleted between our write and read: try once more
