@@ -22,7 +22,13 @@ class Payload(BaseModel):
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC. pydantic only turns a
+        # ValueError into a field error; anything else would escape as a 500.
+        raise ValueError("the timestamp is outside the years 1 to 9999 once converted to UTC"
+                         ) from None
 
 
 def _check_currency(value: str) -> str:
@@ -55,7 +61,8 @@ def _check_locale(value: str) -> str:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """A timestamp with an offset, normalized to UTC. Naive datetimes are rejected: a partner's local
-clock without a zone cannot be ordered against anyone else's."""
+clock without a zone cannot be ordered against anyone else's; so is one that falls outside the
+years 1 to 9999 in UTC (``0001-01-01T00:00:00+14:00``)."""
 
 CurrencyCode = Annotated[
     str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_check_currency)

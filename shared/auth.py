@@ -201,9 +201,18 @@ def authenticate(request: HTTPConnection | Mapping[str, str],
 
 
 def require_partner(principal: Principal, partner: str) -> None:
-    """403 unless ``principal`` acts for ``partner`` (or holds the ``admin`` scope)."""
+    """403 unless ``principal`` acts for ``partner`` (or holds the ``admin`` scope).
+
+    ``partner`` should come validated as an :data:`events.fields.Identifier` (see
+    :func:`shared.httpfn.path_params`); one that is not a partner id at all is refused here too,
+    even for ``admin``, rather than compared."""
+    if not isinstance(partner, str) or not _PARTNER.fullmatch(partner):
+        _log_failure(principal.method, "not a partner id", subject=principal.subject)
+        raise Problem(403, detail="the credentials do not allow acting for this partner")
+    # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
     if principal.is_admin or (principal.partner_id is not None
-                              and hmac.compare_digest(principal.partner_id, partner)):
+                              and hmac.compare_digest(principal.partner_id.encode(),
+                                                      partner.encode())):
         return
     _log_failure(principal.method, "partner mismatch", subject=principal.subject)
     raise Problem(403, detail="the credentials do not allow acting for this partner")

@@ -7,11 +7,12 @@ router in front of it), so it pulls its parameters out with the same pattern it 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from re import Pattern
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.routing import compile_path
 
@@ -26,14 +27,32 @@ def _compiled(pattern: str) -> tuple[Pattern[str], dict[str, Any]]:
     return regex, convertors
 
 
-def path_params(request: Request, pattern: str) -> dict[str, Any]:
+@lru_cache(maxsize=64)
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
+
+
+def path_params(request: Request, pattern: str,
+                types: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``{param}`` values of ``pattern`` (e.g. ``/v1/partners/{partner}/stock``) in the
-    request's path. A path that does not fit the pattern is a 404 :class:`Problem`."""
+    request's path, each validated as its annotation in ``types`` (e.g. ``{"partner":
+    Identifier}``). A path that does not fit the pattern, or a value that does not fit its type,
+    is a 404 :class:`Problem`: such a path names no resource that could exist, just as a typed
+    router would not match it. The message names the parameter, never the value sent."""
     regex, convertors = _compiled(pattern)
     match = regex.match(request.url.path)
     if match is None:
         raise not_found(f"The path does not match {pattern}")
-    return {key: convertors[key].convert(value) for key, value in match.groupdict().items()}
+    params = {key: convertors[key].convert(value) for key, value in match.groupdict().items()}
+    for key, annotation in (types or {}).items():
+        try:
+            params[key] = _adapter(annotation).validate_python(params[key])
+        except ValidationError as exc:
+            msg = exc.errors(include_url=False, include_input=False,
+                             include_context=False)[0]["msg"]
+            raise not_found(f"The path does not match {pattern}: {{{key}}} is not valid "
+                            f"({msg})") from None
+    return params
 
 
 async def json_body(request: Request, model: type[M]) -> M:

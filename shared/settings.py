@@ -25,6 +25,10 @@ class Settings(BaseSettings):
 
     stock_batch_limit: int = Field(1000, ge=1, le=100_000)
     """Lines per ``POST /v1/partners/{partner}/stock`` at most; more is a 413."""
+    stock_max_future_skew_s: float = Field(300, ge=0, le=86_400)
+    """How far past the time it is received a stock report's ``reported_at`` may be (the
+    sender's clock running fast); later is refused (422 over HTTP, dead letter otherwise), since
+    the view keeps the newest report per location and one from the future would hide the rest."""
     crosssell_min_support: float = Field(0.002, ge=0, le=1)
     crosssell_min_count: int = Field(2, ge=1)
     crosssell_min_lift: float = Field(1.0, ge=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic_core import CoreSchema
 from events.envelope import Event, new_event
 from events.fields import Identifier, PartnerSku, Quantity, Region, UtcDatetime
 from events.inventory import StockReported, Unit
+from shared.domain.inventory import InventoryRuleViolation, check_not_ahead
 from shared.problems import Problem, from_validation_error, problem_type
 
 
@@ -65,11 +66,11 @@ class StockBatch(BaseModel):
 
 
 class StockPost(BaseModel):
-    """Either one line or ``{"lines": [...]}``."""
+    """Either one line or ``{"lines": [...]}``, with at least one line."""
 
     model_config = ConfigDict(frozen=True)
 
-    lines: list[StockLine]
+    lines: list[StockLine] = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -103,9 +104,11 @@ class StockAccepted(BaseModel):
 
 
 def stock_events(partner: str, post: StockPost, *, received_at: datetime | None = None,
-                 idempotency_key: str | None = None) -> list[Event[StockReported]]:
+                 idempotency_key: str | None = None,
+                 max_future_skew: timedelta | None = None) -> list[Event[StockReported]]:
     """One ``stock-reported`` event per line. With an idempotency key the ids are derived from
-    it, so that a retried request publishes the same ids and consumers drop the copies."""
+    it, so that a retried request publishes the same ids and consumers drop the copies. With
+    ``max_future_skew``, a line dated further than that after ``received_at`` is a 422."""
     received_at = received_at or datetime.now(UTC)
     events = []
     problems: list[Problem] = []
@@ -118,6 +121,14 @@ def stock_events(partner: str, post: StockPost, *, received_at: datetime | None 
         except ValidationError as exc:  # rules across fields, e.g. packs need units_per_pack
             problems.append(from_validation_error(exc, prefix=f"lines[{n}]"))
             continue
+        if max_future_skew is not None:
+            try:
+                check_not_ahead(payload.reported_at, received_at, max_future_skew)
+            except InventoryRuleViolation as exc:
+                problems.append(Problem(422, errors=[{
+                    "loc": f"lines[{n}].reported_at",
+                    "msg": str(exc).removeprefix("reported_at: "), "type": "too_far_ahead"}]))
+                continue
         event_id = (str(uuid.UUID(bytes=hashlib.sha256(
             f"{partner}\0{idempotency_key}\0{n}".encode()).digest()[:16], version=4))
             if idempotency_key else None)

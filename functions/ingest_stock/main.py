@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import functions_framework.aio as ff
@@ -16,10 +17,11 @@ from cloudevents.http import CloudEvent
 
 from events.envelope import Event, new_event, parse_event
 from events.inventory import StockReported
-from shared.domain.inventory import InventoryRuleViolation, normalize
+from shared.domain.inventory import InventoryRuleViolation, check_not_ahead, normalize
 from shared.errors import PermanentError
 from shared.inventory import AvailabilityView, ProductCatalog
 from shared.publisher import publish_many
+from shared.settings import get_settings
 
 SOURCE = "/functions/ingest_stock"
 _IDS = uuid.UUID("0b9f6a3e-3c39-5d2e-9b7a-6f0e1d2c3b4a")
@@ -39,6 +41,8 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
             "the partner must introduce the product first"
         )
     try:
+        check_not_ahead(report.reported_at, datetime.now(UTC),
+                        timedelta(seconds=get_settings().stock_max_future_skew_s))
         normalized = normalize(report)
         decision = AvailabilityView().apply(sku, normalized, event_id=f"{event.source} {event.id}")
     except InventoryRuleViolation as violation:

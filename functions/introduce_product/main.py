@@ -26,6 +26,7 @@ from shared.openapi import Answer, operation
 from shared.products import ProductPost, ProductRegistered, product_event_id
 from shared.publisher import publish
 
+PATH_PARAMS = {"partner": Identifier}
 PATH = "/v1/partners/{partner}/products"
 
 
@@ -48,7 +49,7 @@ def _register(product: ProductIntroduced) -> str:
                 "once for its stock reports), then publishes `catalog.product-introduced`. "
                 "Posting the same product again is harmless.",
     request=ProductPost,
-    path_params={"partner": Identifier},
+    path_params=PATH_PARAMS,
     responses={
         201: Answer(ProductRegistered, "The product is new in the catalog",
                     {"Location": "The product in the inventory API"}),
@@ -56,6 +57,7 @@ def _register(product: ProductIntroduced) -> str:
                     {"Location": "The product in the inventory API"}),
     },
     problems={
+        404: "The partner in the path is not a partner id",
         409: "The SKU belongs to another partner, or the partner SKU maps to another SKU",
         503: "The event bus (or the key store) cannot take the product; retry",
     },
@@ -63,7 +65,7 @@ def _register(product: ProductIntroduced) -> str:
 @ff.http
 @problem_responses
 async def introduce_product(request: Request) -> Response:
-    partner = path_params(request, PATH)["partner"]
+    partner = path_params(request, PATH, PATH_PARAMS)["partner"]
     principal = await run_in_threadpool(authenticate, request, scopes={"catalog:write"})
     require_partner(principal, partner)
     post = await json_body(request, ProductPost)

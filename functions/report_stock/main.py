@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
 import functions_framework.aio as ff
@@ -14,13 +16,17 @@ from events.fields import Identifier
 from shared.auth import authenticate, require_partner
 from shared.bus import BusError
 from shared.httpfn import parse_body, path_params
-from shared.idempotency import Idempotency, idempotency_key, request_fingerprint
+from shared.idempotency import Idempotency, StoredAnswer, idempotency_key, request_fingerprint
+from shared.objectstore import ObjectStoreError
 from shared.openapi import IDEMPOTENCY_KEY, Answer, operation
 from shared.problems import payload_too_large, problem_responses, unavailable
 from shared.publisher import publish_many
 from shared.settings import get_settings
 from shared.stock_reports import StockAccepted, StockPost, stock_events
 
+log = logging.getLogger("retailfn.report_stock")
+
+PATH_PARAMS = {"partner": Identifier}
 PATH = "/v1/partners/{partner}/stock"
 
 
@@ -34,15 +40,19 @@ def _batch_limit() -> int:
                 "stock per location; each line is published as one `inventory.stock-reported` "
                 "event. With `Idempotency-Key`, a retry publishes the same event ids.",
     request=StockPost,
-    path_params={"partner": Identifier},
+    path_params=PATH_PARAMS,
     headers=[IDEMPOTENCY_KEY],
     responses={202: Answer(StockAccepted, "Every line was published",
                            {"Idempotent-Replayed": "`true` when this is the kept first answer"})},
     problems={
         400: "The body is not JSON, or the Idempotency-Key is malformed",
+        404: "The partner in the path is not a partner id",
+        409: "A request with the same Idempotency-Key is still in progress; retry after "
+             "`Retry-After` seconds",
         413: "More lines than the batch limit, or a body over the runtime's limit",
-        422: "A line failed validation (`errors` names each field), or the Idempotency-Key "
-             "was used before for a different request",
+        422: "No lines, a line failed validation (`errors` names each field; a `reported_at` "
+             "more than `RETAILFN_STOCK_MAX_FUTURE_SKEW_S` (300) s ahead is refused), or the "
+             "Idempotency-Key was used before for a different request",
         503: "The event bus (or the key store) cannot take the report; retry with the same "
              "Idempotency-Key",
     },
@@ -50,7 +60,7 @@ def _batch_limit() -> int:
 @ff.http
 @problem_responses
 async def report_stock(request: Request) -> Response:
-    partner = path_params(request, PATH)["partner"]
+    partner = path_params(request, PATH, PATH_PARAMS)["partner"]
     body = await request.body()
     # One hop to a worker thread for everything that blocks: the key lookup, the publish.
     status, answer, replayed = await run_in_threadpool(
@@ -64,24 +74,48 @@ def _report(headers: Headers, method: str, path: str, partner: str,
     principal = authenticate(headers, scopes={"stock:write"})
     require_partner(principal, partner)
     key = idempotency_key(headers)
-    fingerprint = request_fingerprint(method, path, body)
-    idem = Idempotency(f"report_stock/{partner}") if key else None
-    if idem is not None and key:
-        previous = idem.previous(key, fingerprint)
-        if previous is not None:
-            return previous.status, previous.body, True
+    if key is None:
+        return 202, _publish(partner, body, None), False
+    idem = Idempotency(f"report_stock/{partner}")
+    try:
+        # Reserved before anything is published: of two requests racing with one key, only the
+        # holder publishes; the other is told so (409 or 422) instead of getting a 202.
+        outcome = idem.begin(key, request_fingerprint(method, path, body))
+    except ObjectStoreError:
+        raise unavailable("The key store cannot be reached right now; retry",
+                          retry_after_s=5) from None
+    if isinstance(outcome, StoredAnswer):
+        return outcome.status, outcome.body, True
+    try:
+        answer = _publish(partner, body, key)
+    except BaseException:
+        try:
+            idem.release(outcome)  # nothing was taken, so the retry must not be refused
+        except ObjectStoreError:  # then the key is free again when its lease ends
+            log.warning("an Idempotency-Key reservation could not be released", exc_info=True,
+                        extra={"partner_id": partner})
+        raise
+    try:
+        idem.complete(outcome, 202, answer)
+    except ObjectStoreError:
+        # The write was taken: say so. Until the lease ends a retry gets a 409, then it takes
+        # the key over and re-publishes the same event ids, which consumers drop.
+        log.warning("the answer to an Idempotency-Key request could not be kept",
+                    exc_info=True, extra={"partner_id": partner})
+    return 202, answer, False
+
+
+def _publish(partner: str, body: bytes, key: str | None) -> dict[str, Any]:
     post = parse_body(body, StockPost)
     if len(post.lines) > _batch_limit():
         raise payload_too_large(f"At most {_batch_limit()} lines per request; "
                                 f"this one has {len(post.lines)}")
-    events = stock_events(partner, post, idempotency_key=key)
+    skew = timedelta(seconds=get_settings().stock_max_future_skew_s)
+    events = stock_events(partner, post, idempotency_key=key, max_future_skew=skew)
     try:
         publish_many(events)
     except BusError:
         # Never 202 for a write the bus did not take: the partner retries, same key, same ids.
         raise unavailable("The event bus cannot take the report right now; retry",
                           retry_after_s=5) from None
-    answer = {"accepted": len(events), "event_ids": [e.id for e in events]}
-    if idem is not None and key:
-        idem.remember(key, fingerprint, 202, answer)
-    return 202, answer, False
+    return {"accepted": len(events), "event_ids": [e.id for e in events]}

@@ -8,7 +8,7 @@ location); :func:`decide` folds a report into it and says which events follow.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -28,6 +28,17 @@ Outcome = Literal["applied", "unchanged", "duplicate", "stale", "redelivered"]
 
 class InventoryRuleViolation(ValueError):
     """A report that breaks a stock rule; retrying it cannot help (dead-letter it)."""
+
+
+def check_not_ahead(reported_at: datetime, now: datetime, max_skew: timedelta) -> None:
+    """Refuse a report dated more than ``max_skew`` after ``now`` (when it was received).
+
+    The view keeps the newest report per location, so a report from the far future would pin
+    the location until that date: every real report after it would be stale."""
+    if reported_at > now + max_skew:
+        raise InventoryRuleViolation(
+            f"reported_at: more than {max_skew.total_seconds():g} s ahead of the time the "
+            "report was received; check the sending system's clock")
 
 
 @dataclass(frozen=True)

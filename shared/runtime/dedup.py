@@ -43,48 +43,73 @@ class ClaimStore:
     def _key(self, scope: str, key: str) -> str:
         return f"{self._prefix}/{scope}/{_digest(key)}.json"
 
-    def claim(self, scope: str, key: str, value: dict | None = None) -> bool:
-        """Record ``key`` as done; ``False`` if it was already recorded and has not expired."""
-        object_key = self._key(scope, key)
-        body = json.dumps({
+    def _body(self, key: str, value: dict | None) -> bytes:
+        return json.dumps({
             "key": key,
             "expires_at": (datetime.now(UTC) + self._ttl).isoformat(),
             "value": value,
         }).encode()
+
+    def claim(self, scope: str, key: str, value: dict | None = None) -> bool:
+        """Record ``key`` as done; ``False`` if it was already recorded and has not expired."""
+        return self.claim_version(scope, key, value) is not None
+
+    def claim_version(self, scope: str, key: str, value: dict | None = None) -> str | None:
+        """:meth:`claim`, answering the version (ETag) of the claim written, for a later
+        :meth:`replace` or :meth:`release` of exactly this claim; ``None`` if not claimed."""
+        object_key = self._key(scope, key)
+        body = self._body(key, value)
         try:
-            self._store.put(self._bucket, object_key, body, content_type="application/json",
-                            if_none_match=True)
-            return True
+            return self._store.put(self._bucket, object_key, body, content_type="application/json",
+                                   if_none_match=True).etag
         except PreconditionFailed:
             pass  # claimed before: it may have expired, which the read below decides
         try:
             current = self._store.get(self._bucket, object_key)
         except ObjectNotFound:  # deleted between our write and read: try once more
-            return self.claim(scope, key, value)
+            return self.claim_version(scope, key, value)
         if datetime.fromisoformat(json.loads(current.body)["expires_at"]) > datetime.now(UTC):
-            return False
+            return None
         try:  # expired: take it over, but only if nobody else did first
-            self._store.put(self._bucket, object_key, body, content_type="application/json",
-                            if_match=current.info.etag)
-            return True
+            return self._store.put(self._bucket, object_key, body, content_type="application/json",
+                                   if_match=current.info.etag).etag
         except PreconditionFailed:
-            return False
+            return None
 
     def lookup(self, scope: str, key: str) -> dict | None:
         """The value stored with a live claim, or ``None``."""
+        entry = self.lookup_version(scope, key)
+        return entry[0] if entry is not None else None
+
+    def lookup_version(self, scope: str, key: str) -> tuple[dict, str] | None:
+        """The document of a live claim and its version (ETag), or ``None``."""
         try:
-            doc = json.loads(self._store.get(self._bucket, self._key(scope, key)).body)
+            current = self._store.get(self._bucket, self._key(scope, key))
         except ObjectNotFound:
             return None
+        doc = json.loads(current.body)
         if datetime.fromisoformat(doc["expires_at"]) <= datetime.now(UTC):
             return None
-        return doc
+        return doc, current.info.etag
+
+    def replace(self, scope: str, key: str, value: dict | None, *, version: str) -> str | None:
+        """Overwrite the value of the claim at ``version`` (its expiry restarts): the new
+        version, or ``None`` if the claim changed or went meanwhile."""
+        try:
+            return self._store.put(self._bucket, self._key(scope, key), self._body(key, value),
+                                   content_type="application/json", if_match=version).etag
+        except (PreconditionFailed, ObjectNotFound):
+            return None
 
     def is_claimed(self, scope: str, key: str) -> bool:
         return self.lookup(scope, key) is not None
 
-    def release(self, scope: str, key: str) -> None:
-        self._store.delete(self._bucket, self._key(scope, key))
+    def release(self, scope: str, key: str, *, version: str | None = None) -> None:
+        """Delete the claim; with ``version``, only if it is still that one (else nothing)."""
+        try:
+            self._store.delete(self._bucket, self._key(scope, key), if_match=version)
+        except (PreconditionFailed, ObjectNotFound):
+            pass  # another holder's claim now, or gone already: neither is ours to delete
 
     def sweep(self) -> int:
         """Delete claims older than the TTL. A claim expires at most TTL after it was last

@@ -117,6 +117,17 @@ def test_a_partner_writing_another_partners_path_is_a_403(app: HttpApp) -> None:
     assert b"local-dev-secret" not in reply.body
 
 
+@pytest.mark.parametrize("caller", ["partner", "admin"])
+def test_a_partner_in_the_path_that_is_no_partner_id_is_a_404_problem(app: HttpApp,
+                                                                      caller: str) -> None:
+    headers = ({"X-API-Key": dev_api_key("acme")} if caller == "partner" else
+               {"Authorization": f"Bearer {issue_dev_token('ops', scopes=['admin'])}"})
+
+    reply = post_stock(app, "acm\u00e9", headers)
+
+    assert "{partner}" in is_problem(reply, 404)["detail"]
+
+
 def test_a_key_without_the_write_scope_is_a_403(app: HttpApp) -> None:
     _, key = create_api_key("acme", "inventory:read")
 

@@ -110,6 +110,16 @@ def test_an_unknown_partner_sku_is_a_permanent_error() -> None:
     assert published() == []
 
 
+def test_a_report_dated_beyond_the_clock_skew_is_a_permanent_error_and_pins_nothing() -> None:
+    ahead = datetime.now(UTC) + timedelta(days=365)
+
+    with pytest.raises(PermanentError, match="reported_at: more than 300 s ahead"):
+        ingest_stock(stock_event(99, at=ahead))
+
+    ingest_stock(stock_event(48, seq=None, at=datetime.now(UTC)))  # the real report after it
+    assert AvailabilityView().get(SKU).available == 45
+
+
 def test_twenty_concurrent_reports_for_one_sku_at_different_locations_all_land() -> None:
     start = threading.Barrier(20)
 

@@ -105,6 +105,14 @@ def test_an_invalid_product_is_a_422_naming_the_field(app: HttpApp, change: dict
     assert published() == []
 
 
+def test_a_non_ascii_partner_in_the_path_is_a_404_problem(app: HttpApp) -> None:
+    reply = post(app, product(), partner="acm\u00e9", key=dev_api_key("acme"))
+
+    assert "{partner}" in is_problem(reply, 404)["detail"]
+    assert ProductCatalog().get("YOGA-MAT-4MM") is None
+    assert published() == []
+
+
 def test_a_key_with_only_the_stock_scope_cannot_introduce_products(app: HttpApp) -> None:
     _, key = create_api_key("acme", "stock:write")
 

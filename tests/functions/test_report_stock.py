@@ -6,18 +6,22 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from kafka.admin import KafkaAdminClient
 
 import shared.auth as auth
+import shared.idempotency as idempotency
 from events.envelope import Event, from_kafka
 from shared.adapters import get_bus, get_store, reset_adapters
 from shared.auth import create_api_key, dev_api_key, issue_dev_token, revoke_api_key
 from shared.config import ServiceConfig, load_service
+from shared.idempotency import Idempotency, request_fingerprint
 from shared.runtime.app import provision
 from shared.runtime.http import HttpApp, build_http_app
 from shared.runtime.loader import load_function
@@ -139,6 +143,150 @@ def test_the_same_idempotency_key_with_another_body_is_a_422_that_publishes_noth
     doc = is_problem(reply, 422)
     assert doc["type"].endswith("/idempotency-key-reused")
     assert [e.id for e in published()] == first.json()["event_ids"]
+
+
+class HeldPublish:
+    """Holds every publish until ``parties`` requests reach it or one request is answered: so
+    two concurrent requests both get as far as they can before either finishes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, parties: int = 2) -> None:
+        self._state = threading.Condition()
+        self._arrived = 0
+        self._answered = 0
+        self._parties = parties
+        bus = get_bus()
+        real = bus.publish_many
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            with self._state:
+                self._arrived += 1
+                self._state.notify_all()
+                self._state.wait_for(
+                    lambda: self._arrived >= self._parties or self._answered > 0, timeout=10)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(bus, "publish_many", held)
+
+    def post_at_once(self, app: HttpApp, bodies: list[Any], headers: dict[str, str]
+                     ) -> list[Reply]:
+        replies: list[Reply | None] = [None] * len(bodies)
+        start = threading.Barrier(len(bodies))
+
+        def send(n: int) -> None:
+            start.wait()
+            replies[n] = post(app, bodies[n], headers=headers)
+            with self._state:
+                self._answered += 1
+                self._state.notify_all()
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert all(r is not None for r in replies)
+        return [r for r in replies if r is not None]
+
+
+def test_the_same_idempotency_key_sent_at_once_with_two_bodies_gets_one_202_and_one_422(
+        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = HeldPublish(monkeypatch)
+    bodies = [line(on_hand=1), line(on_hand=2)]
+
+    replies = held.post_at_once(app, bodies, {"Idempotency-Key": "race-1"})
+
+    [accepted] = [r for r in replies if r.status == 202]
+    [refused] = [r for r in replies if r.status != 202]
+    assert is_problem(refused, 422)["type"].endswith("/idempotency-key-reused")
+    events = published()
+    assert [e.id for e in events] == accepted.json()["event_ids"]
+    # what was published is the accepted body, not some mix of the two
+    winner = bodies[replies.index(accepted)]
+    assert [e.data.on_hand for e in events] == [winner["on_hand"]]
+
+
+def test_the_same_request_sent_at_once_twice_gets_one_202_and_one_409_with_retry_after(
+        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = HeldPublish(monkeypatch)
+    key = {"Idempotency-Key": "race-2"}
+
+    replies = held.post_at_once(app, [line(), line()], key)
+
+    [accepted] = [r for r in replies if r.status == 202]
+    [busy] = [r for r in replies if r.status != 202]
+    assert is_problem(busy, 409)["type"].endswith("/idempotency-key-in-use")
+    assert int(busy.headers["retry-after"]) > 0
+    retried = post(app, line(), headers=key)  # as told: after the first one is done
+    assert retried.json() == accepted.json()
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert [e.id for e in published()] == accepted.json()["event_ids"]
+
+
+def test_a_key_left_reserved_by_a_request_that_died_is_taken_over_after_its_lease(
+        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a request that reserved its key and died before publishing or releasing it
+    body = json.dumps(line()).encode()
+    monkeypatch.setattr(idempotency, "LEASE", timedelta(0))
+    Idempotency("report_stock/acme").begin(
+        "died-1", request_fingerprint("POST", "/v1/partners/acme/stock", body))
+
+    reply = post(app, None, raw=body, headers={"Idempotency-Key": "died-1"})
+
+    assert reply.status == 202, reply.body
+    assert [e.id for e in published()] == reply.json()["event_ids"]
+
+
+# --- bad requests -----------------------------------------------------------------------------
+
+
+def test_a_non_ascii_partner_in_the_path_is_a_404_problem_that_publishes_nothing(
+        app: HttpApp) -> None:
+    reply = post(app, line(), partner="acm\u00e9")
+
+    assert "{partner}" in is_problem(reply, 404)["detail"]
+    assert published() == []
+
+
+def test_an_empty_list_of_lines_is_a_422_naming_lines_that_publishes_nothing(
+        app: HttpApp) -> None:
+    reply = post(app, {"lines": []})
+
+    assert [e["loc"] for e in is_problem(reply, 422)["errors"]] == ["lines"]
+    assert published() == []
+
+
+def test_a_reported_at_outside_the_years_of_utc_is_a_422_naming_the_field(
+        app: HttpApp) -> None:
+    reply = post(app, {"lines": [line(), line(reported_at="0001-01-01T00:00:00+14:00")]})
+
+    [error] = is_problem(reply, 422)["errors"]
+    assert error["loc"] == "lines[1].reported_at"
+    assert "UTC" in error["msg"]
+    assert published() == []
+
+
+def test_a_reported_at_beyond_the_clock_skew_is_a_422_naming_the_field(app: HttpApp) -> None:
+    ahead = (datetime.now(UTC) + timedelta(seconds=301)).isoformat()
+
+    reply = post(app, {"lines": [line(), line(reported_at=ahead)]})
+
+    [error] = is_problem(reply, 422)["errors"]
+    assert error["loc"] == "lines[1].reported_at"
+    assert "300 s ahead" in error["msg"]
+    assert published() == []
+
+
+def test_the_clock_skew_allowed_is_set_by_the_environment(
+        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETAILFN_STOCK_MAX_FUTURE_SKEW_S", "3600")
+    reset_settings()
+    ahead = datetime.now(UTC) + timedelta(minutes=30)
+
+    reply = post(app, line(reported_at=ahead.isoformat()))
+
+    assert reply.status == 202, reply.body
+    [event] = published()
+    assert event.data.reported_at == ahead
 
 
 # --- bad requests -----------------------------------------------------------------------------

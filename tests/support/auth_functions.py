@@ -6,6 +6,7 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from events.fields import Identifier
 from shared.auth import authenticate, require_partner
 from shared.httpfn import path_params
 from shared.problems import problem_responses
@@ -17,7 +18,7 @@ STOCK_PATH = "/v1/partners/{partner}/stock"
 @problem_responses
 async def report_stock(request: Request) -> Response:
     principal = authenticate(request, scopes={"stock:write"})
-    partner = path_params(request, STOCK_PATH)["partner"]
+    partner = path_params(request, STOCK_PATH, {"partner": Identifier})["partner"]
     require_partner(principal, partner)
     return JSONResponse({"partner": partner, "by": principal.subject, "via": principal.method},
                         status_code=202)

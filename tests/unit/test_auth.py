@@ -252,6 +252,15 @@ def test_a_partner_may_not_act_for_another_partner() -> None:
     refused(403, lambda: require_partner(acme, "globex"))
 
 
+@pytest.mark.parametrize("partner", ["acm\u00e9", "\u0430cme", "acme/../globex", ""])
+def test_a_path_partner_that_is_no_partner_id_is_a_403_not_a_crash(partner: str) -> None:
+    acme = Principal("acme", "k1", frozenset({"stock:write"}), "api_key")
+    admin = Principal(None, "ops", frozenset({"admin"}), "jwt")
+
+    refused(403, lambda: require_partner(acme, partner))
+    refused(403, lambda: require_partner(admin, partner))
+
+
 def test_a_member_without_a_partner_may_not_act_for_a_partner() -> None:
     member = Principal(None, "user-1", frozenset({"inventory:read"}), "jwt")
 

@@ -53,6 +53,18 @@ def test_timestamps_are_normalized_to_utc() -> None:
     assert reported.reported_at.utcoffset() == timedelta(0)
 
 
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_timestamp_outside_the_years_of_utc_is_a_validation_error_naming_the_field(
+        timestamp: str) -> None:
+    data = data_of("stock-reported") | {"reported_at": timestamp}
+
+    with pytest.raises(ValidationError) as caught:  # not an OverflowError
+        StockReported.model_validate(data)
+
+    assert error_locs(caught.value) == ["reported_at"]
+    assert "UTC" in str(caught.value)
+
+
 @pytest.mark.parametrize("currency", ["usd", "XYZ", "US", "BGN", "XAU", "XXX"])
 def test_currency_outside_active_iso_4217_tender_is_rejected(currency: str) -> None:
     data = data_of("order-completed") | {"currency": currency}

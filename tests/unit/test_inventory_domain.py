@@ -12,6 +12,7 @@ from shared.domain.inventory import (
     InventoryRuleViolation,
     NormalizedReport,
     SkuAvailability,
+    check_not_ahead,
     decide,
     normalize,
 )
@@ -163,3 +164,12 @@ def test_a_report_in_another_base_unit_than_the_sku_is_a_rule_violation() -> Non
 
     with pytest.raises(InventoryRuleViolation, match="unit"):
         decide(current, replace(report(500, location="DC-2"), unit="g"), applied_at=NOW)
+
+
+def test_a_report_dated_beyond_the_clock_skew_is_a_rule_violation() -> None:
+    with pytest.raises(InventoryRuleViolation, match="reported_at: more than 300 s ahead"):
+        check_not_ahead(NOW + timedelta(seconds=301), NOW, timedelta(seconds=300))
+
+
+def test_a_report_dated_within_the_clock_skew_is_allowed() -> None:
+    check_not_ahead(NOW + timedelta(seconds=300), NOW, timedelta(seconds=300))
