@@ -275,17 +275,20 @@ def _subscriptions(loaded: Loaded) -> dict[str, Any]:
                         "kafka", flags, inputs,
                         [app, f"ibm_event_streams_topic.{tf_name(topic)}"])
             elif isinstance(trig, CosTrigger):
-                name = f"{ce_name(fn)}-cos-{i}"
-                inputs = {**base, "kind": "cos", "name": name,
-                          "bucket": f"${{var.bucket_prefix}}-{trig.bucket}",
-                          "event_type": trig.event, "prefix": trig.prefix, "suffix": trig.suffix}
-                flags = " --bucket ${self.input.bucket} --event-type ${self.input.event_type}"
-                if trig.prefix:
-                    flags += " --prefix '${self.input.prefix}'"
-                if trig.suffix:
-                    flags += " --suffix '${self.input.suffix}'"
-                subs[tf_name(name)] = _subscription(
-                    "cos", flags, inputs, [app, f"ibm_cos_bucket.{tf_name(trig.bucket)}"])
+                # A COS subscription filters on one suffix: one subscription per suffix rule.
+                suffixes = trig.suffixes or ("",)
+                for j, suffix in enumerate(suffixes):
+                    name = f"{ce_name(fn)}-cos-{i}" + (f"-{j}" if len(suffixes) > 1 else "")
+                    inputs = {**base, "kind": "cos", "name": name,
+                              "bucket": f"${{var.bucket_prefix}}-{trig.bucket}",
+                              "event_type": trig.event, "prefix": trig.prefix, "suffix": suffix}
+                    flags = " --bucket ${self.input.bucket} --event-type ${self.input.event_type}"
+                    if trig.prefix:
+                        flags += " --prefix '${self.input.prefix}'"
+                    if suffix:
+                        flags += " --suffix '${self.input.suffix}'"
+                    subs[tf_name(name)] = _subscription(
+                        "cos", flags, inputs, [app, f"ibm_cos_bucket.{tf_name(trig.bucket)}"])
             elif isinstance(trig, ScheduleTrigger):
                 if not trig.enabled:
                     continue
