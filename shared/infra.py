@@ -118,9 +118,11 @@ class Loaded:
 def load_all_stages(config: Path) -> Loaded:
     """The service resolved for each stage in the file (``default`` is params only)."""
     raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    names = [s for s in (raw.get("stages") or {}) if s != "default"]
-    if not names:
-        names = [((raw.get("provider") or {}).get("stage")) or "local"]
+    # Stages are named under v4's stages: or v3's top-level params: (or both).
+    named = [body for body in (raw.get("stages"), raw.get("params")) if isinstance(body, dict)]
+    names = list(dict.fromkeys(s for body in named for s in body if s != "default"))
+    if not names:  # provider.stage may be a variable (${opt:stage, 'dev'}): resolve it
+        names = [load_service(config, env={}).stage]
     stages = {s: load_service(config, stage=s, env={}) for s in names}
     first = next(iter(stages.values()))
     for name, svc in stages.items():

@@ -335,6 +335,39 @@ def test_a_cos_event_with_several_suffixes_gets_one_subscription_per_suffix(
     ]
 
 
+V3_PARAMS = """\
+service: retailfn
+provider: {stage: "${opt:stage, 'dev'}"}
+params:
+  default: {limit: 1000}
+  prod: {limit: 5000}
+functions:
+  report:
+    handler: tests.support.http_functions:echo
+    environment: {LIMIT: "${param:limit}"}
+    events:
+      - http: {path: /v1/report, method: post}
+"""
+
+
+def test_serverless_v3_params_stages_each_get_their_environment(tmp_path: Path) -> None:
+    config = tmp_path / "serverless.yaml"
+    config.write_text(V3_PARAMS, encoding="utf-8")
+
+    env = json.loads(generate(config)["apps.tf.json"])["locals"]["function_environment"]
+
+    assert {stage: e["LIMIT"] for stage, e in env["report"].items()} == {"prod": "5000"}
+
+
+def test_a_stage_from_opt_stage_with_a_default_is_the_one_generated(tmp_path: Path) -> None:
+    config = tmp_path / "serverless.yaml"
+    config.write_text(V3_PARAMS.replace("  prod: {limit: 5000}\n", ""), encoding="utf-8")
+
+    env = json.loads(generate(config)["apps.tf.json"])["locals"]["function_environment"]
+
+    assert {stage: e["LIMIT"] for stage, e in env["report"].items()} == {"dev": "1000"}
+
+
 def test_infra_generate_check_reports_stale_files(copy: Path) -> None:
     config = copy / "serverless.yaml"
     runner = CliRunner()
