@@ -112,6 +112,10 @@ class HttpTrigger(_Model):
         return re.findall(r"\{([a-zA-Z0-9_]+)\}", self.path)
 
 
+# Serverless's startingPosition values and the Kafka offset reset each means.
+_STARTING_POSITIONS = {"TRIM_HORIZON": "earliest", "LATEST": "latest"}
+
+
 class KafkaTrigger(_Model):
     """A Kafka event, with the field names of Serverless's ``kafka`` event."""
 
@@ -138,8 +142,8 @@ class KafkaTrigger(_Model):
     @field_validator("start_position", mode="before")
     @classmethod
     def _serverless_position(cls, v: object) -> object:
-        if v in _STARTING_POSITIONS:
-            return _STARTING_POSITIONS[v]  # type: ignore[index]
+        if isinstance(v, str) and v in _STARTING_POSITIONS:
+            return _STARTING_POSITIONS[v]
         if isinstance(v, str) and v.upper() == "AT_TIMESTAMP":
             raise ValueError("startingPosition AT_TIMESTAMP is not supported (a Code Engine "
                              "Kafka subscription cannot start at a time); write TRIM_HORIZON "
@@ -153,9 +157,6 @@ class KafkaTrigger(_Model):
     @property
     def topics(self) -> list[str]:
         return sorted(TOPICS) if self.topic == "*" else [self.topic]
-
-
-_STARTING_POSITIONS = {"TRIM_HORIZON": "earliest", "LATEST": "latest"}
 
 
 class CosRule(_Model):

@@ -789,7 +789,8 @@ def test_a_mapping_cannot_be_part_of_a_string() -> None:
 @pytest.mark.parametrize("variable", ["${file(./config.json):url}", "${ssm:/erp/url}",
                                       "${sls:instanceId}", "${opt:region}"])
 def test_a_variable_source_we_do_not_resolve_is_refused_not_kept_as_text(variable: str) -> None:
-    problems = problems_of(one_function(f"handler: pkg.mod:fn\nenvironment: {{URL: '{variable}'}}\n"))
+    problems = problems_of(one_function(
+        f"handler: pkg.mod:fn\nenvironment: {{URL: '{variable}'}}\n"))
 
     assert problems == [f"functions.fn.environment.URL: unknown variable {variable}; known: "
                         "${env:X}, ${param:x}, ${opt:stage}, ${sls:stage}, ${self:path.in.file}"]
