@@ -639,6 +639,13 @@ def test_a_kafka_offset_name_as_starting_position_is_refused_with_serverless_nam
                         f"'{written}' is written {instead} (Serverless's name)"]
 
 
+def test_a_starting_position_that_is_not_a_name_is_refused() -> None:
+    problems = problems_of(kafka_event("startingPosition: [LATEST]"))
+
+    assert problems == ["functions.fn.events[0].kafka.startingPosition: startingPosition "
+                        "['LATEST'] must be TRIM_HORIZON or LATEST"]
+
+
 def test_starting_position_at_timestamp_is_refused() -> None:
     problems = problems_of(kafka_event("startingPosition: AT_TIMESTAMP"))
 
