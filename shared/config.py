@@ -4,9 +4,13 @@ The file follows the Serverless Framework's shape (``service``, ``provider``, ``
 ``params``, ``functions`` with ``handler`` and ``events``) plus a Knative-style ``delivery`` block,
 because the platforms we deploy to (Code Engine subscriptions) give no retries or dead letters.
 
-Loading resolves ``${param:x}``, ``${env:X}`` / ``${env:X, default}``, ``${sls:stage}`` and
-``${self:service}``, then validates. Every mistake is reported as one line with its path in the
-file and what is allowed, e.g.::
+Triggers are written as Serverless writes them (``kafka`` with ``consumerGroupId``,
+``startingPosition``; storage events with ``rules``, as ``cos:`` since the store is IBM COS);
+README.md's "serverless.yaml dialect" shows each beside Serverless's. Loading resolves
+``${param:x}`` (v4 ``stages.<stage>.params`` or v3 top-level ``params``), ``${env:X}`` /
+``${env:X, default}``, ``${opt:stage}``, ``${sls:stage}`` and ``${self:path}``, then validates.
+What Serverless accepts and we do not is refused saying what to write instead. Every mistake is
+reported as one line with its path in the file and what is allowed, e.g.::
 
     functions.ingest_stock.events[0].kafka.topic: unknown topic 'stok.reported'; known: ...
 """
@@ -108,13 +112,21 @@ class HttpTrigger(_Model):
         return re.findall(r"\{([a-zA-Z0-9_]+)\}", self.path)
 
 
+# Serverless's startingPosition values and the Kafka offset reset each means.
+_STARTING_POSITIONS = {"TRIM_HORIZON": "earliest", "LATEST": "latest"}
+
+
 class KafkaTrigger(_Model):
+    """A Kafka event, with the field names of Serverless's ``kafka`` event."""
+
     topic: str
     """A topic of the catalog, or ``*`` for every topic (the event archive)."""
-    consumer_group: str | None = Field(None, alias="consumerGroup")
+    consumer_group: str | None = Field(None, alias="consumerGroupId")
     batch_size: int = Field(100, alias="batchSize", ge=1, le=10_000)
     ordering: Literal["ordered", "unordered"] = "ordered"
-    start_position: Literal["earliest", "latest"] = Field("earliest", alias="startPosition")
+    start_position: Literal["earliest", "latest"] = Field("earliest", alias="startingPosition")
+    """Where a new consumer group starts: written ``TRIM_HORIZON`` (the oldest retained record)
+    or ``LATEST``, as in Serverless; held as Kafka's ``earliest`` / ``latest``."""
     mode: Literal["event", "batch"] = "event"
     """``event``: one CloudEvent per record (what Code Engine's subscription does). ``batch``: one
     ``com.retailfn.platform.kafka-batch.v1`` event per partition and poll, for functions that
@@ -127,16 +139,56 @@ class KafkaTrigger(_Model):
             raise ValueError(f"unknown topic {v!r}; known: {_known(TOPICS)}")
         return v
 
+    @field_validator("start_position", mode="before")
+    @classmethod
+    def _serverless_position(cls, v: object) -> object:
+        if isinstance(v, str) and v in _STARTING_POSITIONS:
+            return _STARTING_POSITIONS[v]
+        if isinstance(v, str) and v.upper() == "AT_TIMESTAMP":
+            raise ValueError("startingPosition AT_TIMESTAMP is not supported (a Code Engine "
+                             "Kafka subscription cannot start at a time); write TRIM_HORIZON "
+                             "or LATEST")
+        if isinstance(v, str) and v.lower() in ("earliest", "latest"):
+            raise ValueError(f"startingPosition {v!r} is written "
+                             f"{'TRIM_HORIZON' if v.lower() == 'earliest' else 'LATEST'} "
+                             "(Serverless's name)")
+        raise ValueError(f"startingPosition {v!r} must be TRIM_HORIZON or LATEST")
+
     @property
     def topics(self) -> list[str]:
         return sorted(TOPICS) if self.topic == "*" else [self.topic]
 
 
+class CosRule(_Model):
+    """One filter rule of a storage event: ``{prefix: ...}`` or ``{suffix: ...}``."""
+
+    prefix: str | None = None
+    suffix: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CosRule:
+        if (self.prefix is None) == (self.suffix is None):
+            raise ValueError("a rule is either {prefix: ...} or {suffix: ...}")
+        return self
+
+
+# Serverless's s3 event types that COS can notify, and what they mean here.
+_COS_EVENTS = {"write": "write", "delete": "delete", "all": "all",
+               "s3:ObjectCreated:*": "write", "s3:ObjectRemoved:*": "delete"}
+
+
 class CosTrigger(_Model):
+    """An object storage event in the shape of Serverless's ``s3`` event, on IBM COS.
+
+    ``rules`` hold at most one prefix and any number of suffixes: a key matches when it starts
+    with the prefix and ends with one of the suffixes (Serverless allows one suffix per event;
+    several suffixes here save repeating the event)."""
+
     bucket: str
     event: Literal["write", "delete", "all"] = "write"
-    prefix: str = ""
-    suffix: str = ""
+    rules: tuple[CosRule, ...] = ()
+    existing: bool = True
+    """Serverless's ``existing: true``: always so here, since buckets come from the catalog."""
 
     @field_validator("bucket")
     @classmethod
@@ -145,11 +197,53 @@ class CosTrigger(_Model):
             raise ValueError(f"unknown bucket {v!r}; known: {_known(BUCKETS)}")
         return v
 
+    @field_validator("event", mode="before")
+    @classmethod
+    def _event_type(cls, v: object) -> object:
+        if isinstance(v, str) and v in _COS_EVENTS:
+            return _COS_EVENTS[v]
+        raise ValueError(f"event {v!r} must be one of: s3:ObjectCreated:*, s3:ObjectRemoved:*, "
+                         "write, delete, all (COS notifies writes and deletes, not their kinds)")
+
+    @field_validator("existing")
+    @classmethod
+    def _bucket_exists(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("existing: false asks for a bucket made for this event; buckets are "
+                             "defined in events/catalog.py and created by `retailfn deploy`, so "
+                             "remove existing (or write existing: true)")
+        return v
+
+    @field_validator("rules")
+    @classmethod
+    def _one_prefix_distinct_suffixes(cls, v: tuple[CosRule, ...]) -> tuple[CosRule, ...]:
+        prefixes = [r.prefix for r in v if r.prefix is not None]
+        if len(prefixes) > 1:
+            raise ValueError(f"one prefix per event (got {', '.join(map(repr, prefixes))}); "
+                             "write one cos event per prefix")
+        suffixes = [r.suffix for r in v if r.suffix is not None]
+        # Each suffix becomes its own COS subscription: overlapping ones would deliver twice.
+        for i, s in enumerate(suffixes):
+            if s in suffixes[:i]:
+                raise ValueError(f"suffix {s!r} is given twice")
+            covering = [o for o in suffixes if o != s and s.endswith(o)]
+            if covering:
+                raise ValueError(f"suffix {s!r} is already matched by suffix {covering[0]!r}")
+        return v
+
+    @property
+    def prefix(self) -> str:
+        return next((r.prefix for r in self.rules if r.prefix is not None), "")
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return tuple(r.suffix for r in self.rules if r.suffix is not None)
+
     def matches(self, key: str, operation: Literal["write", "delete"]) -> bool:
         return (
             self.event in (operation, "all")
             and key.startswith(self.prefix)
-            and key.endswith(self.suffix)
+            and (not self.suffixes or key.endswith(self.suffixes))
         )
 
 
@@ -157,11 +251,36 @@ _RATE = re.compile(r"^rate\((\d+) (second|seconds|minute|minutes|hour|hours|day|
 _CRON = re.compile(r"^cron\((.+)\)$")
 
 
+def _five_field_form(fields: list[str]) -> str:
+    """What to write instead of AWS's 6-field cron (minute hour dom month dow year)."""
+    minute, hour, dom, month, dow, year = fields
+    dom, dow = ("*" if f == "?" else f for f in (dom, dow))
+    hint = (f"cron({' '.join(fields)}) has 6 fields (AWS's form, with a year); write the 5-field "
+            f"form cron({minute} {hour} {dom} {month} {dow}) (minute hour day-of-month month "
+            "day-of-week, UTC)")
+    if re.search(r"\d", dow):
+        hint += "; AWS numbers the days of the week 1-7 from Sunday, the 5-field form 0-6"
+    if year != "*":
+        hint += f"; the year {year!r} has no 5-field equivalent"
+    return hint
+
+
 class ScheduleTrigger(_Model):
     """``rate(5 minutes)`` or ``cron(*/5 * * * *)`` (five fields, UTC)."""
 
     expression: str = Field(alias="rate")
     enabled: bool = True
+
+    @field_validator("expression", mode="before")
+    @classmethod
+    def _one_expression(cls, v: object) -> object:
+        # Serverless v3 writes the long form's rate as a list of expressions.
+        if isinstance(v, list):
+            if len(v) != 1:
+                raise ValueError(f"rate has {len(v)} expressions; write one schedule event "
+                                 "per expression")
+            return v[0]
+        return v
 
     @field_validator("expression")
     @classmethod
@@ -172,6 +291,8 @@ class ScheduleTrigger(_Model):
                 raise ValueError("rate must be at least 1")
             return v
         cron = _CRON.match(v)
+        if cron and len(cron.group(1).split()) == 6:
+            raise ValueError(_five_field_form(cron.group(1).split()))
         if cron:
             try:
                 CronSim(cron.group(1), _EPOCH)
@@ -303,10 +424,13 @@ class ServiceConfig(_Model):
     provider: Provider = Provider()
     stages: dict[str, Stage] = {}
     functions: dict[FunctionName, FunctionConfig]
+    custom: dict[str, Any] = {}
+    """Free-form values for ``${self:custom.x}``, as in the Serverless Framework."""
     stage: str = "local"
     """The stage the file was resolved for (not written in the file)."""
     params: dict[str, Any] = {}
-    """The resolved parameters of that stage (``stages.default.params`` overlaid by the stage's)."""
+    """The resolved parameters of that stage: the ``default`` ones overlaid by the stage's own
+    (from ``stages.<stage>.params`` or Serverless v3's top-level ``params.<stage>``)."""
 
     @model_validator(mode="after")
     def _routes_are_unique(self) -> ServiceConfig:
@@ -348,49 +472,158 @@ class ServiceConfig(_Model):
 
 # --- loading ----------------------------------------------------------------------------------
 
-_VAR = re.compile(r"\$\{([a-z]+):([^}]*)\}")
+_VAR = re.compile(r"\$\{([^}]*)\}")
 _EPOCH = __import__("datetime").datetime(2026, 1, 1)
+_KNOWN_VARIABLES = "${env:X}, ${param:x}, ${opt:stage}, ${sls:stage}, ${self:path.in.file}"
+_UNSET = object()
 
 
-def _interpolate(node: Any, where: str, ctx: dict[str, Any], problems: list[str]) -> Any:
-    if isinstance(node, dict):
-        return {k: _interpolate(v, f"{where}.{k}" if where else str(k), ctx, problems)
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_interpolate(v, f"{where}[{i}]", ctx, problems) for i, v in enumerate(node)]
-    if not isinstance(node, str) or "${" not in node:
-        return node
+def _text(value: object) -> str:
+    # Inside a longer string a YAML boolean reads as YAML wrote it, not as Python's True.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
-    def resolve(m: re.Match[str]) -> str:
-        kind, arg = m.group(1), m.group(2).strip()
+
+class _Resolver:
+    """The variables of one file for one stage, resolved as the Serverless Framework does.
+
+    ``${opt:stage}`` is the stage asked for (``--stage``, which deployed apps get as
+    ``RETAILFN_STAGE``), ``${sls:stage}`` the stage the file is resolved for, ``${param:x}`` that
+    stage's parameter, ``${self:a.b}`` the value at that path of the file (itself resolved)."""
+
+    def __init__(self, raw: dict[str, Any], env: Mapping[str, str], option_stage: str | None,
+                 problems: list[str]) -> None:
+        self.raw = raw
+        self.env = env
+        self.option_stage = option_stage
+        self.problems = problems
+        self.stage: str | None = None
+        """``None`` while ``provider.stage`` itself is being resolved."""
+        self.params: dict[str, Any] = {}
+        self._following: list[str] = []
+
+    def resolve(self, node: Any, where: str) -> Any:
+        if isinstance(node, dict):
+            return {k: self.resolve(v, f"{where}.{k}" if where else str(k))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.resolve(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        if not isinstance(node, str) or "${" not in node:
+            return node
+        whole = _VAR.fullmatch(node)
+        if whole:
+            # A whole value keeps its type: a number parameter stays a number.
+            value = self._value(whole.group(1), where)
+            return node if value is _UNSET else value
+
+        def embed(m: re.Match[str]) -> str:
+            value = self._value(m.group(1), where)
+            if value is _UNSET:
+                return m.group(0)
+            if isinstance(value, dict | list):
+                self.problems.append(f"{where}: ${{{m.group(1)}}} is a "
+                                     f"{'mapping' if isinstance(value, dict) else 'list'}; it "
+                                     "can only be a whole value, not part of a string")
+                return m.group(0)
+            return _text(value)
+
+        return _VAR.sub(embed, node)
+
+    def _value(self, expr: str, where: str) -> Any:
+        kind, colon, arg = (s.strip() for s in expr.partition(":"))
         default: str | None = None
         if "," in arg:
             arg, default = (s.strip().strip("'\"") for s in arg.split(",", 1))
-        if kind == "env":
-            value = ctx["env"].get(arg, default)
-        elif kind == "param":
-            value = ctx["params"].get(arg, default)
-        elif kind == "sls" and arg == "stage":
-            value = ctx["stage"]
-        elif kind == "self" and arg == "service":
-            value = ctx["service"]
+        variable = f"${{{kind}:{arg}}}"
+        for_stage = f" for stage {self.stage!r}" if self.stage else ""
+        if colon and kind == "env" and arg:
+            value, unset = self.env.get(arg), f"is not set{for_stage} and has no default"
+        elif colon and kind == "param" and arg:
+            value, unset = self.params.get(arg), f"is not set{for_stage} and has no default"
+        elif colon and kind == "opt" and arg == "stage":
+            value, unset = self.option_stage, (
+                "is not set: no --stage (or RETAILFN_STAGE) was given and it has no default; "
+                "write ${opt:stage, <stage>} or ${sls:stage}")
+        elif colon and kind == "sls" and arg == "stage":
+            if self.stage is None:
+                self.problems.append(f"{where}: ${{sls:stage}} is the stage this value decides; "
+                                     "write ${opt:stage, <stage>}")
+                return _UNSET
+            value, unset = self.stage, ""
+        elif colon and kind == "self" and arg:
+            value, unset = self._self(arg, where), f"is not set: the file has no {arg}"
+            if value is _UNSET:
+                return _UNSET
         else:
-            problems.append(f"{where}: unknown variable ${{{kind}:{arg}}}; "
-                            "known: ${env:X}, ${param:x}, ${sls:stage}, ${self:service}")
-            return m.group(0)
+            self.problems.append(f"{where}: unknown variable ${{{expr}}}; known: "
+                                 f"{_KNOWN_VARIABLES}")
+            return _UNSET
         if value is None:
-            problems.append(f"{where}: ${{{kind}:{arg}}} is not set for stage "
-                            f"{ctx['stage']!r} and has no default")
-            return m.group(0)
-        return str(value)
+            value = default
+        if value is None:
+            self.problems.append(f"{where}: {variable} {unset}")
+            return _UNSET
+        return value
 
-    whole = _VAR.fullmatch(node)
-    if whole and whole.group(1) == "param":
-        # A whole-value ${param:x} keeps the parameter's type (a number stays a number).
-        arg = whole.group(2).split(",")[0].strip()
-        if arg in ctx["params"]:
-            return ctx["params"][arg]
-    return _VAR.sub(resolve, node)
+    def _self(self, path: str, where: str) -> Any:
+        if path in self._following:
+            self.problems.append(f"{where}: ${{self:{path}}} refers back to itself")
+            return _UNSET
+        node: Any = self.raw
+        for part in path.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        self._following.append(path)
+        try:
+            return self.resolve(node, path)
+        finally:
+            self._following.pop()
+
+
+def _params_by_stage(raw: dict[str, Any], problems: list[str]) -> dict[str, dict[str, Any]]:
+    """Parameters per stage name (and ``default``): Serverless v3's top-level ``params`` or
+    v4's ``stages.<stage>.params``."""
+    stages = raw.get("stages") if isinstance(raw.get("stages"), dict) else {}
+    v4 = {name: body["params"] for name, body in stages.items()
+          if isinstance(body, dict) and isinstance(body.get("params"), dict)}
+    if "params" not in raw:
+        return v4
+    v3 = raw["params"]
+    if not isinstance(v3, dict):
+        problems.append("params: must map stage names (and default) to their parameters")
+        return {}
+    if v4:
+        problems.append(f"params: parameters are written both here (Serverless v3) and under "
+                        f"stages.<stage>.params (v4: {_known(v4)}); keep one of the two")
+    out = {}
+    for name, body in v3.items():
+        if isinstance(body, dict):
+            out[str(name)] = body
+        else:
+            problems.append(f"params.{name}: must map parameter names to values")
+    return out
+
+
+# Fields Serverless users write that mean nothing here: refused, saying what to write instead.
+# Keyed by (the mapping they are in, the field); "event" is one entry of a function's events.
+_INSTEAD = {
+    ("kafka", "consumerGroup"): "write consumerGroupId (Serverless's name)",
+    ("kafka", "startPosition"): "write startingPosition: TRIM_HORIZON or LATEST (Serverless's "
+                                "names)",
+    ("kafka", "bootstrapServers"): "the brokers are the stage's RETAILFN_KAFKA_BOOTSTRAP_SERVERS, "
+                                   "not part of the event",
+    ("kafka", "accessConfigurations"): "the credentials are the stage's RETAILFN_KAFKA_* "
+                                       "settings, not part of the event",
+    ("cos", "prefix"): "write rules: [{prefix: ...}], as in Serverless's s3 event",
+    ("cos", "suffix"): "write rules: [{suffix: ...}], as in Serverless's s3 event",
+    ("event", "s3"): "storage events are on IBM COS: write cos: with the same bucket, event and "
+                     "rules",
+}
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -399,19 +632,32 @@ def _loc(loc: tuple[Any, ...]) -> str:
                    if p != "[key]").lstrip(".")
 
 
+def _unknown_field(loc: tuple[Any, ...]) -> str:
+    parent = loc[-2] if len(loc) >= 2 else ""
+    if isinstance(parent, int) and len(loc) >= 3 and loc[-3] == "events":
+        parent = "event"
+    instead = _INSTEAD.get((str(parent), str(loc[-1])))
+    return f"unknown field; {instead}" if instead else "unknown field"
+
+
 def _format(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if err["type"] == "extra_forbidden":
+            msg = _unknown_field(loc)
         problems.append(f"{_loc(loc)}: {msg}" if loc else msg)
     return problems
 
 
 def parse_service(text: str, *, stage: str | None = None, env: Mapping[str, str] | None = None,
                   source: str = "serverless.yaml") -> ServiceConfig:
+    """Resolve and validate one ``serverless.yaml``.
+
+    The stage is ``stage`` (the ``--stage`` option), else ``RETAILFN_STAGE``, else
+    ``provider.stage``, else ``local``. A stage with no parameters of its own gets the
+    ``default`` ones, as in the Serverless Framework."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -420,22 +666,24 @@ def parse_service(text: str, *, stage: str | None = None, env: Mapping[str, str]
         raise ConfigError(["the file must be a mapping with service, provider and functions"],
                           source)
     env = dict(os.environ if env is None else env)
-    provider = raw.get("provider") or {}
-    stage = stage or env.get("RETAILFN_STAGE") or provider.get("stage") or "local"
-    stages = raw.get("stages") or {}
-    if stages and stage not in stages:
-        raise ConfigError([f"stages: unknown stage {stage!r}; known: {_known(stages)}"], source)
-    params: dict[str, Any] = dict(((stages.get("default") or {}).get("params")) or {})
-    params.update(((stages.get(stage) or {}).get("params")) or {})
-    ctx = {"env": env, "params": params, "stage": stage, "service": raw.get("service", "")}
     problems: list[str] = []
-    params = _interpolate(params, "params", ctx, problems)
-    ctx["params"] = params
-    resolved = _interpolate(raw, "", ctx, problems)
-    if problems:
+    option_stage = stage or env.get("RETAILFN_STAGE") or None
+    resolver = _Resolver(raw, env, option_stage, problems)
+    provider = raw.get("provider") if isinstance(raw.get("provider"), dict) else {}
+    written = resolver.resolve(provider.get("stage"), "provider.stage")
+    if problems:  # without its stage the rest of the file cannot be resolved
         raise ConfigError(problems, source)
+    resolver.stage = stage = option_stage or (str(written) if written else None) or "local"
+    if "stage" in raw:  # the resolved stage is recorded there: a written one would be lost
+        problems.append("stage: unknown field; write provider.stage (or pass --stage)")
+    by_stage = _params_by_stage(raw, problems)
+    resolver.params = {**by_stage.get("default", {}), **by_stage.get(stage, {})}
+    resolver.params = resolver.resolve(resolver.params, "params")
+    resolved = resolver.resolve({k: v for k, v in raw.items() if k != "params"}, "")
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)), source)
     resolved["stage"] = stage
-    resolved["params"] = params
+    resolved["params"] = resolver.params
     try:
         return ServiceConfig.model_validate(resolved)
     except ValidationError as exc:

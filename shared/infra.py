@@ -118,9 +118,11 @@ class Loaded:
 def load_all_stages(config: Path) -> Loaded:
     """The service resolved for each stage in the file (``default`` is params only)."""
     raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    names = [s for s in (raw.get("stages") or {}) if s != "default"]
-    if not names:
-        names = [((raw.get("provider") or {}).get("stage")) or "local"]
+    # Stages are named under v4's stages: or v3's top-level params: (or both).
+    named = [body for body in (raw.get("stages"), raw.get("params")) if isinstance(body, dict)]
+    names = list(dict.fromkeys(s for body in named for s in body if s != "default"))
+    if not names:  # provider.stage may be a variable (${opt:stage, 'dev'}): resolve it
+        names = [load_service(config, env={}).stage]
     stages = {s: load_service(config, stage=s, env={}) for s in names}
     first = next(iter(stages.values()))
     for name, svc in stages.items():
@@ -275,17 +277,20 @@ def _subscriptions(loaded: Loaded) -> dict[str, Any]:
                         "kafka", flags, inputs,
                         [app, f"ibm_event_streams_topic.{tf_name(topic)}"])
             elif isinstance(trig, CosTrigger):
-                name = f"{ce_name(fn)}-cos-{i}"
-                inputs = {**base, "kind": "cos", "name": name,
-                          "bucket": f"${{var.bucket_prefix}}-{trig.bucket}",
-                          "event_type": trig.event, "prefix": trig.prefix, "suffix": trig.suffix}
-                flags = " --bucket ${self.input.bucket} --event-type ${self.input.event_type}"
-                if trig.prefix:
-                    flags += " --prefix '${self.input.prefix}'"
-                if trig.suffix:
-                    flags += " --suffix '${self.input.suffix}'"
-                subs[tf_name(name)] = _subscription(
-                    "cos", flags, inputs, [app, f"ibm_cos_bucket.{tf_name(trig.bucket)}"])
+                # A COS subscription filters on one suffix: one subscription per suffix rule.
+                suffixes = trig.suffixes or ("",)
+                for j, suffix in enumerate(suffixes):
+                    name = f"{ce_name(fn)}-cos-{i}" + (f"-{j}" if len(suffixes) > 1 else "")
+                    inputs = {**base, "kind": "cos", "name": name,
+                              "bucket": f"${{var.bucket_prefix}}-{trig.bucket}",
+                              "event_type": trig.event, "prefix": trig.prefix, "suffix": suffix}
+                    flags = " --bucket ${self.input.bucket} --event-type ${self.input.event_type}"
+                    if trig.prefix:
+                        flags += " --prefix '${self.input.prefix}'"
+                    if suffix:
+                        flags += " --suffix '${self.input.suffix}'"
+                    subs[tf_name(name)] = _subscription(
+                        "cos", flags, inputs, [app, f"ibm_cos_bucket.{tf_name(trig.bucket)}"])
             elif isinstance(trig, ScheduleTrigger):
                 if not trig.enabled:
                     continue

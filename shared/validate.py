@@ -230,20 +230,22 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
                         + " (run `retailfn infra generate`)")
                 continue
             if ev.kind == "cos":
-                want = {"kind": "cos", "bucket": ev.cos.bucket, "event_type": ev.cos.event,
-                        "prefix": ev.cos.prefix, "suffix": ev.cos.suffix}
                 got_cos = [{"kind": s.get("kind"),
                             "bucket": _BUCKET_PREFIX.sub("", str(s.get("bucket", ""))),
                             "event_type": s.get("event_type"), "prefix": s.get("prefix", ""),
                             "suffix": s.get("suffix", "")} for s in have]
-                if want not in got_cos:
-                    problems.append(
-                        f"serverless.yaml {where}.cos (bucket {ev.cos.bucket!r}, event "
-                        f"{ev.cos.event!r}, prefix {ev.cos.prefix!r}, suffix {ev.cos.suffix!r}) "
-                        f"vs {subs_file}: "
-                        + (f"the subscription has {got_cos[0]}" if got_cos
-                           else f"no COS subscription for {where}")
-                        + " (run `retailfn infra generate`)")
+                for suffix in ev.cos.suffixes or ("",):  # one subscription per suffix
+                    want = {"kind": "cos", "bucket": ev.cos.bucket, "event_type": ev.cos.event,
+                            "prefix": ev.cos.prefix, "suffix": suffix}
+                    if want not in got_cos:
+                        other = [g for g in got_cos if g["suffix"] == suffix] or got_cos
+                        problems.append(
+                            f"serverless.yaml {where}.cos (bucket {ev.cos.bucket!r}, event "
+                            f"{ev.cos.event!r}, prefix {ev.cos.prefix!r}, suffix {suffix!r}) "
+                            f"vs {subs_file}: "
+                            + (f"the subscription has {other[0]}" if other
+                               else f"no COS subscription for {where}")
+                            + " (run `retailfn infra generate`)")
                 continue
             if not any(s.get("kind") == "cron" for s in have):
                 problems.append(f"serverless.yaml {where}.schedule vs {subs_file}: no cron "

@@ -127,7 +127,8 @@ def test_every_event_trigger_has_its_subscription_and_batch_functions_run_as_wor
             elif ev.kind == "cos":
                 assert [(s["kind"], s["bucket"], s["event_type"], s["prefix"], s["suffix"])
                         for s in mine] == [("cos", f"${{var.bucket_prefix}}-{ev.cos.bucket}",
-                                            ev.cos.event, ev.cos.prefix, ev.cos.suffix)]
+                                            ev.cos.event, ev.cos.prefix, suffix)
+                                           for suffix in ev.cos.suffixes or ("",)]
             elif ev.kind == "schedule":
                 assert [s["kind"] for s in mine] == ["cron"]
             else:
@@ -251,7 +252,7 @@ def test_a_cos_trigger_on_a_bucket_missing_from_infra_fails_naming_both_places(
 def test_a_cos_subscription_that_drifted_names_both_places(copy: Path) -> None:
     subs = copy / GENERATED / "subscriptions.tf.json"
     doc = json.loads(subs.read_text(encoding="utf-8"))
-    doc["resource"]["terraform_data"]["ingest_stock_file_cos_0"]["input"]["suffix"] = ".xml"
+    doc["resource"]["terraform_data"]["ingest_stock_file_cos_0_0"]["input"]["suffix"] = ".xml"
     subs.write_text(json.dumps(doc), encoding="utf-8")
 
     problems = _validate(copy)
@@ -301,6 +302,70 @@ def test_schedules_become_cron_subscriptions_and_sub_minute_rates_are_refused(
     result = CliRunner().invoke(cli, ["--config", str(config), "infra", "generate"])
     assert result.exit_code == 1
     assert "functions.tick.events[0]: rate(10 seconds) is below a minute" in result.output
+
+
+SUFFIXES = """\
+service: retailfn
+functions:
+  drops:
+    handler: tests.support.event_functions:record_object
+    events:
+      - cos:
+          bucket: partner-drops
+          rules: [{prefix: drops/}, {suffix: .csv}, {suffix: .ndjson}]
+      - cos:
+          bucket: partner-drops
+          event: s3:ObjectRemoved:*
+          rules: [{prefix: drops/}]
+"""
+
+
+def test_a_cos_event_with_several_suffixes_gets_one_subscription_per_suffix(
+        tmp_path: Path) -> None:
+    config = tmp_path / "serverless.yaml"
+    config.write_text(SUFFIXES, encoding="utf-8")
+
+    subs = json.loads(generate(config)["subscriptions.tf.json"])["resource"]["terraform_data"]
+
+    assert [(s["input"]["name"], s["input"]["event"], s["input"]["event_type"],
+             s["input"]["prefix"], s["input"]["suffix"]) for s in subs.values()] == [
+        ("drops-cos-0-0", "functions.drops.events[0]", "write", "drops/", ".csv"),
+        ("drops-cos-0-1", "functions.drops.events[0]", "write", "drops/", ".ndjson"),
+        ("drops-cos-1", "functions.drops.events[1]", "delete", "drops/", ""),
+    ]
+
+
+V3_PARAMS = """\
+service: retailfn
+provider: {stage: "${opt:stage, 'dev'}"}
+params:
+  default: {limit: 1000}
+  prod: {limit: 5000}
+functions:
+  report:
+    handler: tests.support.http_functions:echo
+    environment: {LIMIT: "${param:limit}"}
+    events:
+      - http: {path: /v1/report, method: post}
+"""
+
+
+def test_serverless_v3_params_stages_each_get_their_environment(tmp_path: Path) -> None:
+    config = tmp_path / "serverless.yaml"
+    config.write_text(V3_PARAMS, encoding="utf-8")
+
+    env = json.loads(generate(config)["apps.tf.json"])["locals"]["function_environment"]
+
+    assert {stage: e["LIMIT"] for stage, e in env["report"].items()} == {"prod": "5000"}
+
+
+def test_a_stage_from_opt_stage_with_a_default_is_the_one_generated(tmp_path: Path) -> None:
+    config = tmp_path / "serverless.yaml"
+    config.write_text(V3_PARAMS.replace("  prod: {limit: 5000}\n", ""), encoding="utf-8")
+
+    env = json.loads(generate(config)["apps.tf.json"])["locals"]["function_environment"]
+
+    assert {stage: e["LIMIT"] for stage, e in env["report"].items()} == {"dev": "1000"}
 
 
 def test_infra_generate_check_reports_stale_files(copy: Path) -> None:

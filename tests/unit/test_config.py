@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from textwrap import dedent, indent
 
 import pytest
@@ -49,7 +51,8 @@ functions:
     events:
       - cos:
           bucket: partner-drops
-          suffix: .csv
+          rules:
+            - suffix: .csv
   detect_slow_movers:
     handler: functions.detect_slow_movers.main:detect_slow_movers
     events:
@@ -116,7 +119,8 @@ def test_consumer_group_defaults_to_service_stage_and_function() -> None:
 
 
 def test_consumer_group_written_in_the_file_wins() -> None:
-    service = parse(with_events("kafka: {topic: inventory.stock-reported, consumerGroup: legacy}"))
+    service = parse(with_events(
+        "kafka: {topic: inventory.stock-reported, consumerGroupId: legacy}"))
     kafka = service.functions["fn"].triggers("kafka")[0]
 
     assert service.consumer_group("fn", kafka) == "legacy"
@@ -247,10 +251,10 @@ def test_unknown_variable_kind_is_reported_with_the_known_ones() -> None:
     assert "${env:X}" in problems[0] and "${param:x}" in problems[0]
 
 
-def test_unknown_stage_is_rejected_listing_the_known_ones() -> None:
-    problems = problems_of(PARAMS, stage="staging")
+def test_a_stage_the_file_does_not_name_gets_the_default_params() -> None:
+    service = parse(PARAMS, stage="staging")
 
-    assert problems == ["stages: unknown stage 'staging'; known: default, local, prod"]
+    assert (service.stage, service.params) == ("staging", {"retries": 2, "tier": "standard"})
 
 
 # --- mistakes, one line each with its path -------------------------------------------------
@@ -460,7 +464,7 @@ def test_negative_retry_count_is_rejected() -> None:
 
 
 def test_cos_trigger_matches_a_written_key_with_its_prefix_and_suffix() -> None:
-    cos = CosTrigger(bucket="partner-drops", prefix="drops/", suffix=".csv")
+    cos = CosTrigger(bucket="partner-drops", rules=[{"prefix": "drops/"}, {"suffix": ".csv"}])
 
     assert cos.matches("drops/acme/2026-11-27.csv", "write")
     assert not cos.matches("other/acme/2026-11-27.csv", "write")
@@ -504,3 +508,383 @@ def test_schedule_shorthand_and_long_form_are_the_same_trigger() -> None:
 
     assert short.triggers("schedule")[0].expression == long.triggers("schedule")[0].expression
     assert short.triggers("schedule")[0].enabled and not long.triggers("schedule")[0].enabled
+
+
+# --- the Serverless dialect: storage events -------------------------------------------------
+
+
+def cos_event(body: str) -> str:
+    """A service whose one function has one ``cos`` event with the given YAML flow body."""
+    return with_events(f"cos: {{bucket: partner-drops, {body}}}")
+
+
+def test_cos_rules_in_serverless_shape_give_the_prefix_and_the_suffix() -> None:
+    cos = parse(cos_event("rules: [{prefix: drops/}, {suffix: .csv}]")).functions["fn"].triggers(
+        "cos")[0]
+
+    assert (cos.prefix, cos.suffixes) == ("drops/", (".csv",))
+
+
+def test_cos_event_with_several_suffixes_matches_a_key_ending_in_any_of_them() -> None:
+    cos = parse(cos_event("rules: [{suffix: .csv}, {suffix: .ndjson}]")).functions["fn"].triggers(
+        "cos")[0]
+
+    assert cos.matches("acme/1.csv", "write") and cos.matches("acme/1.ndjson", "write")
+    assert not cos.matches("acme/1.json", "write")
+
+
+@pytest.mark.parametrize(("written", "event"), [
+    ("s3:ObjectCreated:*", "write"), ("s3:ObjectRemoved:*", "delete"), ("write", "write"),
+    ("delete", "delete"), ("all", "all"),
+])
+def test_serverless_s3_event_types_are_cos_writes_and_deletes(written: str, event: str) -> None:
+    cos = parse(cos_event(f"event: '{written}'")).functions["fn"].triggers("cos")[0]
+
+    assert cos.event == event
+
+
+def test_an_s3_event_type_cos_cannot_notify_is_refused_naming_the_supported_ones() -> None:
+    problems = problems_of(cos_event("event: 's3:ObjectCreated:Put'"))
+
+    assert problems == ["functions.fn.events[0].cos.event: event 's3:ObjectCreated:Put' must be "
+                        "one of: s3:ObjectCreated:*, s3:ObjectRemoved:*, write, delete, all (COS "
+                        "notifies writes and deletes, not their kinds)"]
+
+
+@pytest.mark.parametrize("rule", ["{}", "{prefix: a/, suffix: .csv}"])
+def test_a_rule_that_is_not_one_prefix_or_one_suffix_is_refused(rule: str) -> None:
+    problems = problems_of(cos_event(f"rules: [{rule}]"))
+
+    assert problems == ["functions.fn.events[0].cos.rules[0]: a rule is either {prefix: ...} or "
+                        "{suffix: ...}"]
+
+
+def test_two_prefixes_in_one_cos_event_are_refused() -> None:
+    problems = problems_of(cos_event("rules: [{prefix: a/}, {prefix: b/}]"))
+
+    assert problems == ["functions.fn.events[0].cos.rules: one prefix per event (got 'a/', "
+                        "'b/'); write one cos event per prefix"]
+
+
+def test_a_suffix_that_another_suffix_already_matches_is_refused() -> None:
+    problems = problems_of(cos_event("rules: [{suffix: .gz}, {suffix: .csv.gz}]"))
+
+    assert problems == ["functions.fn.events[0].cos.rules: suffix '.csv.gz' is already matched "
+                        "by suffix '.gz'"]
+
+
+def test_a_suffix_given_twice_is_refused() -> None:
+    problems = problems_of(cos_event("rules: [{suffix: .csv}, {suffix: .csv}]"))
+
+    assert problems == ["functions.fn.events[0].cos.rules: suffix '.csv' is given twice"]
+
+
+@pytest.mark.parametrize("field", ["prefix", "suffix"])
+def test_a_flat_prefix_or_suffix_is_refused_pointing_at_rules(field: str) -> None:
+    problems = problems_of(cos_event(f"{field}: x"))
+
+    assert problems == [f"functions.fn.events[0].cos.{field}: unknown field; write rules: "
+                        f"[{{{field}: ...}}], as in Serverless's s3 event"]
+
+
+def test_an_s3_event_is_refused_pointing_at_cos() -> None:
+    problems = problems_of(with_events("s3: {bucket: partner-drops}"))
+
+    assert problems == ["functions.fn.events[0].s3: unknown field; storage events are on IBM "
+                        "COS: write cos: with the same bucket, event and rules"]
+
+
+def test_existing_true_is_accepted_since_every_bucket_exists() -> None:
+    assert parse(cos_event("existing: true")).functions["fn"].triggers("cos")[0].existing
+
+
+def test_existing_false_is_refused() -> None:
+    problems = problems_of(cos_event("existing: false"))
+
+    assert problems == ["functions.fn.events[0].cos.existing: existing: false asks for a bucket "
+                        "made for this event; buckets are defined in events/catalog.py and "
+                        "created by `retailfn deploy`, so remove existing (or write existing: "
+                        "true)"]
+
+
+# --- the Serverless dialect: Kafka events ---------------------------------------------------
+
+
+def kafka_event(body: str) -> str:
+    return with_events(f"kafka: {{topic: inventory.stock-reported, {body}}}")
+
+
+@pytest.mark.parametrize(("written", "position"), [("TRIM_HORIZON", "earliest"),
+                                                   ("LATEST", "latest")])
+def test_serverless_starting_positions_are_kafka_offsets(written: str, position: str) -> None:
+    kafka = parse(kafka_event(f"startingPosition: {written}")).functions["fn"].triggers("kafka")[0]
+
+    assert kafka.start_position == position
+
+
+def test_kafka_event_fields_have_serverless_names() -> None:
+    kafka = parse(kafka_event("batchSize: 7, consumerGroupId: g")).functions["fn"].triggers(
+        "kafka")[0]
+
+    assert (kafka.batch_size, kafka.consumer_group) == (7, "g")
+
+
+@pytest.mark.parametrize(("written", "instead"), [("earliest", "TRIM_HORIZON"),
+                                                  ("latest", "LATEST")])
+def test_a_kafka_offset_name_as_starting_position_is_refused_with_serverless_name(
+        written: str, instead: str) -> None:
+    problems = problems_of(kafka_event(f"startingPosition: {written}"))
+
+    assert problems == [f"functions.fn.events[0].kafka.startingPosition: startingPosition "
+                        f"'{written}' is written {instead} (Serverless's name)"]
+
+
+def test_a_starting_position_that_is_not_a_name_is_refused() -> None:
+    problems = problems_of(kafka_event("startingPosition: [LATEST]"))
+
+    assert problems == ["functions.fn.events[0].kafka.startingPosition: startingPosition "
+                        "['LATEST'] must be TRIM_HORIZON or LATEST"]
+
+
+def test_starting_position_at_timestamp_is_refused() -> None:
+    problems = problems_of(kafka_event("startingPosition: AT_TIMESTAMP"))
+
+    assert problems == ["functions.fn.events[0].kafka.startingPosition: startingPosition "
+                        "AT_TIMESTAMP is not supported (a Code Engine Kafka subscription cannot "
+                        "start at a time); write TRIM_HORIZON or LATEST"]
+
+
+@pytest.mark.parametrize(("field", "instead"), [
+    ("consumerGroup: g", "write consumerGroupId (Serverless's name)"),
+    ("startPosition: earliest", "write startingPosition: TRIM_HORIZON or LATEST (Serverless's "
+                                "names)"),
+    ("bootstrapServers: [b:9092]", "the brokers are the stage's "
+                                   "RETAILFN_KAFKA_BOOTSTRAP_SERVERS, not part of the event"),
+    ("accessConfigurations: {saslPlainAuth: x}", "the credentials are the stage's "
+                                                 "RETAILFN_KAFKA_* settings, not part of the "
+                                                 "event"),
+])
+def test_a_kafka_field_that_means_nothing_here_says_what_to_write(field: str,
+                                                                  instead: str) -> None:
+    problems = problems_of(kafka_event(field))
+
+    assert problems == [f"functions.fn.events[0].kafka.{field.split(':')[0]}: unknown field; "
+                        f"{instead}"]
+
+
+# --- the Serverless dialect: schedules ------------------------------------------------------
+
+
+def test_a_six_field_aws_cron_is_refused_naming_the_five_field_form() -> None:
+    problems = problems_of(with_events("schedule: 'cron(0 12 * * ? *)'"))
+
+    assert problems == ["functions.fn.events[0].schedule.rate: cron(0 12 * * ? *) has 6 fields "
+                        "(AWS's form, with a year); write the 5-field form cron(0 12 * * *) "
+                        "(minute hour day-of-month month day-of-week, UTC)"]
+
+
+def test_a_six_field_cron_with_week_days_and_a_year_says_what_differs() -> None:
+    problems = problems_of(with_events("schedule: 'cron(0 8 ? * 2-6 2027)'"))
+
+    assert problems == ["functions.fn.events[0].schedule.rate: cron(0 8 ? * 2-6 2027) has 6 "
+                        "fields (AWS's form, with a year); write the 5-field form "
+                        "cron(0 8 * * 2-6) (minute hour day-of-month month day-of-week, UTC); "
+                        "AWS numbers the days of the week 1-7 from Sunday, the 5-field form 0-6; "
+                        "the year '2027' has no 5-field equivalent"]
+
+
+def test_a_serverless_v3_rate_list_of_one_expression_is_that_expression() -> None:
+    schedule = parse(with_events("schedule: {rate: [rate(5 minutes)]}")).functions[
+        "fn"].triggers("schedule")[0]
+
+    assert schedule.interval == timedelta(minutes=5)
+
+
+def test_a_rate_list_of_two_expressions_is_refused() -> None:
+    problems = problems_of(with_events("schedule: {rate: [rate(5 minutes), rate(1 hour)]}"))
+
+    assert problems == ["functions.fn.events[0].schedule.rate: rate has 2 expressions; write one "
+                        "schedule event per expression"]
+
+
+# --- the Serverless dialect: stages, parameters and variables -------------------------------
+
+OPT_STAGE = one_function("handler: pkg.mod:fn\nenvironment: {STAGE: '${opt:stage}'}\n")
+
+
+def test_opt_stage_is_the_stage_asked_for() -> None:
+    assert parse(OPT_STAGE, stage="prod").functions["fn"].environment["STAGE"] == "prod"
+
+
+def test_opt_stage_is_the_retailfn_stage_a_deployed_app_gets() -> None:
+    service = parse(OPT_STAGE, env={"RETAILFN_STAGE": "prod"})
+
+    assert service.functions["fn"].environment["STAGE"] == "prod"
+
+
+def test_opt_stage_not_given_and_without_default_is_reported() -> None:
+    problems = problems_of(OPT_STAGE)
+
+    assert problems == ["functions.fn.environment.STAGE: ${opt:stage} is not set: no --stage (or "
+                        "RETAILFN_STAGE) was given and it has no default; write "
+                        "${opt:stage, <stage>} or ${sls:stage}"]
+
+
+def test_provider_stage_from_opt_stage_with_a_default_decides_the_stage() -> None:
+    text = "provider: {stage: \"${opt:stage, 'dev'}\"}\n" + OPT_STAGE.replace("${opt:stage}",
+                                                                              "${sls:stage}")
+
+    assert [parse(text, stage=s).stage for s in (None, "prod")] == ["dev", "prod"]
+
+
+def test_provider_stage_made_of_sls_stage_is_refused() -> None:
+    problems = problems_of("provider: {stage: '${sls:stage}'}\n" + OPT_STAGE)
+
+    assert problems == ["provider.stage: ${sls:stage} is the stage this value decides; write "
+                        "${opt:stage, <stage>}"]
+
+
+SELF = """
+service: shop
+provider: {stage: local}
+custom:
+  batch: 250
+  owner: inventory-team
+  label: ${self:custom.owner}-${self:provider.stage}
+functions:
+  fn:
+    handler: pkg.mod:fn
+    environment: {OWNER: '${self:custom.label}'}
+    events:
+      - kafka: {topic: inventory.stock-reported, batchSize: '${self:custom.batch}'}
+"""
+
+
+def test_self_reads_a_path_of_the_file_resolved_in_turn() -> None:
+    service = parse(SELF)
+
+    assert service.functions["fn"].environment["OWNER"] == "inventory-team-local"
+
+
+def test_a_whole_value_self_reference_keeps_its_type() -> None:
+    kafka = parse(SELF).functions["fn"].triggers("kafka")[0]
+
+    assert kafka.batch_size == 250
+
+
+def test_a_self_reference_to_a_missing_path_is_reported() -> None:
+    problems = problems_of(SELF.replace("${self:custom.owner}", "${self:custom.team}"))
+
+    assert problems == ["custom.label: ${self:custom.team} is not set: the file has no "
+                        "custom.team"]
+
+
+def test_a_self_reference_that_comes_back_to_itself_is_reported() -> None:
+    problems = problems_of(SELF.replace("owner: inventory-team", "owner: ${self:custom.label}"))
+
+    assert sorted(problems) == ["custom.label: ${self:custom.owner} refers back to itself",
+                                "custom.owner: ${self:custom.label} refers back to itself"]
+
+
+def test_a_mapping_cannot_be_part_of_a_string() -> None:
+    problems = problems_of(SELF.replace("${self:custom.label}'", "x-${self:custom}'"))
+
+    assert problems == ["functions.fn.environment.OWNER: ${self:custom} is a mapping; it can "
+                        "only be a whole value, not part of a string"]
+
+
+@pytest.mark.parametrize("variable", ["${file(./config.json):url}", "${ssm:/erp/url}",
+                                      "${sls:instanceId}", "${opt:region}"])
+def test_a_variable_source_we_do_not_resolve_is_refused_not_kept_as_text(variable: str) -> None:
+    problems = problems_of(one_function(
+        f"handler: pkg.mod:fn\nenvironment: {{URL: '{variable}'}}\n"))
+
+    assert problems == [f"functions.fn.environment.URL: unknown variable {variable}; known: "
+                        "${env:X}, ${param:x}, ${opt:stage}, ${sls:stage}, ${self:path.in.file}"]
+
+
+V3_PARAMS = """
+service: shop
+params:
+  default: {retries: 2, tier: standard}
+  prod: {retries: 7}
+functions:
+  fn:
+    handler: pkg.mod:fn
+    environment: {TIER: '${param:tier}'}
+    delivery: {retry: '${param:retries}'}
+"""
+
+
+@pytest.mark.parametrize(("stage", "retry"), [("prod", 7), ("local", 2), ("staging", 2)])
+def test_serverless_v3_top_level_params_overlay_default_per_stage(stage: str, retry: int) -> None:
+    service = parse(V3_PARAMS, stage=stage)
+
+    assert service.functions["fn"].delivery.retry == retry
+    assert service.params["tier"] == "standard"
+
+
+def test_v3_params_and_v4_stage_params_in_one_file_are_refused() -> None:
+    problems = problems_of(V3_PARAMS + "stages:\n  prod:\n    params: {retries: 9}\n")
+
+    assert problems == ["params: parameters are written both here (Serverless v3) and under "
+                        "stages.<stage>.params (v4: prod); keep one of the two"]
+
+
+def test_v3_params_of_a_stage_that_are_not_a_mapping_are_refused() -> None:
+    problems = problems_of(V3_PARAMS.replace("prod: {retries: 7}", "prod: 7"))
+
+    assert problems == ["params.prod: must map parameter names to values"]
+
+
+def test_a_top_level_stage_is_refused_pointing_at_provider_stage() -> None:
+    problems = problems_of("stage: prod\n" + one_function("handler: pkg.mod:fn\n"))
+
+    assert problems == ["stage: unknown field; write provider.stage (or pass --stage)"]
+
+
+# --- the README's dialect section -----------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_dialect_examples() -> list[tuple[str, str]]:
+    """(Serverless's, ours) for each side-by-side table of README's serverless.yaml section."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## serverless.yaml dialect\n", 1)[1].split("\n## ", 1)[0]
+    tables = re.findall(r"<table>.*?</table>", section, flags=re.S)
+    pairs = []
+    for table in tables:
+        blocks = re.findall(r"```yaml\n(.*?)```", table, flags=re.S)
+        assert len(blocks) == 2, table
+        pairs.append((blocks[0], blocks[1]))
+    return pairs
+
+
+def test_the_readme_shows_each_construct_beside_serverless() -> None:
+    assert len(readme_dialect_examples()) == 4
+
+
+@pytest.mark.parametrize("stage", [None, "prod", "staging"])
+@pytest.mark.parametrize("index", range(4))
+def test_the_readmes_retailfn_examples_load(index: int, stage: str | None) -> None:
+    ours = readme_dialect_examples()[index][1]
+
+    assert parse_service(ours, stage=stage, env={}).functions
+
+
+def test_the_readmes_params_example_gives_prod_its_own_and_other_stages_default() -> None:
+    ours = readme_dialect_examples()[3][1]
+
+    assert [parse_service(ours, stage=s, env={}).functions["report_stock"].environment[
+        "BATCH_LIMIT"] for s in ("prod", "staging")] == ["5000", "1000"]
+
+
+def test_the_readmes_serverless_s3_example_is_refused_pointing_at_cos() -> None:
+    theirs = readme_dialect_examples()[0][0]
+
+    with pytest.raises(ConfigError) as caught:
+        parse_service(theirs, env={})
+
+    assert "functions.ingest_stock_file.events[0].s3: unknown field; storage events are on IBM " \
+           "COS: write cos: with the same bucket, event and rules" in caught.value.problems
