@@ -46,7 +46,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Generic, Literal, TypeVar
 
 import numpy as np
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events.sales import OrderCompleted

@@ -380,7 +380,8 @@ def _exact_ratio_ranks(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     The float quotient is correctly rounded, hence monotone: it never puts two ratios in the
     wrong order and always gives equal ratios the same value, but two different ratios may round
     to the same float. Those groups (rare, and none for integer counts below 2**25) are split
-    exactly with :class:`fractions.Fraction`.
+    exactly with :class:`fractions.Fraction`. Exact for counts below 2**53 (floats convert them
+    exactly).
     """
     if not len(num):
         return np.zeros(0, dtype=np.int64)
@@ -391,6 +392,12 @@ def _exact_ratio_ranks(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     first[0] = True
     np.not_equal(sorted_approx[1:], sorted_approx[:-1], out=first[1:])
     group = np.cumsum(first) - 1
+    if (np.issubdtype(num.dtype, np.integer) and np.issubdtype(den.dtype, np.integer)
+            and max(int(num.max()), int(den.max())) < 2**25):
+        # Two different ratios of such counts differ by more than their floats' rounding.
+        ranks = np.empty(len(order), dtype=np.int64)
+        ranks[order] = group
+        return ranks
     sub = np.zeros(len(order), dtype=np.int64)
     starts = np.flatnonzero(first)
     ends = np.append(starts[1:], len(order))

@@ -232,3 +232,23 @@ def test_thresholds_apply_before_the_top_k_is_taken() -> None:
     assert [c.sku for c in model.complements("HOT", 3, min_count=11)] == ["S-1", "S-2", "S-3"]
     assert len(model.complements("HOT", None, min_lift=1.25)) == 61  # S-1 is 1.29
     assert "S-3" not in {c.sku for c in model.complements("HOT", None, min_lift=1.2)}
+
+
+@pytest.mark.parametrize("huge", [False, True])
+def test_the_lift_order_is_the_order_of_the_exact_fractions_on_random_counts(huge: bool) -> None:
+    from fractions import Fraction
+
+    rng = random.Random(11)
+    n = 400
+    skus = np.array(["A-0"] + [f"B-{i:03d}" for i in range(n)])
+    # small counts with many equal ratios, with or without huge ones beside them
+    n_b = np.array([rng.choice([rng.randint(1, 12), rng.randint(2**40, 2**40 + 50)])
+                    if huge else rng.randint(1, 12) for _ in range(n)], dtype=np.int64)
+    n_ab = np.array([rng.randint(1, int(b)) if b < 100 else int(b) - rng.randint(0, 40)
+                     for b in n_b], dtype=np.int64)
+    pairs = sp.csr_matrix((n_ab, (np.zeros(n, dtype=np.int64), np.arange(1, n + 1))),
+                          shape=(n + 1, n + 1))
+    model = CrossSellModel(skus, np.concatenate([[2**41], n_b]), pairs, np.int64(2**42))
+    expected = sorted(range(n), key=lambda j: (-Fraction(int(n_ab[j]), int(n_b[j])), -n_ab[j],
+                                               skus[j + 1]))
+    assert [c.sku for c in model.complements("A-0", None)] == [str(skus[j + 1]) for j in expected]
