@@ -143,9 +143,9 @@ def child(kind: str, data: Path, n_items: int, min_support: float, limit: int | 
 
 
 def _fold_through_the_store(skus: np.ndarray, indptr: np.ndarray, codes: np.ndarray) -> dict:
-    """``CrossSellStore.fold_archive_object`` on the folder store: read the current model,
-    stream and validate one 10,000-order archive object, fold, write a version, swing the
-    pointer. The current model is the full one (all but the last 10,000 baskets)."""
+    """``CrossSellStore.fold_archive_object`` on the folder store: read the current model and
+    the ids of the orders it counted, stream and validate one 10,000-order archive object, fold,
+    write a version, swing the pointer. The current model is the full one (all but the last 10,000 baskets)."""
     from datetime import UTC, datetime
 
     from events.envelope import new_event, to_kafka
@@ -153,6 +153,7 @@ def _fold_through_the_store(skus: np.ndarray, indptr: np.ndarray, codes: np.ndar
     from events.sales import OrderCompleted
     from shared import archive
     from shared.crosssell import CrossSellStore
+    from shared.crosssell.orders import CountedOrders, order_keys
     from shared.domain.crosssell import Baskets, build
     from shared.objectstore.local import LocalFolderStore
 
@@ -164,8 +165,10 @@ def _fold_through_the_store(skus: np.ndarray, indptr: np.ndarray, codes: np.ndar
         store.create_bucket("state")
         store.create_bucket("events-archive")
         folds = CrossSellStore(store, "state", half_life_days=None)
+        # The orders counted so far, so that the fold also reads, merges and writes their ids.
+        counted = CountedOrders.of(order_keys(f"ORD-{row:08d}" for row in range(n - FOLD_BASKETS)))
         folds._publish(kind="rebuild", parent=None, half_life_days=None, models={"na": model},
-                       folded={}, offsets={}, pointer_etag=None)
+                       folded={}, offsets={}, pointer_etag=None, counted=counted)
         when = datetime(2026, 11, 27, 8, tzinfo=UTC)
         records = []
         for b in range(FOLD_BASKETS):

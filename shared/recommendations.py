@@ -55,8 +55,6 @@ log = logging.getLogger("retailfn.recommend")
 
 SOURCE = "/functions/recommend"
 MAX_LIMIT = 20
-CANDIDATES = 50
-"""Complements asked of the model per request: enough to survive the stock and region filter."""
 CATEGORY_SCAN = 500
 """Products of a category read at most for up-sell and the cold-start fallback."""
 CATALOG_TTL_S = 5.0
@@ -216,7 +214,7 @@ class Recommender:
 
         cross: list[RecommendedItem] = []
         if model is not None:
-            for complement in _ranked(_complements(model, sku, limits), variant.strategy):
+            for complement in _complements(model, sku, limits, variant.strategy):
                 candidate = products.get(complement.sku)
                 if candidate is None or complement.sku == sku:
                     continue
@@ -445,19 +443,13 @@ class _Describer:
             basis=basis, reason=reason, scores=scores)
 
 
-def _complements(model: Any, sku: str, limits: Thresholds) -> list[Any]:
-    return [c for c in model.complements(sku, k=CANDIDATES, min_support=limits.min_support,
-                                         min_count=limits.min_count)
-            if c.lift > limits.min_lift]
-
-
-def _ranked(complements: Iterable[Any], strategy: Strategy) -> list[Any]:
-    def key(c: Any) -> tuple[float, float, int, str]:
-        primary = getattr(c, strategy)
-        secondary = c.confidence if strategy != "confidence" else c.lift
-        return (-primary, -secondary, -c.pair_count, c.sku)
-
-    return sorted(complements, key=key)
+def _complements(model: Any, sku: str, limits: Thresholds, strategy: Strategy
+                 ) -> Iterator[Any]:
+    """Every complement of ``sku`` that passes the thresholds, ranked by ``strategy`` over all of
+    them (not a re-ranking of some other order's head), produced lazily: the caller stops once
+    its list is full of items in stock."""
+    return model.iter_complements(sku, by=strategy, min_support=limits.min_support,
+                                  min_count=limits.min_count, min_lift=limits.min_lift)
 
 
 def _top_items(model: Any, skus: Iterable[str], k: int) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Cross-sell model storage: versions of the per-region co-occurrence model in object storage.
 
-``recommend`` reads ``CrossSellStore().current()`` and asks ``.region(r).complements(sku, k)``;
+``recommend`` reads ``CrossSellStore().current()`` and asks ``.region(r).iter_complements(sku)``;
 ``recalc_cross_sell`` calls ``fold_archive_object``; ``retailfn crosssell rebuild`` calls
 ``rebuild``. The counting itself is pure and lives in :mod:`shared.domain.crosssell`.
 """

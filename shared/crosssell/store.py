@@ -20,6 +20,16 @@ ETag). Every manifest therefore keeps, per ``topic+partition``, the Kafka offset
 counted, and a fold counts only records outside them. A Kafka offset names one record forever, so
 this is exact whatever the overlap between rewritten or re-split objects, and it stays small
 (consecutive offsets collapse into one range).
+
+Order identity: a record is not an order. The same order may be published again, with the same
+event id or a new one, or also arrive on ``pos.checkout-completed``; each copy is a new record at
+a new offset. An order is therefore counted once by its ``order_id``: every version keeps the ids
+it counted (:class:`~shared.crosssell.orders.CountedOrders`, ``crosssell/versions/<v>/orders.npy``,
+shared with the parent when a fold counted nothing new) and a fold counts only orders not in it.
+When copies differ (other lines, region or time), the first copy wins: by record time, then
+``topic+partition``, then offset within one archive object and in a rebuild, and the one folded
+first across objects folded at different times (the same unless copies that differ are folded out
+of record order). Later copies are skipped, whatever their lines.
 """
 
 from __future__ import annotations
@@ -30,15 +40,17 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events.sales import OrderCompleted
 from shared import archive
+from shared.crosssell.orders import CountedOrders, order_keys
 from shared.domain.crosssell import Baskets, CrossSellModel, build, fold
 from shared.objectstore.port import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -94,6 +106,9 @@ class Manifest(BaseModel):
     """Archive objects counted: key -> ETag of the bytes that were read."""
     offsets: dict[str, list[tuple[int, int]]] = Field(default_factory=dict)
     """Per ``topic+partition``: sorted, disjoint, inclusive offset ranges already counted."""
+    orders: str | None = None
+    """Key of the ids of the orders counted (possibly written by an earlier version); ``None``:
+    none yet (a version written before orders were identified counts as none: rebuild it)."""
 
 
 def _covers(ranges: list[tuple[int, int]], offset: int) -> bool:
@@ -121,9 +136,17 @@ class ArchivedOrder:
     stream: str
     """``topic+partition``: with ``offset``, the record's identity forever."""
     offset: int
+    order_id: str
+    """The order's identity: copies of one order share it."""
+    timestamp_ms: int
+    """The record's Kafka timestamp: which copy of an order came first."""
     region: str
     skus: tuple[str, ...]
     completed_at: float
+
+    @property
+    def arrival(self) -> tuple[int, str, int]:
+        return self.timestamp_ms, self.stream, self.offset
 
 
 @dataclass(frozen=True)
@@ -146,17 +169,27 @@ def read_orders(store: ObjectStore, bucket: str, key: str) -> ArchivedOrders | N
                     kafka = line["kafka"]
                     stream_id = f"{kafka['topic']}+{int(kafka['partition'])}"
                     offset = int(kafka["offset"])
+                    timestamp_ms = int(kafka.get("timestamp_ms") or 0)
                 except (ValidationError, KeyError, TypeError, ValueError):
                     invalid += 1
                     continue
-                orders.append(ArchivedOrder(stream_id, offset, order.region,
-                                            tuple(line.sku for line in order.lines),
+                orders.append(ArchivedOrder(stream_id, offset, order.order_id, timestamp_ms,
+                                            order.region, tuple(line.sku for line in order.lines),
                                             order.completed_at.timestamp()))
     except ObjectNotFound:
         return None
     if invalid:
         log.warning("invalid order records skipped", extra={"key": key, "invalid": invalid})
     return ArchivedOrders(key, info.etag, orders)
+
+
+def first_copies(orders: Iterable[ArchivedOrder]) -> tuple[list[ArchivedOrder], np.ndarray]:
+    """The first copy of each order (by :attr:`ArchivedOrder.arrival`) and its order digest."""
+    ordered = sorted(orders, key=lambda o: o.arrival)
+    keys = order_keys(o.order_id for o in ordered)
+    _, first = np.unique(keys, return_index=True)
+    first.sort()
+    return [ordered[i] for i in first], keys[first]
 
 
 def _baskets(orders: list[ArchivedOrder]) -> Baskets:
@@ -168,20 +201,25 @@ def _baskets(orders: list[ArchivedOrder]) -> Baskets:
 # --- the model set readers get ---------------------------------------------------------------
 
 
-class _ModelCache:
-    """Region models by object key. Objects are immutable, so a cached model never goes stale."""
+T = TypeVar("T")
 
-    def __init__(self, size: int = 16) -> None:
-        self._items: OrderedDict[tuple[str, str], CrossSellModel] = OrderedDict()
+
+class _ModelCache(Generic[T]):
+    """Region models (or counted orders) by object key. Objects are immutable, so a cached one
+    never goes stale."""
+
+    def __init__(self, load: Callable[[bytes], T], size: int = 16) -> None:
+        self._items: OrderedDict[tuple[str, str], T] = OrderedDict()
         self._lock = threading.Lock()
+        self._load = load
         self._size = size
 
-    def get(self, store: ObjectStore, bucket: str, key: str) -> CrossSellModel:
+    def get(self, store: ObjectStore, bucket: str, key: str) -> T:
         with self._lock:
             if (bucket, key) in self._items:
                 self._items.move_to_end((bucket, key))
                 return self._items[(bucket, key)]
-        model = CrossSellModel.from_bytes(store.get(bucket, key).body)
+        model = self._load(store.get(bucket, key).body)
         with self._lock:
             self._items[(bucket, key)] = model
             while len(self._items) > self._size:
@@ -189,7 +227,8 @@ class _ModelCache:
         return model
 
 
-_models = _ModelCache()
+_models = _ModelCache(CrossSellModel.from_bytes)
+_counted = _ModelCache(CountedOrders.from_bytes, size=4)
 _manifests: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
 _manifests_lock = threading.Lock()
 
@@ -221,6 +260,12 @@ class ModelSet:
         if entry is None:
             return CrossSellModel.empty(self.manifest.params.half_life_days)
         return _models.get(self._store, self._bucket, entry.object)
+
+    def counted_orders(self) -> CountedOrders:
+        """The orders this version counted (see the module's "Order identity")."""
+        if self.manifest.orders is None:
+            return CountedOrders.empty()
+        return _counted.get(self._store, self._bucket, self.manifest.orders)
 
     def region_bytes(self, region: str) -> bytes:
         return self._store.get(self._bucket, self.manifest.regions[region].object).body
@@ -311,6 +356,8 @@ class CrossSellStore:
             manifest = self.version(version).manifest
             kept.add(version)
             referenced.update(entry.object for entry in manifest.regions.values())
+            if manifest.orders is not None:
+                referenced.add(manifest.orders)
             version = manifest.parent
         horizon = datetime.now(UTC) - grace
         removed: set[str] = set()
@@ -342,9 +389,14 @@ class CrossSellStore:
             new = [o for o in archived.orders if not _covers(counted.get(o.stream, []), o.offset)]
             if not new:
                 return "already_folded"
+            # New records may still be copies of orders counted before: count each order once.
+            known = current.counted_orders() if current is not None else CountedOrders.empty()
+            firsts, keys = first_copies(new)
+            fresh_mask = ~known.contains(keys)
+            fresh = [o for o, is_fresh in zip(firsts, fresh_mask, strict=True) if is_fresh]
             half_life = manifest.params.half_life_days if manifest else self.half_life_days
             by_region: dict[str, list[ArchivedOrder]] = defaultdict(list)
-            for order in new:
+            for order in fresh:
                 by_region[order.region].append(order)
             models = {
                 region: fold(current.region(region) if current is not None
@@ -356,15 +408,18 @@ class CrossSellStore:
                 offsets[stream] = _with_offsets(counted.get(stream, []),
                                                 (o.offset for o in new if o.stream == stream))
             try:
+                # A fold of copies only still records the object and its offsets as seen.
                 version = self._publish(
                     kind="fold", parent=current, half_life_days=half_life, models=models,
                     folded={**(manifest.folded if manifest else {}), key: archived.etag},
-                    offsets=offsets, pointer_etag=pointer_etag)
+                    offsets=offsets, pointer_etag=pointer_etag,
+                    counted=known.union(keys[fresh_mask]) if fresh else None)
             except PreconditionFailed:
                 current, pointer_etag = self._head()  # a concurrent fold won: fold onto it
                 continue
             log.info("cross-sell folded", extra={
-                "key": key, "etag": archived.etag, "orders": len(new), "version": version,
+                "key": key, "etag": archived.etag, "orders": len(fresh),
+                "copies_skipped": len(new) - len(fresh), "version": version,
                 "regions": sorted(models)})
             return "folded"
         raise ConcurrentFoldsExhausted(f"pointer kept moving while folding {key!r}")
@@ -392,8 +447,10 @@ class CrossSellStore:
             by_region: dict[str, list[ArchivedOrder]] = defaultdict(list)
             offsets: dict[str, list[int]] = defaultdict(list)
             for order in seen.values():
-                by_region[order.region].append(order)
                 offsets[order.stream].append(order.offset)
+            firsts, keys = first_copies(seen.values())
+            for order in firsts:
+                by_region[order.region].append(order)
             models = {region: build(_baskets(orders), half_life_days=self.half_life_days)
                       for region, orders in by_region.items()}
             try:
@@ -401,19 +458,23 @@ class CrossSellStore:
                     kind="rebuild", parent=current, half_life_days=self.half_life_days,
                     models=models, folded=folded, replace=True,
                     offsets={s: _with_offsets([], o) for s, o in offsets.items()},
-                    pointer_etag=pointer_etag)
+                    pointer_etag=pointer_etag, counted=CountedOrders.of(keys))
             except PreconditionFailed:
                 continue  # a fold landed meanwhile: count again with its object included
             log.info("cross-sell rebuilt", extra={
-                "version": version, "objects": len(folded), "orders": len(seen)})
+                "version": version, "objects": len(folded), "orders": len(firsts),
+                "copies_skipped": len(seen) - len(firsts)})
             return version
         raise ConcurrentFoldsExhausted("pointer kept moving during the rebuild")
 
     def _publish(self, *, kind: Literal["fold", "rebuild"], parent: ModelSet | None,
                  half_life_days: float | None, models: dict[str, CrossSellModel],
                  folded: dict[str, str], offsets: dict[str, list[tuple[int, int]]],
-                 pointer_etag: str | None, replace: bool = False) -> str:
-        """Write a version create-only, then swing the pointer; PreconditionFailed if it moved."""
+                 pointer_etag: str | None, replace: bool = False,
+                 counted: CountedOrders | None = None) -> str:
+        """Write a version create-only, then swing the pointer; PreconditionFailed if it moved.
+
+        ``counted``: the orders the version has counted; ``None`` keeps the parent's object."""
         now = datetime.now(UTC)
         version = _new_version(now)
         base = f"{ROOT}versions/{version}/"
@@ -427,10 +488,16 @@ class CrossSellStore:
                 written.append(key)
                 regions[region] = RegionEntry(object=key, baskets=float(model.basket_count),
                                               items=model.item_total, pairs=model.pair_total)
+            orders = parent.manifest.orders if parent is not None and not replace else None
+            if counted is not None:
+                orders = f"{base}orders.npy"
+                self.store.put(self.bucket, orders, counted.to_bytes(),
+                               content_type="application/octet-stream", if_none_match=True)
+                written.append(orders)
             manifest = Manifest(
                 version=version, parent=parent.version if parent else None, kind=kind,
                 created_at=now, params=Params(half_life_days=half_life_days), regions=regions,
-                folded=folded, offsets=offsets)
+                folded=folded, offsets=offsets, orders=orders)
             self.store.put(self.bucket, f"{base}manifest.json",
                            manifest.model_dump_json(indent=1).encode(),
                            content_type="application/json", if_none_match=True)

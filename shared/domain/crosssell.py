@@ -24,9 +24,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fractions import Fraction
+from itertools import islice
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,6 +39,9 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _EPOCH_S = EPOCH.timestamp()
 _DAY_S = 86_400.0
 _FORMAT = 1
+
+Ranking = Literal["lift", "confidence", "support"]
+"""What a complement list is ordered by (the A/B variants' ``strategy``)."""
 
 
 def _seconds(value: datetime | float) -> float:
@@ -177,33 +183,67 @@ class CrossSellModel:
             self._sym.sort_indices()
         return self._sym
 
-    def complements(self, sku: str, k: int = 10, *, min_support: float = 0.0,
-                    min_count: float = 0) -> list[Complement]:
-        """The top ``k`` items bought with ``sku``, best first.
+    def complements(self, sku: str, k: int | None = 10, *, by: Ranking = "lift",
+                    min_support: float = 0.0, min_count: float = 0,
+                    min_lift: float | None = None) -> list[Complement]:
+        """The top ``k`` items bought with ``sku`` (all of them when ``k`` is None), best first.
 
-        Only pairs with ``support >= min_support`` and ``pair_count >= min_count``. Order: lift
-        descending, then confidence descending, then SKU ascending (so ties are stable).
+        See :meth:`iter_complements` for the thresholds and the order.
+        """
+        if k is not None and k <= 0:
+            return []
+        return list(islice(self.iter_complements(sku, by=by, min_support=min_support,
+                                                 min_count=min_count, min_lift=min_lift), k))
+
+    def iter_complements(self, sku: str, *, by: Ranking = "lift", min_support: float = 0.0,
+                         min_count: float = 0,
+                         min_lift: float | None = None) -> Iterator[Complement]:
+        """Every item bought with ``sku`` that passes the thresholds, best first, built lazily.
+
+        Only pairs with ``support >= min_support``, ``pair_count >= min_count`` and (if given)
+        ``lift > min_lift``; the thresholds apply before ranking, so every complement that passes
+        them is ranked. Order by ``by`` (within one item's list ``n_a`` and ``N`` are constant,
+        so lift orders as ``n_ab / n_b`` and confidence and support as ``n_ab``), compared on
+        those exact counts rather than on rounded scores, so equal scores tie exactly:
+
+        * ``lift``: lift, then confidence, then SKU;
+        * ``confidence``: confidence, then lift, then SKU;
+        * ``support``: support (then confidence, the same order within one list), then SKU.
         """
         i = self._index(sku)
-        if i is None or k <= 0 or not self.baskets:
-            return []
+        if i is None or not self.baskets:
+            return
         sym = self._symmetric()
         start, end = sym.indptr[i], sym.indptr[i + 1]
         others = sym.indices[start:end]
-        n_ab = sym.data[start:end].astype(np.float64)
-        n, n_a, n_b = float(self.baskets), float(self.items[i]), self.items[others]
+        n_ab = sym.data[start:end]
+        n_b = self.items[others]
+        n, n_a = float(self.baskets), float(self.items[i])
         support = n_ab / n
         confidence = n_ab / n_a
         lift = confidence / (n_b / n)
         scale = self._scale()
         counts = n_ab / scale
         keep = (support >= min_support) & (counts >= min_count)
-        others, support, confidence, lift, counts = (
-            others[keep], support[keep], confidence[keep], lift[keep], counts[keep])
-        order = np.lexsort((others, -confidence, -lift))[:k]
-        return [Complement(str(self.skus[j]), float(support[o]), float(confidence[o]),
-                           float(lift[o]), int(counts[o]) if not self.decay else float(counts[o]))
-                for o, j in zip(order, others[order], strict=True)]
+        if min_lift is not None:
+            keep &= lift > min_lift
+        others, n_ab, n_b = others[keep], n_ab[keep], n_b[keep]
+        support, confidence, lift, counts = support[keep], confidence[keep], lift[keep], \
+            counts[keep]
+        # np.lexsort: the last key is the primary one; descending by negating the exact counts
+        # and the exact dense rank of n_ab / n_b; ``others`` ascending is SKU order (sorted index).
+        if by == "lift":
+            keys: tuple[np.ndarray, ...] = (others, -n_ab, -_exact_ratio_ranks(n_ab, n_b))
+        elif by == "confidence":
+            keys = (others, -_exact_ratio_ranks(n_ab, n_b), -n_ab)
+        elif by == "support":
+            keys = (others, -n_ab)
+        else:
+            raise ValueError(f"unknown ranking {by!r}")
+        for o in np.lexsort(keys):
+            yield Complement(str(self.skus[others[o]]), float(support[o]), float(confidence[o]),
+                             float(lift[o]),
+                             int(counts[o]) if not self.decay else float(counts[o]))
 
     def top_items(self, k: int = 10, skus: Iterable[str] | None = None) -> list[ItemStat]:
         """Best sellers (most baskets first, then SKU), optionally among ``skus`` only."""
@@ -332,6 +372,51 @@ def _count(baskets: Baskets, half_life_days: float | None) -> CrossSellModel:
     pairs = _strict_upper(co.tocsr(), dtype)
     pairs.sum_duplicates()  # cheap on canonical input; guarantees the canonical form
     return CrossSellModel(skus, items, pairs, total, half_life_days, latest)
+
+
+def _exact_ratio_ranks(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Dense ranks (0 = smallest) of ``num / den``, compared exactly: equal ratios share a rank.
+
+    The float quotient is correctly rounded, hence monotone: it never puts two ratios in the
+    wrong order and always gives equal ratios the same value, but two different ratios may round
+    to the same float. Those groups (rare, and none for integer counts below 2**25) are split
+    exactly with :class:`fractions.Fraction`. Exact for counts below 2**53 (floats convert them
+    exactly).
+    """
+    if not len(num):
+        return np.zeros(0, dtype=np.int64)
+    approx = num.astype(np.float64) / den.astype(np.float64)
+    order = np.argsort(approx, kind="stable")
+    sorted_approx = approx[order]
+    first = np.empty(len(order), dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_approx[1:], sorted_approx[:-1], out=first[1:])
+    group = np.cumsum(first) - 1
+    if (np.issubdtype(num.dtype, np.integer) and np.issubdtype(den.dtype, np.integer)
+            and max(int(num.max()), int(den.max())) < 2**25):
+        # Two different ratios of such counts differ by more than their floats' rounding.
+        ranks = np.empty(len(order), dtype=np.int64)
+        ranks[order] = group
+        return ranks
+    sub = np.zeros(len(order), dtype=np.int64)
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], len(order))
+    for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
+        members = order[s:e]
+        if (np.all(num[members] == num[members[0]]) and np.all(den[members] == den[members[0]])):
+            continue  # the same counts: trivially the same ratio
+        exact = [Fraction(num[m].item()) / Fraction(den[m].item()) for m in members]
+        distinct = {value: r for r, value in enumerate(sorted(set(exact)))}
+        sub[s:e] = [distinct[value] for value in exact]
+    # Dense rank of (group, sub) in sorted position, then back to input position.
+    by_pair = np.lexsort((sub, group))
+    pair_group, pair_sub = group[by_pair], sub[by_pair]
+    changed = np.empty(len(order), dtype=bool)
+    changed[0] = False
+    changed[1:] = (pair_group[1:] != pair_group[:-1]) | (pair_sub[1:] != pair_sub[:-1])
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order[by_pair]] = np.cumsum(changed)
+    return ranks
 
 
 def _strict_upper(m: sp.csr_matrix, dtype: type) -> sp.csr_matrix:

@@ -79,6 +79,34 @@ def archive_objects(store: ObjectStore, archive_bucket: str) -> dict[str, str]:
     return written
 
 
+def republished_objects(store: ObjectStore, archive_bucket: str) -> dict[str, str]:
+    """FOLDS archive objects holding the same ORDERS_EACH orders, each object under new event
+    ids, half of them on pos.checkout-completed: key -> ETag."""
+    rng = random.Random(5)
+    orders = [OrderCompleted.model_validate({
+        "order_id": f"ORD-{n:06d}", "channel": "store", "store_id": "BERLIN-1",
+        "region": rng.choice(["na", "eu"]), "country": "DE", "currency": "EUR",
+        "completed_at": (T0 + timedelta(seconds=n)).isoformat(),
+        "lines": [{"sku": s, "quantity": "1", "unit_price": "5.00"}
+                  for s in rng.sample(SKUS, rng.randint(1, 5))]}) for n in range(ORDERS_EACH)]
+    written = {}
+    for partition in range(FOLDS):
+        topic = ("sales.order-completed", "pos.checkout-completed")[partition % 2]
+        batch = []
+        for offset, payload in enumerate(orders):
+            key, value, headers = to_kafka(new_event(payload, source="/test",
+                                                     id=f"o-{partition}-{offset}"))
+            batch.append(BatchRecord(offset=offset,
+                                     timestamp_ms=int(T0.timestamp() * 1000) + partition,
+                                     key=key.decode() if key else None, value=value.decode(),
+                                     headers={k: v.decode() for k, v in headers}))
+        key = archive.object_key(topic, partition, 0, batch[0].timestamp_ms)
+        info = store.put(archive_bucket, key, archive.encode(topic, partition, batch),
+                         content_type=archive.CONTENT_TYPE)
+        written[key] = info.etag
+    return written
+
+
 _CHILD = """
 import sys
 from shared.crosssell import CrossSellStore
@@ -160,3 +188,26 @@ def test_a_reader_sees_a_whole_version_or_none(store: ObjectStore,
     assert folds.fold_archive_object(archive_bucket, key, etag) == "already_folded"
     versions = {i.key.split("/")[2] for i in store.list(state_bucket, "crosssell/versions/")}
     assert versions == {folds.current().version}  # nothing orphaned, one version
+
+
+def test_concurrent_folds_of_copies_of_the_same_orders_count_each_order_once(
+    store: ObjectStore, buckets: tuple[str, str]
+) -> None:
+    archive_bucket, state_bucket = buckets
+    objects = republished_objects(store, archive_bucket)
+    if isinstance(store, LocalFolderStore):
+        outcomes = fold_in_processes(store, archive_bucket, state_bucket, objects)
+    else:
+        outcomes = fold_in_threads(store, archive_bucket, state_bucket, objects)
+    assert outcomes == ["folded"] * FOLDS  # each object is recorded, its copies skipped
+
+    folds = CrossSellStore(store, state_bucket, half_life_days=None)
+    current = folds.current()
+    assert current is not None and current.folded == objects
+    assert sum(current.region(r).basket_count for r in current.regions) == ORDERS_EACH
+    assert len(current.counted_orders()) == ORDERS_EACH
+
+    rebuilt = folds.version(folds.rebuild(archive_bucket))
+    assert sum(rebuilt.region(r).basket_count for r in rebuilt.regions) == ORDERS_EACH
+    assert {r: rebuilt.region_bytes(r) for r in rebuilt.regions} == {
+        r: current.region_bytes(r) for r in current.regions}

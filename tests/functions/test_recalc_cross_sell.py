@@ -37,11 +37,12 @@ def order(n: int, skus: list[str], region: str = "na") -> OrderCompleted:
         "lines": [{"sku": s, "quantity": "1", "unit_price": "10.00"} for s in skus]})
 
 
-def records(topic: str, partition: int, orders: list[OrderCompleted], start: int = 0
-            ) -> list[Record]:
+def records(topic: str, partition: int, orders: list[OrderCompleted], start: int = 0,
+            id_prefix: str = "e-") -> list[Record]:
     out = []
     for i, payload in enumerate(orders):
-        key, value, headers = to_kafka(new_event(payload, source="/test/shop", id=f"e-{start+i}"))
+        key, value, headers = to_kafka(new_event(payload, source="/test/shop",
+                                                 id=f"{id_prefix}{start+i}"))
         out.append(Record(topic, partition, start + i, key, value, tuple(headers),
                           int(T0.timestamp() * 1000) + start + i))
     return out
@@ -53,11 +54,12 @@ def random_orders(n: int, seed: int = 1) -> list[OrderCompleted]:
             for i in range(n)]
 
 
-def archive(topic: str, partition: int, orders: list[OrderCompleted], start: int = 0) -> str:
+def archive(topic: str, partition: int, orders: list[OrderCompleted], start: int = 0,
+            batch: list[Record] | None = None) -> str:
     """Archive one batch through archive_events; the object key it wrote."""
     before = {i.key for i in get_store().list(bucket("events-archive"))}
     archive_events(batch_event(TopicPartition(topic, partition),
-                               records(topic, partition, orders, start)))
+                               batch or records(topic, partition, orders, start)))
     after = {i.key: i for i in get_store().list(bucket("events-archive"))}
     [key] = set(after) - before or [k for k in after if f"+{partition}+{start:010d}" in k]
     return key
@@ -165,3 +167,86 @@ def test_pruning_keeps_the_current_model_whole_and_deletes_older_versions() -> N
     assert region_bytes(store.current().version) == expected
     left = {i.key.split("/")[2] for i in get_store().list(bucket("state"), "crosssell/versions/")}
     assert left == {before.version, before.manifest.regions["eu"].object.split("/")[2]}
+
+
+def basket_total(version: str | None = None) -> float:
+    models = CrossSellStore().current() if version is None else CrossSellStore().version(version)
+    assert models is not None
+    return sum(models.region(r).basket_count for r in models.regions)
+
+
+def republish(orders: list[OrderCompleted], how: str) -> str:
+    """The same orders published again, archived; the key of the copies' archive object."""
+    if how == "same event id":  # the producer retried: same events, later offsets
+        batch = [Record(r.topic, r.partition, r.offset + 100, r.key, r.value, r.headers,
+                        r.timestamp_ms + 100)
+                 for r in records("sales.order-completed", 0, orders)]
+        return archive("sales.order-completed", 0, [], batch=batch)
+    if how == "new event id":  # published again as new events
+        batch = records("sales.order-completed", 1, orders, start=0, id_prefix="again-")
+        return archive("sales.order-completed", 1, [], batch=batch)
+    return archive("pos.checkout-completed", 0, orders)  # the store's POS published it too
+
+
+@pytest.mark.parametrize("how", ["same event id", "new event id", "also on pos.checkout-completed"])
+def test_a_republished_order_is_counted_once_in_folds_and_in_a_rebuild(how: str) -> None:
+    orders = random_orders(40)
+    notify(archive("sales.order-completed", 0, orders))
+    first = CrossSellStore().current()
+    copies = republish(orders[:10], how)
+
+    notify(copies)
+
+    folded = CrossSellStore().current()
+    assert folded.version != first.version and copies in folded.folded  # seen, not counted
+    assert basket_total() == 40
+    assert region_bytes(folded.version) == region_bytes(first.version)
+    rebuilt = CrossSellStore().rebuild()
+    assert basket_total(rebuilt) == 40
+    assert region_bytes(rebuilt) == region_bytes(folded.version)
+
+
+def test_copies_folded_before_the_original_count_the_order_once_too() -> None:
+    orders = random_orders(30)
+    pos = archive("pos.checkout-completed", 3, orders[10:])
+    web = archive("sales.order-completed", 0, orders)
+    notify(pos)
+    notify(web)
+    assert basket_total() == 30
+    assert region_bytes(CrossSellStore().rebuild()) == region_bytes(CrossSellStore().current()
+                                                                    .version)
+
+
+def test_copies_of_an_order_within_one_object_count_once() -> None:
+    orders = random_orders(10)
+    notify(archive("sales.order-completed", 0, [*orders, *orders[:4], orders[0]]))
+    assert basket_total() == 10
+    assert region_bytes(CrossSellStore().rebuild()) == region_bytes(CrossSellStore().current()
+                                                                    .version)
+
+
+def test_when_copies_of_an_order_differ_the_first_one_counts() -> None:
+    original = order(1, ["YOGA-PANTS-M", "YOGA-MAT-4MM"])
+    changed = order(1, ["YOGA-PANTS-M", "SAFFRON-1G"])
+    notify(archive("sales.order-completed", 0, [original]))
+    notify(archive("sales.order-completed", 0, [changed], start=1))
+
+    for version in (CrossSellStore().current().version, CrossSellStore().rebuild()):
+        na = CrossSellStore().version(version).region("na")
+        assert na.basket_count == 1
+        assert na.pair_count("YOGA-PANTS-M", "YOGA-MAT-4MM") == 1
+        assert na.pair_count("YOGA-PANTS-M", "SAFFRON-1G") == 0
+
+
+def test_pruning_keeps_the_counted_orders_the_current_version_shares_with_its_parent() -> None:
+    orders = random_orders(12)
+    notify(archive("sales.order-completed", 0, orders))
+    notify(archive("pos.checkout-completed", 0, orders))  # copies only: the orders are shared
+    store = CrossSellStore()
+    current = store.current()
+    assert current.manifest.orders == store.version(current.manifest.parent).manifest.orders
+
+    assert store.prune(keep=1, grace=timedelta(0))
+
+    notify(archive("pos.checkout-completed", 1, orders))
+    assert basket_total() == 12

@@ -30,6 +30,7 @@ from shared.runtime.http import HttpApp
 from shared.runtime.kafka_trigger import batch_event
 from tests.functions.test_http_server import Reply, call, is_problem
 from tests.functions.test_http_server import build as build_app
+from tests.unit.test_crosssell_domain import popular_item_baskets
 
 SERVICE_YAML = """
 service: retailfn-test
@@ -288,6 +289,20 @@ def test_the_variant_is_named_and_decides_the_list_length(app: HttpApp) -> None:
     assert (lift["experiment"], lift["variant"], lift["strategy"]) == (
         "xsell-ranking", "lift", "lift")
     assert (anonymous["variant"], len(anonymous["cross_sell"])) == ("conf", 1)
+
+
+def test_the_confidence_variant_offers_the_highest_confidence_complements_of_a_popular_item(
+        app: HttpApp, models: FakeStore) -> None:
+    # The pants come with 60 rare items of lift 3.3 (not in the catalog) and with the mat, the
+    # block and the top in 90, 87 and 83 % of their baskets (lift 1.2 to 1.3).
+    names = {"HOT": "YOGA-PANTS-M", "S-1": "YOGA-MAT-4MM", "S-2": "YOGA-BLOCK", "S-3": "YOGA-TOP"}
+    baskets = [[names.get(s, s) for s in basket] for basket in popular_item_baskets(niche=60)]
+    models.models = ModelSet({"eu": build(Baskets.of(baskets))})
+
+    doc = get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu").json()  # control: confidence
+
+    assert (doc["strategy"], doc["cold_start"]) == ("confidence", False)
+    assert skus(doc["cross_sell"]) == ["YOGA-MAT-4MM", "YOGA-BLOCK", "YOGA-TOP"]
 
 
 def test_every_answer_is_announced_on_recommendations_events(app: HttpApp) -> None:
