@@ -3,10 +3,13 @@
 Quantities leave this module in base units (``each``, ``g``, ``ml``) as whole numbers. The state of
 one catalog SKU is a :class:`SkuAvailability` holding one :class:`StockLevel` per (partner,
 location); :func:`decide` folds a report into it and says which events follow.
+:func:`check_source_binding` says whether a report's channel (its CloudEvents source) may speak
+for the partner the report names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -288,3 +291,69 @@ def announce(sku: str, level: StockLevel) -> tuple[InventoryEvent, ...]:
             as_of=level.reported_at,
         ))
     return tuple(events)
+
+
+# --- which partner a stock report's channel speaks for ------------------------------------------
+
+HTTP_SOURCE_ROOT = "/partners/"
+"""``report_stock`` publishes ``/partners/{partner}/stock`` after authenticating the partner."""
+FILE_SOURCE_ROOT = "/cos/"
+"""``ingest_stock_file`` publishes ``/cos/{bucket}/{key}``; the key's first folder is the partner."""
+RESERVED_SOURCE_ROOTS = (HTTP_SOURCE_ROOT, FILE_SOURCE_ROOT)
+"""Sources only retailfn's own functions publish; no producer may be registered under them."""
+
+
+def source_covers(prefix: str, source: str) -> bool:
+    """``prefix`` covers ``source``: equal, or ``source`` goes on after a ``/`` or ``#`` boundary.
+
+    The boundary keeps ``/producers/acme`` from covering ``/producers/acme-outlet``.
+    """
+    if not source.startswith(prefix):
+        return False
+    rest = source[len(prefix):]
+    return not rest or prefix.endswith(("/", "#")) or rest[0] in "/#"
+
+
+def reserved_source(prefix: str) -> bool:
+    """``prefix`` lies in, or would cover, a source root that only retailfn publishes."""
+    return any(prefix.startswith(root) or source_covers(prefix, root + "x")
+               or prefix == root.rstrip("/") for root in RESERVED_SOURCE_ROOTS)
+
+
+def source_partner(source: str, *, drops_bucket: str,
+                   registered: Mapping[str, str]) -> str | None:
+    """The partner a stock report's CloudEvents ``source`` is bound to, or ``None``.
+
+    * ``/partners/{p}`` and ``/partners/{p}/...``: the HTTP channel, bound to ``p``;
+    * ``/cos/{drops_bucket}/{p}/...``: a file dropped in ``p``'s folder, bound to ``p``;
+      ``/cos/`` of any other bucket, or outside a folder, is bound to nobody;
+    * anything else: the partner whose registered prefix covers it (the longest such prefix).
+    """
+    if source.startswith(HTTP_SOURCE_ROOT):
+        segments = source.split("/")
+        return segments[2] or None
+    if source.startswith(FILE_SOURCE_ROOT):
+        segments = source.split("/")  # "", "cos", bucket, partner, ..., file
+        if len(segments) >= 5 and segments[2] == drops_bucket and segments[3]:
+            return segments[3]
+        return None
+    covering = [prefix for prefix in registered if source_covers(prefix, source)]
+    return registered[max(covering, key=len)] if covering else None
+
+
+def check_source_binding(source: str, partner_id: str, *, drops_bucket: str,
+                         registered: Mapping[str, str]) -> None:
+    """Raise :class:`InventoryRuleViolation` unless ``source`` is bound to ``partner_id``.
+
+    A partner writes only its own stock, whichever channel it uses; see :func:`source_partner`.
+    """
+    owner = source_partner(source, drops_bucket=drops_bucket, registered=registered)
+    if owner == partner_id:
+        return
+    if owner is None:
+        raise InventoryRuleViolation(
+            f"source: {source!r} is bound to no partner, so it may not report stock for partner "
+            f"{partner_id!r}; a producer is bound with `retailfn partners bind`")
+    raise InventoryRuleViolation(
+        f"partner_id: the report is for partner {partner_id!r}, but its source {source!r} is "
+        f"bound to partner {owner!r}")

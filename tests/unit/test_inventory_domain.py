@@ -14,6 +14,8 @@ from shared.domain.inventory import (
     SkuAvailability,
     decide,
     normalize,
+    reserved_source,
+    source_partner,
 )
 
 T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
@@ -163,3 +165,48 @@ def test_a_report_in_another_base_unit_than_the_sku_is_a_rule_violation() -> Non
 
     with pytest.raises(InventoryRuleViolation, match="unit"):
         decide(current, replace(report(500, location="DC-2"), unit="g"), applied_at=NOW)
+
+
+# --- channel bindings
+
+
+def owner(source: str, registered: dict[str, str] | None = None) -> str | None:
+    return source_partner(source, drops_bucket="partner-drops", registered=registered or {})
+
+
+@pytest.mark.parametrize(("source", "partner"), [
+    ("/partners/acme/stock", "acme"),
+    ("/partners/acme", "acme"),
+    ("/partners/", None),
+    ("/cos/partner-drops/globex/2026-11-27/stock.csv", "globex"),
+    ("/cos/partner-drops/stock.csv", None),  # not in a partner's folder
+    ("/cos/state/globex/stock.csv", None),  # not the drops bucket
+    ("kafka://inventory.stock-reported", None),
+])
+def test_retailfns_own_channels_are_bound_by_their_path(source: str, partner: str | None) -> None:
+    assert owner(source) == partner
+
+
+def test_a_registered_prefix_covers_its_sources_only_past_a_boundary() -> None:
+    registered = {"/producers/acme": "acme", "/producers/acme/eu": "acme-eu"}
+
+    assert owner("/producers/acme", registered) == "acme"
+    assert owner("/producers/acme/pos-1", registered) == "acme"
+    assert owner("/producers/acme/eu/pos-1", registered) == "acme-eu"  # the longest prefix
+    assert owner("/producers/acme-outlet/pos-1", registered) is None
+
+
+def test_a_registered_prefix_cannot_claim_retailfns_own_channels() -> None:
+    registered = {"/partners/globex": "acme", "/cos/partner-drops/globex/": "acme"}
+
+    assert owner("/partners/globex/stock", registered) == "globex"
+    assert owner("/cos/partner-drops/globex/a/stock.csv", registered) == "globex"
+
+
+@pytest.mark.parametrize("prefix", ["/", "/partners", "/partners/", "/partners/acme", "/cos/x"])
+def test_prefixes_under_or_over_retailfns_own_channels_are_reserved(prefix: str) -> None:
+    assert reserved_source(prefix)
+
+
+def test_an_ordinary_producer_prefix_is_not_reserved() -> None:
+    assert not reserved_source("/producers/acme") and not reserved_source("/part")
