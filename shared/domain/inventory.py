@@ -213,9 +213,10 @@ def decide(
     """Fold ``report`` into ``current``.
 
     - an older report than the last applied at its (partner, location) is ``stale``: ignored;
-    - the same report again is a ``duplicate``: ignored; when it comes in the very event that set
-      the level (a redelivery after a crash), it is ``redelivered`` and re-announces that change,
-      so the caller can publish again under the same event ids;
+    - the same report again (same order, same numbers) is a ``duplicate``: ignored; when it comes
+      in the very event that set the level (a redelivery after a crash), it is ``redelivered``
+      and re-announces that change, so the caller can publish again under the same event ids;
+    - a report of the same order with other numbers is a correction and is applied;
     - a newer report with the same quantities is ``unchanged``: kept (it moves the ordering mark)
       but announces nothing;
     - otherwise ``applied``: StockChanged, plus OutOfStock when availability falls from above zero
@@ -231,10 +232,13 @@ def decide(
         order = compare(report, last)
         if order == "older":
             return StockDecision("stale", current)
-        if order == "same":
+        if order == "same" and _same_numbers(report, last):
             if event_id is not None and last.event_id == event_id and last.announced:
                 return StockDecision("redelivered", current, announce(current.sku, last))
             return StockDecision("duplicate", current)
+        # Equal order, other numbers: a correction (a partner's file overwritten with fixed
+        # figures is a new drop). Reports of one (partner, location) share a partition key, so
+        # the one that arrives last is the same on every replay.
 
     previous = None if last is None else last.available
     level = StockLevel(
@@ -260,6 +264,11 @@ def decide(
         kept = replace(level, previous_available=last.previous_available, announced=False)
         return StockDecision("unchanged", current.with_level(kept))
     return StockDecision("applied", current.with_level(level), announce(current.sku, level))
+
+
+def _same_numbers(report: NormalizedReport, last: StockLevel) -> bool:
+    return ((report.on_hand, report.reserved, report.incoming, report.region)
+            == (last.on_hand, last.reserved, last.incoming, last.region))
 
 
 def announce(sku: str, level: StockLevel) -> tuple[InventoryEvent, ...]:

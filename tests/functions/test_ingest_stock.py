@@ -85,6 +85,14 @@ def test_the_same_report_in_another_event_changes_nothing_and_publishes_nothing(
     assert len(published()) == 1
 
 
+def test_a_corrected_report_with_the_same_sequence_replaces_the_first() -> None:
+    ingest_stock(stock_event(1, reserved=0, seq=7))  # the first version of an overwritten drop
+    ingest_stock(stock_event(12, reserved=0, seq=7))  # the corrected version, a new drop
+
+    assert AvailabilityView().get(SKU).available == 12
+    assert [e.data.available for e in published()] == [1, 12]
+
+
 def test_the_same_event_twice_has_one_effect() -> None:
     event = stock_event(48, event_id="report-1")
 

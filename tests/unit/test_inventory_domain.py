@@ -90,6 +90,17 @@ def test_the_same_report_again_is_a_duplicate_and_changes_nothing() -> None:
     assert not decision.must_write and decision.events == ()
 
 
+def test_a_report_of_the_same_order_with_other_numbers_is_a_correction_and_applied() -> None:
+    current = state(report(1, seq=5))  # e.g. from a half-written file: "1" of "12"
+
+    decision = decide(current, report(12, seq=5), applied_at=NOW)
+
+    assert decision.outcome == "applied"
+    assert decision.availability.available == 12
+    [changed] = decision.events
+    assert (changed.available, changed.previous_available) == (12, 1)
+
+
 def test_a_first_report_announces_a_change_without_previous_availability() -> None:
     decision = decide(SkuAvailability("YOGA-MAT"), report(10, 2), applied_at=NOW)
 
