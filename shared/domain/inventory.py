@@ -307,7 +307,7 @@ def announce(sku: str, level: StockLevel) -> tuple[InventoryEvent, ...]:
 HTTP_SOURCE_ROOT = "/partners/"
 """``report_stock`` publishes ``/partners/{partner}/stock`` after authenticating the partner."""
 FILE_SOURCE_ROOT = "/cos/"
-"""``ingest_stock_file`` publishes ``/cos/{bucket}/{key}``; the key's first folder is the partner."""
+"""``ingest_stock_file`` publishes ``/cos/{bucket}/{key}``; the key's first folder: the partner."""
 RESERVED_SOURCE_ROOTS = (HTTP_SOURCE_ROOT, FILE_SOURCE_ROOT)
 """Sources only retailfn's own functions publish; no producer may be registered under them."""
 

@@ -19,6 +19,7 @@ most once a second, so a new binding is seen within about a second.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -42,6 +43,7 @@ RELOAD_UNBOUND_AFTER_S = 1.0
 MAX_PREFIX_CHARS = 512
 
 _IDENTIFIER = TypeAdapter(Identifier)
+log = logging.getLogger("retailfn.partners")
 _monotonic = time.monotonic  # the cache's clock; a test may move it
 
 
@@ -125,7 +127,13 @@ class PartnerRegistry:
     # --- storage
 
     def _read(self) -> dict[str, str]:
-        return self._read_with_etag()[0].sources
+        try:
+            return self._read_with_etag()[0].sources
+        except PartnerBindingError:
+            # Refuse every producer rather than guess; retailfn's own channels need no registry.
+            log.error("the partner registry is unreadable; no partner producer is bound",
+                      extra={"key": REGISTRY_KEY})
+            return {}
 
     def _read_with_etag(self) -> tuple[PartnerSources, str | None]:
         try:
@@ -135,7 +143,6 @@ class PartnerRegistry:
         try:
             return PartnerSources.model_validate_json(stored.body), stored.info.etag
         except ValidationError:
-            # Refuse every producer rather than guess: retailfn's own channels still work.
             raise PartnerBindingError(f"{REGISTRY_KEY} is unreadable; fix or remove it") from None
 
     def _write(self, document: PartnerSources, etag: str | None) -> bool:

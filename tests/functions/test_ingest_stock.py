@@ -201,8 +201,8 @@ def test_a_registered_producer_reports_its_own_partners_stock() -> None:
 def test_a_registered_producer_may_not_report_another_partners_stock() -> None:
     PartnerRegistry().bind("globex", "/producers/globex")
 
-    with pytest.raises(PermanentError, match="for partner 'acme', but its source "
-                                             "'/producers/globex/pos' is bound to partner 'globex'"):
+    with pytest.raises(PermanentError, match="for partner 'acme', but its source '/producers/"
+                                             "globex/pos' is bound to partner 'globex'"):
         ingest_stock(stock_event(source="/producers/globex/pos"))
 
     assert AvailabilityView().get(SKU) is None
@@ -222,5 +222,15 @@ def test_a_binding_made_by_another_process_is_seen_within_a_second(
     now[0] += partners.RELOAD_UNBOUND_AFTER_S
 
     ingest_stock(stock_event(48, reserved=3, source="/producers/acme/pos"))
+
+    assert AvailabilityView().get(SKU).available == 45
+
+
+def test_an_unreadable_partner_registry_refuses_producers_but_not_retailfns_own_channels() -> None:
+    get_store().put("state", "partners/sources.json", b"{not json", content_type="application/json")
+
+    with pytest.raises(PermanentError, match="bound to no partner"):
+        ingest_stock(stock_event(source="/producers/acme/pos"))
+    ingest_stock(stock_event(48, reserved=3))  # over HTTP
 
     assert AvailabilityView().get(SKU).available == 45
