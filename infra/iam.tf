@@ -50,6 +50,40 @@ resource "ibm_iam_service_policy" "functions_event_streams_groups" {
   }
 }
 
+# Partners bound to their channels (docs/ARCHITECTURE.md, "Partners and their channels"): the
+# functions' service ID above and these partner producers are the only writers of
+# inventory.stock-reported. A partner that produces its stock to Kafka itself gets a service ID
+# of its own with Writer on that one topic; bind its source prefix as well
+# (`retailfn partners bind <partner> --source <prefix>`), or ingest_stock dead-letters its records.
+resource "ibm_iam_service_id" "partner_producer" {
+  for_each    = toset(var.kafka_partner_producers)
+  name        = "${local.name}-producer-${each.key}"
+  description = "Partner ${each.key} (${var.stage}): produce its own stock reports to inventory.stock-reported, nothing else."
+}
+
+resource "ibm_iam_service_policy" "partner_producer_cluster" {
+  for_each       = ibm_iam_service_id.partner_producer
+  iam_service_id = each.value.id
+  roles          = ["Reader"]
+  resources {
+    service              = "messagehub"
+    resource_instance_id = ibm_resource_instance.event_streams.guid
+    resource_type        = "cluster"
+  }
+}
+
+resource "ibm_iam_service_policy" "partner_producer_topic" {
+  for_each       = ibm_iam_service_id.partner_producer
+  iam_service_id = each.value.id
+  roles          = ["Writer"]
+  resources {
+    service              = "messagehub"
+    resource_instance_id = ibm_resource_instance.event_streams.guid
+    resource_type        = "topic"
+    resource             = "inventory.stock-reported"
+  }
+}
+
 # Code Engine may register bucket notifications for its COS subscriptions on this instance only.
 resource "ibm_iam_authorization_policy" "code_engine_cos_notifications" {
   source_service_name         = "codeengine"

@@ -73,3 +73,9 @@ variable "appid_plan" {
   description = "App ID plan."
   default     = "graduated-tier"
 }
+
+variable "kafka_partner_producers" {
+  type        = list(string)
+  description = "Partners that produce their own stock to inventory.stock-reported: each gets a service ID with Writer on that topic only (iam.tf)."
+  default     = []
+}

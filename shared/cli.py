@@ -341,6 +341,55 @@ def keys_dev() -> None:
         click.echo(f"{partner} {key}")
 
 
+@main.group()
+def partners() -> None:
+    """Partner producers: the CloudEvents source prefixes a partner's own Kafka producers use."""
+
+
+@partners.command("bind")
+@click.argument("partner")
+@click.option("--source", "prefix", required=True,
+              help="A source prefix the partner's records carry (ce_source, or the platform's "
+                   "source of its raw records).")
+def partners_bind(partner: str, prefix: str) -> None:
+    """Bind a source prefix to a partner: its stock reports from that source are applied."""
+    from shared.inventory import PartnerBindingError, PartnerRegistry
+
+    try:
+        created = PartnerRegistry().bind(partner, prefix)
+    except PartnerBindingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{'bound' if created else 'already bound'}: {prefix} -> partner {partner}")
+
+
+@partners.command("unbind")
+@click.argument("partner")
+@click.option("--source", "prefix", required=True, help="The bound source prefix.")
+def partners_unbind(partner: str, prefix: str) -> None:
+    """Remove a binding; running functions refuse the source within the registry cache TTL."""
+    from shared.inventory import PartnerRegistry
+    from shared.inventory.partners import CACHE_TTL_S
+
+    if not PartnerRegistry().unbind(partner, prefix):
+        raise click.ClickException(f"{prefix!r} is not bound to partner {partner!r}")
+    click.echo(f"unbound {prefix} from partner {partner}; running functions refuse it within "
+               f"{CACHE_TTL_S:g} s")
+
+
+@partners.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def partners_list(as_json: bool) -> None:
+    """One line per bound source prefix: partner, prefix."""
+    from shared.inventory import PartnerRegistry
+
+    for prefix, partner in sorted(PartnerRegistry().sources().items(),
+                                  key=lambda item: (item[1], item[0])):
+        if as_json:
+            click.echo(json.dumps({"partner_id": partner, "source": prefix}))
+        else:
+            click.echo(f"{partner:<16} {prefix}")
+
+
 @main.command()
 @click.option("--subject", required=True, help="The token's sub (a user or client id).")
 @click.option("--partner", default=None, help="The partner the token acts for (none: a member).")

@@ -20,16 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from events.catalog import TOPICS, topic_for_type
-from events.envelope import event_from_sample, new_event, to_kafka
+from events.envelope import event_from_sample, new_event, parse_event, to_kafka
 from events.registry import EVENT_TYPES
 from events.sales import OrderCompleted, OrderLine
 from events.samples import load_sample, sample_names
 from shared.adapters import bucket, get_bus, get_store
 from shared.auth import dev_api_key
+from shared.bus import Record
 from shared.config import ServiceConfig
+from shared.inventory import PartnerRegistry
 from shared.observability import REGISTRY
 from shared.runtime.app import Runtime
 from shared.runtime.deadletter import DeadLetterStore
+from shared.runtime.kafka_trigger import record_to_cloudevent
 
 Echo = Callable[[str], None]
 
@@ -138,13 +141,25 @@ def morning_traffic(api: Api, data_dir: Path, echo: Echo) -> None:
         "GX-PANTS-M,OSAKA-1,asia,9,0,each,,2026-11-27T08:00:00Z\n"
         "GX-PANTS-M,OSAKA-2,asia,-3,0,each,,2026-11-27T08:00:00Z\n", encoding="utf-8")
     echo(f"  dropped {drop.relative_to(data_dir)} (3 lines, one with a negative quantity)")
-    # initech streams plain JSON records onto the topic
-    for location, region, on_hand in (("LYON-1", "eu", 14), ("KYOTO-1", "asia", 0)):
-        get_bus().publish("inventory.stock-reported", json.dumps({
-            "partner_id": "initech", "partner_sku": "IN-BLOCK", "location_id": location,
-            "region": region, "on_hand": on_hand, "reported_at": "2026-11-27T08:30:00Z",
-        }).encode(), key=f"initech:{location}")
-    echo("  streamed 2 plain JSON records to inventory.stock-reported (initech)")
+    # initech streams plain JSON records onto the topic. Its producer is bound to it first: a
+    # raw record carries the platform's source for the topic, and here only initech sends those.
+    stream = [json.dumps({
+        "partner_id": "initech", "partner_sku": "IN-BLOCK", "location_id": location,
+        "region": region, "on_hand": on_hand, "reported_at": "2026-11-27T08:30:00Z",
+    }).encode() for location, region, on_hand in (("LYON-1", "eu", 14), ("KYOTO-1", "asia", 0))]
+    PartnerRegistry().bind("initech", raw_record_source("inventory.stock-reported", stream[0]))
+    for value in stream:
+        get_bus().publish("inventory.stock-reported", value,
+                          key=f"initech:{json.loads(value)['location_id']}")
+    echo("  streamed 2 plain JSON records to inventory.stock-reported (initech, its producer "
+         "bound with `retailfn partners bind`)")
+
+
+def raw_record_source(topic: str, value: bytes) -> str:
+    """The CloudEvents source a function sees for a plain (not CloudEvents) record ``value`` on
+    ``topic``: what a partner streaming plain JSON is bound by."""
+    record = Record(topic=topic, partition=0, offset=0, key=None, value=value)
+    return parse_event(record_to_cloudevent(record)).source
 
 
 def a_day_of_orders(echo: Echo, orders: int = 400) -> None:

@@ -3,6 +3,11 @@
 Triggered by ``inventory.stock-reported`` (our CloudEvents, or Code Engine's
 ``dev.knative.kafka.event`` around a partner's raw JSON). Published event ids derive from the
 input's (source, id), so a redelivered input re-publishes the same ids and consumers drop them.
+
+A partner writes only its own stock: the event's source must be bound to the report's
+``partner_id`` (``/partners/{p}/...`` from HTTP, ``/cos/{partner-drops}/{p}/...`` from a file drop,
+or a prefix registered for ``p``'s own Kafka producers, see :mod:`shared.inventory.partners`).
+Anything else is a :class:`PermanentError`, so the event is dead-lettered with both partners named.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from cloudevents.http import CloudEvent
 
 from events.envelope import Event, new_event, parse_event
 from events.inventory import StockReported
+from shared.adapters import bucket
 from shared.domain.inventory import InventoryRuleViolation, check_not_ahead, normalize
 from shared.errors import PermanentError
-from shared.inventory import AvailabilityView, ProductCatalog
+from shared.inventory import AvailabilityView, PartnerRegistry, ProductCatalog
 from shared.publisher import publish_many
 from shared.settings import get_settings
 
@@ -34,6 +40,7 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
     if not isinstance(event.data, StockReported):
         raise PermanentError(f"type: ingest_stock takes stock-reported events, not {event.type}")
     report = event.data
+    _check_channel(event.source, report.partner_id)
     sku = ProductCatalog().sku_for(report.partner_id, report.partner_sku)
     if sku is None:
         raise PermanentError(
@@ -53,6 +60,13 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
         "event_id": event.id, "sku": sku, "partner_id": report.partner_id,
         "location_id": report.location_id, "published": len(decision.events),
     })
+
+
+def _check_channel(source: str, partner_id: str) -> None:
+    try:
+        PartnerRegistry().check(source, partner_id, drops_bucket=bucket("partner-drops"))
+    except InventoryRuleViolation as violation:
+        raise PermanentError(str(violation)) from violation
 
 
 def _announce(cause: Event[Any], sku: str, payload: Any) -> Event[Any]:

@@ -3,10 +3,13 @@
 Quantities leave this module in base units (``each``, ``g``, ``ml``) as whole numbers. The state of
 one catalog SKU is a :class:`SkuAvailability` holding one :class:`StockLevel` per (partner,
 location); :func:`decide` folds a report into it and says which events follow.
+:func:`check_source_binding` says whether a report's channel (its CloudEvents source) may speak
+for the partner the report names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -221,9 +224,10 @@ def decide(
     """Fold ``report`` into ``current``.
 
     - an older report than the last applied at its (partner, location) is ``stale``: ignored;
-    - the same report again is a ``duplicate``: ignored; when it comes in the very event that set
-      the level (a redelivery after a crash), it is ``redelivered`` and re-announces that change,
-      so the caller can publish again under the same event ids;
+    - the same report again (same order, same numbers) is a ``duplicate``: ignored; when it comes
+      in the very event that set the level (a redelivery after a crash), it is ``redelivered``
+      and re-announces that change, so the caller can publish again under the same event ids;
+    - a report of the same order with other numbers is a correction and is applied;
     - a newer report with the same quantities is ``unchanged``: kept (it moves the ordering mark)
       but announces nothing;
     - otherwise ``applied``: StockChanged, plus OutOfStock when availability falls from above zero
@@ -239,10 +243,13 @@ def decide(
         order = compare(report, last)
         if order == "older":
             return StockDecision("stale", current)
-        if order == "same":
+        if order == "same" and _same_numbers(report, last):
             if event_id is not None and last.event_id == event_id and last.announced:
                 return StockDecision("redelivered", current, announce(current.sku, last))
             return StockDecision("duplicate", current)
+        # Equal order, other numbers: a correction (a partner's file overwritten with fixed
+        # figures is a new drop). Reports of one (partner, location) share a partition key, so
+        # the one that arrives last is the same on every replay.
 
     previous = None if last is None else last.available
     level = StockLevel(
@@ -268,6 +275,11 @@ def decide(
         kept = replace(level, previous_available=last.previous_available, announced=False)
         return StockDecision("unchanged", current.with_level(kept))
     return StockDecision("applied", current.with_level(level), announce(current.sku, level))
+
+
+def _same_numbers(report: NormalizedReport, last: StockLevel) -> bool:
+    return ((report.on_hand, report.reserved, report.incoming, report.region)
+            == (last.on_hand, last.reserved, last.incoming, last.region))
 
 
 def announce(sku: str, level: StockLevel) -> tuple[InventoryEvent, ...]:
@@ -299,3 +311,69 @@ def announce(sku: str, level: StockLevel) -> tuple[InventoryEvent, ...]:
             as_of=level.reported_at,
         ))
     return tuple(events)
+
+
+# --- which partner a stock report's channel speaks for ------------------------------------------
+
+HTTP_SOURCE_ROOT = "/partners/"
+"""``report_stock`` publishes ``/partners/{partner}/stock`` after authenticating the partner."""
+FILE_SOURCE_ROOT = "/cos/"
+"""``ingest_stock_file`` publishes ``/cos/{bucket}/{key}``; the key's first folder: the partner."""
+RESERVED_SOURCE_ROOTS = (HTTP_SOURCE_ROOT, FILE_SOURCE_ROOT)
+"""Sources only retailfn's own functions publish; no producer may be registered under them."""
+
+
+def source_covers(prefix: str, source: str) -> bool:
+    """``prefix`` covers ``source``: equal, or ``source`` goes on after a ``/`` or ``#`` boundary.
+
+    The boundary keeps ``/producers/acme`` from covering ``/producers/acme-outlet``.
+    """
+    if not source.startswith(prefix):
+        return False
+    rest = source[len(prefix):]
+    return not rest or prefix.endswith(("/", "#")) or rest[0] in "/#"
+
+
+def reserved_source(prefix: str) -> bool:
+    """``prefix`` lies in, or would cover, a source root that only retailfn publishes."""
+    return any(prefix.startswith(root) or source_covers(prefix, root + "x")
+               or prefix == root.rstrip("/") for root in RESERVED_SOURCE_ROOTS)
+
+
+def source_partner(source: str, *, drops_bucket: str,
+                   registered: Mapping[str, str]) -> str | None:
+    """The partner a stock report's CloudEvents ``source`` is bound to, or ``None``.
+
+    * ``/partners/{p}`` and ``/partners/{p}/...``: the HTTP channel, bound to ``p``;
+    * ``/cos/{drops_bucket}/{p}/...``: a file dropped in ``p``'s folder, bound to ``p``;
+      ``/cos/`` of any other bucket, or outside a folder, is bound to nobody;
+    * anything else: the partner whose registered prefix covers it (the longest such prefix).
+    """
+    if source.startswith(HTTP_SOURCE_ROOT):
+        segments = source.split("/")
+        return segments[2] or None
+    if source.startswith(FILE_SOURCE_ROOT):
+        segments = source.split("/")  # "", "cos", bucket, partner, ..., file
+        if len(segments) >= 5 and segments[2] == drops_bucket and segments[3]:
+            return segments[3]
+        return None
+    covering = [prefix for prefix in registered if source_covers(prefix, source)]
+    return registered[max(covering, key=len)] if covering else None
+
+
+def check_source_binding(source: str, partner_id: str, *, drops_bucket: str,
+                         registered: Mapping[str, str]) -> None:
+    """Raise :class:`InventoryRuleViolation` unless ``source`` is bound to ``partner_id``.
+
+    A partner writes only its own stock, whichever channel it uses; see :func:`source_partner`.
+    """
+    owner = source_partner(source, drops_bucket=drops_bucket, registered=registered)
+    if owner == partner_id:
+        return
+    if owner is None:
+        raise InventoryRuleViolation(
+            f"source: {source!r} is bound to no partner, so it may not report stock for partner "
+            f"{partner_id!r}; a producer is bound with `retailfn partners bind`")
+    raise InventoryRuleViolation(
+        f"partner_id: the report is for partner {partner_id!r}, but its source {source!r} is "
+        f"bound to partner {owner!r}")

@@ -11,6 +11,12 @@ progress object in the state bucket records the last line covered, written with 
   consumers drop it on (source, id);
 * a run that finds the progress object rewritten by another run stops: that run carries on.
 
+Each version (ETag) of a key is a drop of its own, with its own progress object and event ids:
+an overwritten file is ingested again, and its lines correct the earlier version's (equal
+``sequence``/``reported_at`` with other numbers is a correction, see ``decide``). A version is
+delivered only once it has settled (:mod:`shared.runtime.cos_trigger`), so a file that another
+program is still writing is not read half-way.
+
 Bad lines never stop the file; they are listed in a report object beside the drop
 (``{key}.report.json``). A file that cannot be read at all gets a report with its ``error``.
 """

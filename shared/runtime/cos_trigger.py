@@ -6,6 +6,12 @@ notifications, so a watcher lists the watched prefixes every half second and dif
 against the last listing. That also catches files that other clients wrote directly (an operator
 copying into the folder, a partner uploading through the S3 API).
 
+A write is delivered only once the object is complete: its ETag and size must be the same in
+listings :data:`SETTLE_S` apart. A file another program is still writing in place (an operator's
+copy into the folder store: open, write, write, close) changes between listings and waits; an
+S3 upload is atomic and simply waits one settle time. Each ETag is its own version: an
+overwritten object is a new write, delivered again once it has settled.
+
 Each event is delivered once per (bucket, key, etag): a claim marker in the state bucket is taken
 when the function succeeded or the event was dead-lettered, and checked before delivery, so a
 restart, a second runtime or a re-listing never repeats an effect. The last listing is kept in the
@@ -19,6 +25,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +42,9 @@ log = logging.getLogger("retailfn.runtime")
 
 COS_WRITE = "com.ibm.cloud.cos.document.write"
 COS_DELETE = "com.ibm.cloud.cos.document.delete"
+SETTLE_S = 1.0
+"""How long an object's ETag and size must stay the same before its write is delivered."""
+_monotonic = time.monotonic  # the settle clock; a test may move it
 
 
 def cos_event(bucket: str, key: str, operation: Literal["write", "delete"], etag: str,
@@ -99,6 +109,8 @@ class CosWatcher:
             f"{hashlib.sha256(self.prefix.encode()).hexdigest()[:16]}.json"
         )
         self._thread: threading.Thread | None = None
+        self._unsettled: dict[str, tuple[str, int, float]] = {}
+        """Changed keys not delivered yet: (etag, size, when first seen so)."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"cos-{self.bucket}", daemon=True)
@@ -134,17 +146,27 @@ class CosWatcher:
         }
         changed = False
         next_snapshot = dict(snapshot)
+        now = _monotonic()
+        for key in set(self._unsettled) - set(current):
+            del self._unsettled[key]  # gone before it settled: nothing to deliver
         for key, info in current.items():
             if snapshot.get(key) == info.etag:
+                self._unsettled.pop(key, None)
                 continue
             if self.stop.is_set():
                 break
+            if not self._settled(key, info, now):
+                continue
             try:  # listings carry no content type; the notification does
-                info = self.store.head(self.bucket, key)
+                listed, info = info, self.store.head(self.bucket, key)
             except ObjectNotFound:
                 continue  # deleted since the listing; the next scan sees it as gone
+            if (info.etag, info.size) != (listed.etag, listed.size):
+                self._unsettled[key] = (info.etag, info.size, now)  # written to again: wait
+                continue
             if self._fire(key, "write", info.etag, info.size, info.content_type,
                           info.last_modified):
+                self._unsettled.pop(key, None)
                 next_snapshot[key] = info.etag
                 changed = True
         for key in set(snapshot) - set(current):
@@ -156,6 +178,14 @@ class CosWatcher:
         if changed:
             self._save_snapshot(next_snapshot)
         return next_snapshot
+
+    def _settled(self, key: str, info: ObjectInfo, now: float) -> bool:
+        """``True`` once ``key`` has shown this ETag and size for :data:`SETTLE_S`."""
+        seen = self._unsettled.get(key)
+        if seen is None or seen[:2] != (info.etag, info.size):
+            self._unsettled[key] = (info.etag, info.size, now)
+            return False
+        return now - seen[2] >= SETTLE_S
 
     def _fire(self, key: str, operation: Literal["write", "delete"], etag: str, size: int = 0,
               content_type: str = "", when: datetime | None = None) -> bool:

@@ -18,7 +18,10 @@ import pytest
 from shared.adapters import bucket, get_bus, get_store
 from shared.auth import dev_api_key
 from shared.config import load_service
+from shared.demo import raw_record_source
+from shared.inventory import PartnerRegistry
 from shared.runtime.app import Runtime
+from shared.runtime.deadletter import DeadLetterStore
 from tests.e2e.conftest import Stack, deployed, eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,13 +121,23 @@ def test_three_partners_three_ways_then_localized_availability_and_a_complete_ar
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "stock.csv").write_bytes(csv)
 
-    # initech streams plain JSON to Kafka, keyed by partner and location
-    for location, region, on_hand in (("LYON-1", "eu", 4), ("LYON-2", "eu", 6),
-                                      ("KYOTO-1", "asia", 2)):
-        get_bus().publish("inventory.stock-reported", json.dumps({
-            "partner_id": "initech", "partner_sku": "IN-BLOCK", "location_id": location,
+    # initech streams plain JSON to Kafka, keyed by partner and location; its producer is bound
+    # to it by the source the platform gives plain records of the topic
+    def plain(partner: str, partner_sku: str, location: str, region: str, on_hand: int) -> bytes:
+        return json.dumps({
+            "partner_id": partner, "partner_sku": partner_sku, "location_id": location,
             "region": region, "on_hand": on_hand, "reported_at": "2026-11-27T07:30:00Z",
-        }).encode(), key=f"initech:{location}")
+        }).encode()
+
+    first = plain("initech", "IN-BLOCK", "LYON-1", "eu", 4)
+    PartnerRegistry().bind("initech", raw_record_source("inventory.stock-reported", first))
+    for value in (first, plain("initech", "IN-BLOCK", "LYON-2", "eu", 6),
+                  plain("initech", "IN-BLOCK", "KYOTO-1", "asia", 2)):
+        get_bus().publish("inventory.stock-reported", value,
+                          key=f"initech:{json.loads(value)['location_id']}")
+    # ... and one record that claims to be acme's stock: dead-lettered, never applied
+    get_bus().publish("inventory.stock-reported", plain("acme", "YM-4MM", "BERLIN-1", "eu", 999),
+                      key="acme:BERLIN-1")
 
     def item(sku: str, region: str, lang: str) -> dict[str, Any] | None:
         status, headers, body = api.call("GET", f"/v1/inventory/{sku}?region={region}",
@@ -152,6 +165,13 @@ def test_three_partners_three_ways_then_localized_availability_and_a_complete_ar
                           i["available"] == 10 and i)
     assert block_de["name"] == "Yogablock"
     assert eventually(lambda: item("YOGA-BLOCK", "asia", "ja-JP"))["available"] == 2
+
+    forged = eventually(lambda: [d.dead_letter for d in
+                                 DeadLetterStore(get_store(), bucket("dead-letters")).list()])
+    assert [(d.function, d.error.type) for d in forged] == [("ingest_stock", "PermanentError")]
+    assert "for partner 'acme'" in forged[0].error.message
+    assert "bound to partner 'initech'" in forged[0].error.message
+    assert item("YOGA-MAT-4MM", "eu", "de-DE")["available"] == 15
 
     # the archive holds every record of every topic exactly once
     def archive_complete() -> bool:

@@ -23,6 +23,7 @@ COMMANDS = [
     ["dlq"], ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"],
     ["schema"], ["schema", "export"],
     ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["keys", "dev"],
+    ["partners"], ["partners", "bind"], ["partners", "unbind"], ["partners", "list"],
     ["token"], ["demo"], ["deploy"], ["package"], ["infra"], ["infra", "generate"],
     ["experiments"], ["experiments", "report"], ["experiments", "assign"],
     ["crosssell"], ["crosssell", "rebuild"], ["crosssell", "show"], ["crosssell", "prune"],
@@ -274,3 +275,31 @@ def test_provision_creates_topics_and_buckets_once() -> None:
     created = json.loads(first.stdout)
     assert created["topics"] and created["buckets"]
     assert json.loads(second.stdout) == {"topics": [], "buckets": []}
+
+
+# --- partners ------------------------------------------------------------------------------
+
+
+def test_partners_bind_then_list_shows_the_binding() -> None:
+    bound = retailfn("partners", "bind", "initech", "--source", "/producers/initech")
+    listed = retailfn("partners", "list", "--json")
+
+    assert bound.exit_code == 0, bound.output
+    assert [json.loads(line) for line in listed.stdout.splitlines()] == [
+        {"partner_id": "initech", "source": "/producers/initech"}]
+
+
+def test_partners_bind_refuses_a_prefix_another_partner_holds() -> None:
+    retailfn("partners", "bind", "initech", "--source", "/producers/initech")
+
+    taken = retailfn("partners", "bind", "acme", "--source", "/producers/initech/pos")
+
+    assert taken.exit_code == 1
+    assert "overlaps '/producers/initech', which is bound to partner 'initech'" in taken.output
+
+
+def test_partners_bind_refuses_retailfns_own_http_channel() -> None:
+    reserved = retailfn("partners", "bind", "acme", "--source", "/partners/globex")
+
+    assert reserved.exit_code == 1 and "is reserved" in reserved.output
+    assert retailfn("partners", "list").stdout == ""

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-from events.envelope import Event, event_from_sample, from_kafka, new_event
+from events.envelope import Event, event_from_sample, from_kafka, new_event, parse_event
 from events.inventory import BackInStock, OutOfStock, StockChanged, StockReported
 from events.samples import load_sample
 from functions.ingest_stock.main import ingest_stock
 from shared.adapters import get_bus, get_store
 from shared.errors import PermanentError
-from shared.inventory import AvailabilityView, ProductCatalog
+from shared.inventory import AvailabilityView, PartnerRegistry, ProductCatalog
 from shared.runtime.app import provision
 
 T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
@@ -32,12 +32,13 @@ def catalog() -> ProductCatalog:
 
 def stock_event(on_hand: int = 48, *, reserved: int = 3, seq: int | None = 1017,
                 at: datetime = T0, location: str = "DC-BERLIN-1",
-                partner_sku: str = "YM-4MM-PURPLE", event_id: str | None = None) -> CloudEvent:
+                partner_sku: str = "YM-4MM-PURPLE", event_id: str | None = None,
+                partner: str = "acme", source: str = "/partners/acme/stock") -> CloudEvent:
     report = StockReported(
-        partner_id="acme", partner_sku=partner_sku, location_id=location, region="eu",
+        partner_id=partner, partner_sku=partner_sku, location_id=location, region="eu",
         on_hand=Decimal(on_hand), reserved=Decimal(reserved), reported_at=at, sequence=seq,
     )
-    return new_event(report, source="/partners/acme", id=event_id).to_cloudevent()
+    return new_event(report, source=source, id=event_id).to_cloudevent()
 
 
 def published() -> list[Event[Any]]:
@@ -59,6 +60,8 @@ def test_a_stock_report_updates_the_view_and_publishes_stock_changed() -> None:
 def test_code_engines_kafka_event_is_ingested_too() -> None:
     sample = load_sample("codeengine-kafka-stock-reported")
     ce = CloudEvent({k: v for k, v in sample.items() if k != "data"}, sample["data"])
+    # A raw record's source is the platform's, named after the topic: acme's producer owns it.
+    PartnerRegistry().bind("acme", parse_event(ce).source)
 
     ingest_stock(ce)
 
@@ -80,6 +83,14 @@ def test_the_same_report_in_another_event_changes_nothing_and_publishes_nothing(
     ingest_stock(stock_event(48))  # a partner's retry: new event id, same report
 
     assert len(published()) == 1
+
+
+def test_a_corrected_report_with_the_same_sequence_replaces_the_first() -> None:
+    ingest_stock(stock_event(1, reserved=0, seq=7))  # the first version of an overwritten drop
+    ingest_stock(stock_event(12, reserved=0, seq=7))  # the corrected version, a new drop
+
+    assert AvailabilityView().get(SKU).available == 12
+    assert [e.data.available for e in published()] == [1, 12]
 
 
 def test_the_same_event_twice_has_one_effect() -> None:
@@ -153,3 +164,83 @@ def test_a_fraction_of_an_each_is_a_permanent_error() -> None:
         ingest_stock(new_event(report, source="/partners/acme").to_cloudevent())
 
 
+
+
+# --- a partner writes only its own stock, whichever channel it uses
+
+
+def test_a_report_for_another_partner_from_the_http_channel_is_refused_naming_both() -> None:
+    with pytest.raises(PermanentError) as refused:
+        ingest_stock(stock_event(source="/partners/globex/stock"))
+
+    assert str(refused.value) == (
+        "partner_id: the report is for partner 'acme', but its source '/partners/globex/stock' "
+        "is bound to partner 'globex'")
+    assert AvailabilityView().get(SKU) is None and published() == []
+
+
+def test_a_report_for_another_partner_from_a_file_in_a_partners_folder_is_refused() -> None:
+    with pytest.raises(PermanentError, match="bound to partner 'globex'"):
+        ingest_stock(stock_event(source="/cos/partner-drops/globex/2026-11-27/stock.csv"))
+
+    assert AvailabilityView().get(SKU) is None
+
+
+def test_a_file_source_outside_the_partner_drops_bucket_is_bound_to_no_partner() -> None:
+    with pytest.raises(PermanentError, match="bound to no partner"):
+        ingest_stock(stock_event(source="/cos/events-archive/acme/stock.csv"))
+
+    assert AvailabilityView().get(SKU) is None
+
+
+def test_a_kafka_record_from_an_unregistered_producer_is_refused() -> None:
+    with pytest.raises(PermanentError, match="'/producers/acme/pos' is bound to no partner"):
+        ingest_stock(stock_event(source="/producers/acme/pos"))
+
+    assert AvailabilityView().get(SKU) is None
+
+
+def test_a_registered_producer_reports_its_own_partners_stock() -> None:
+    PartnerRegistry().bind("acme", "/producers/acme")
+
+    ingest_stock(stock_event(48, reserved=3, source="/producers/acme/pos-7"))
+
+    assert AvailabilityView().get(SKU).available == 45
+
+
+def test_a_registered_producer_may_not_report_another_partners_stock() -> None:
+    PartnerRegistry().bind("globex", "/producers/globex")
+
+    with pytest.raises(PermanentError, match="for partner 'acme', but its source '/producers/"
+                                             "globex/pos' is bound to partner 'globex'"):
+        ingest_stock(stock_event(source="/producers/globex/pos"))
+
+    assert AvailabilityView().get(SKU) is None
+
+
+def test_a_binding_made_by_another_process_is_seen_within_a_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shared.inventory.partners as partners
+
+    now = [1000.0]
+    monkeypatch.setattr(partners, "_monotonic", lambda: now[0])
+    with pytest.raises(PermanentError):
+        ingest_stock(stock_event(source="/producers/acme/pos"))  # caches "no bindings"
+    # Another process binds acme's producer: only the stored registry changes, not our cache.
+    get_store().put("state", partners.REGISTRY_KEY,
+                    b'{"sources": {"/producers/acme": "acme"}}', content_type="application/json")
+    now[0] += partners.RELOAD_UNBOUND_AFTER_S
+
+    ingest_stock(stock_event(48, reserved=3, source="/producers/acme/pos"))
+
+    assert AvailabilityView().get(SKU).available == 45
+
+
+def test_an_unreadable_partner_registry_refuses_producers_but_not_retailfns_own_channels() -> None:
+    get_store().put("state", "partners/sources.json", b"{not json", content_type="application/json")
+
+    with pytest.raises(PermanentError, match="bound to no partner"):
+        ingest_stock(stock_event(source="/producers/acme/pos"))
+    ingest_stock(stock_event(48, reserved=3))  # over HTTP
+
+    assert AvailabilityView().get(SKU).available == 45

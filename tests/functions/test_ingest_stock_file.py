@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +14,16 @@ import functions.ingest_stock_file.main as fn
 from events.envelope import from_kafka
 from functions.ingest_stock_file.main import ingest_stock_file
 from shared.adapters import bucket, get_bus, get_store
+from shared.config import CosTrigger, Delivery
 from shared.ingest import COLUMNS, event_id
 from shared.ingest.stock_drop import FileVersion
 from shared.objectstore.port import ObjectInfo
 from shared.runtime.app import provision
-from shared.runtime.cos_trigger import cos_event
+from shared.runtime.cos_trigger import CosSubscription, CosWatcher, cos_event
+from shared.runtime.dedup import ClaimStore
+from shared.runtime.invoker import Invoker
+from shared.runtime.loader import LoadedFunction
+from shared.settings import get_settings
 
 TOPIC = "inventory.stock-reported"
 KEY = "acme/2026-11-27/stock.csv"
@@ -205,3 +212,84 @@ def test_a_run_whose_file_another_run_took_over_stops_and_leaves_it_to_that_run(
     assert len(ids) == 2500
     assert sum(ids.values()) == 3500  # only chunk 2, published by both, is there twice
     assert report()["lines_published"] == 2500
+
+
+# --- under the runtime's watcher: a drop is ingested when complete, each version once -------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    import shared.runtime.cos_trigger as cos_trigger
+
+    clock = Clock()
+    monkeypatch.setattr(cos_trigger, "_monotonic", clock, raising=False)
+    return clock
+
+
+@pytest.fixture
+def watcher() -> CosWatcher:
+    function = LoadedFunction("ingest_stock_file", "functions.ingest_stock_file.main:"
+                              "ingest_stock_file", ingest_stock_file, "cloudevent", False)
+    stop = threading.Event()
+    invoker = Invoker(function, Delivery(), "cos", lambda *_: None, stop)
+    return CosWatcher(
+        bucket=bucket("partner-drops"), store=get_store(), stop=stop,
+        subscriptions=[CosSubscription("ingest_stock_file",
+                                       CosTrigger(bucket="partner-drops", rules=[{"suffix": ".csv"}]),
+                                       invoker)],
+        claims=ClaimStore(get_store(), bucket("state")), state_bucket=bucket("state"))
+
+
+def scans(watcher: CosWatcher, clock: Clock, count: int, snapshot: dict[str, str],
+          every_s: float = 0.5) -> dict[str, str]:
+    for _ in range(count):
+        snapshot = watcher.scan(snapshot)
+        clock.now += every_s
+    return snapshot
+
+
+def test_a_csv_written_in_two_steps_is_ingested_once_complete_with_every_line(
+        watcher: CosWatcher, clock: Clock) -> None:
+    # on_hand last, so that the first write ends inside the 12th line's number: "...,1" of 12
+    rows = [f"SKU-{i},LOC-{i},eu,2026-11-27T10:00:00Z,{i + 1}" for i in range(12)]
+    text = "partner_sku,location_id,region,reported_at,on_hand\n" + "\n".join(rows) + "\n"
+    path = Path(get_settings().data_dir) / "objects" / bucket("partner-drops") / KEY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as operator:  # as `cp` or an editor would write it
+        operator.write(text[:-2])
+        operator.flush()
+        snapshot = scans(watcher, clock, 2, {})  # two listings, half a second apart
+        operator.write(text[-2:])
+    scans(watcher, clock, 4, snapshot)
+
+    complete = get_store().head(bucket("partner-drops"), KEY)
+    events = published()
+    assert sorted(int(e.data.on_hand) for e in events) == list(range(1, 13))
+    assert {e.id for e in events} == {
+        event_id(FileVersion(bucket("partner-drops"), KEY, complete.etag), line)
+        for line in range(2, 14)}
+    assert report()["etag"] == complete.etag
+
+
+def test_an_overwritten_drop_with_a_new_etag_is_ingested_again(
+        watcher: CosWatcher, clock: Clock) -> None:
+    first = drop(good_file(3))
+    snapshot = scans(watcher, clock, 4, {})
+    second = drop(good_file(3).replace(",eu,5,", ",eu,7,"))
+    scans(watcher, clock, 4, snapshot)
+
+    versions = Counter((e.source, e.id in {
+        event_id(FileVersion(first.bucket, KEY, first.etag), line) for line in range(2, 5)})
+        for e in published())
+    assert versions == {(f"/cos/partner-drops/{KEY}", True): 3,
+                        (f"/cos/partner-drops/{KEY}", False): 3}
+    assert sorted(int(e.data.on_hand) for e in published()) == [5, 5, 5, 7, 7, 7]
+    assert report()["etag"] == second.etag

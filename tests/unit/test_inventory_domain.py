@@ -15,6 +15,8 @@ from shared.domain.inventory import (
     check_not_ahead,
     decide,
     normalize,
+    reserved_source,
+    source_partner,
 )
 
 T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
@@ -87,6 +89,17 @@ def test_the_same_report_again_is_a_duplicate_and_changes_nothing() -> None:
 
     assert decision.outcome == "duplicate"
     assert not decision.must_write and decision.events == ()
+
+
+def test_a_report_of_the_same_order_with_other_numbers_is_a_correction_and_applied() -> None:
+    current = state(report(1, seq=5))  # e.g. from a half-written file: "1" of "12"
+
+    decision = decide(current, report(12, seq=5), applied_at=NOW)
+
+    assert decision.outcome == "applied"
+    assert decision.availability.available == 12
+    [changed] = decision.events
+    assert (changed.available, changed.previous_available) == (12, 1)
 
 
 def test_a_first_report_announces_a_change_without_previous_availability() -> None:
@@ -173,3 +186,48 @@ def test_a_report_dated_beyond_the_clock_skew_is_a_rule_violation() -> None:
 
 def test_a_report_dated_within_the_clock_skew_is_allowed() -> None:
     check_not_ahead(NOW + timedelta(seconds=300), NOW, timedelta(seconds=300))
+
+
+# --- channel bindings
+
+
+def owner(source: str, registered: dict[str, str] | None = None) -> str | None:
+    return source_partner(source, drops_bucket="partner-drops", registered=registered or {})
+
+
+@pytest.mark.parametrize(("source", "partner"), [
+    ("/partners/acme/stock", "acme"),
+    ("/partners/acme", "acme"),
+    ("/partners/", None),
+    ("/cos/partner-drops/globex/2026-11-27/stock.csv", "globex"),
+    ("/cos/partner-drops/stock.csv", None),  # not in a partner's folder
+    ("/cos/state/globex/stock.csv", None),  # not the drops bucket
+    ("kafka://inventory.stock-reported", None),
+])
+def test_retailfns_own_channels_are_bound_by_their_path(source: str, partner: str | None) -> None:
+    assert owner(source) == partner
+
+
+def test_a_registered_prefix_covers_its_sources_only_past_a_boundary() -> None:
+    registered = {"/producers/acme": "acme", "/producers/acme/eu": "acme-eu"}
+
+    assert owner("/producers/acme", registered) == "acme"
+    assert owner("/producers/acme/pos-1", registered) == "acme"
+    assert owner("/producers/acme/eu/pos-1", registered) == "acme-eu"  # the longest prefix
+    assert owner("/producers/acme-outlet/pos-1", registered) is None
+
+
+def test_a_registered_prefix_cannot_claim_retailfns_own_channels() -> None:
+    registered = {"/partners/globex": "acme", "/cos/partner-drops/globex/": "acme"}
+
+    assert owner("/partners/globex/stock", registered) == "globex"
+    assert owner("/cos/partner-drops/globex/a/stock.csv", registered) == "globex"
+
+
+@pytest.mark.parametrize("prefix", ["/", "/partners", "/partners/", "/partners/acme", "/cos/x"])
+def test_prefixes_under_or_over_retailfns_own_channels_are_reserved(prefix: str) -> None:
+    assert reserved_source(prefix)
+
+
+def test_an_ordinary_producer_prefix_is_not_reserved() -> None:
+    assert not reserved_source("/producers/acme") and not reserved_source("/part")
