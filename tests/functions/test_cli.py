@@ -148,7 +148,7 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_invoke_runs_a_function_once_on_a_sample_event() -> None:
-    result = retailfn("invoke", "record_order",
+    result = retailfn("invoke", "record_order", "--json",
                       "--event", str(ROOT / "events/samples/order-completed.json"))
 
     assert result.exit_code == 0, result.output
@@ -158,7 +158,7 @@ def test_invoke_runs_a_function_once_on_a_sample_event() -> None:
 
 
 def test_invoke_with_invalid_data_dead_letters_it_at_once(bad_order: Path) -> None:
-    result = retailfn("invoke", "record_order", "--event", str(bad_order))
+    result = retailfn("invoke", "record_order", "--json", "--event", str(bad_order))
 
     assert result.exit_code == 1
     outcome = json.loads(result.stdout)
@@ -170,7 +170,7 @@ def test_invoke_of_an_http_function_is_refused() -> None:
     result = retailfn("invoke", "echo",
                       "--event", str(ROOT / "events/samples/order-completed.json"))
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "echo is an HTTP function" in result.stderr
 
 
@@ -178,12 +178,13 @@ def test_invoke_with_a_file_that_is_not_a_cloudevent_is_refused(tmp_path: Path) 
     result = retailfn("invoke", "record_order",
                       "--event", str(write_event(tmp_path / "x.json", {"hello": "world"})))
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "not a structured-mode CloudEvent" in result.stderr
 
 
 def test_dlq_list_shows_the_dead_lettered_event(bad_order: Path) -> None:
-    dl_id = json.loads(retailfn("invoke", "record_order", "--event", str(bad_order)).stdout)[
+    dl_id = json.loads(retailfn("invoke", "record_order", "--json", "--event",
+                                str(bad_order)).stdout)[
         "dead_letter_id"]
 
     listing = retailfn("dlq", "list")
@@ -267,8 +268,8 @@ def test_schema_export_writes_one_file_per_event_type(tmp_path: Path) -> None:
 
 
 def test_provision_creates_topics_and_buckets_once() -> None:
-    first = retailfn("provision")
-    second = retailfn("provision")
+    first = retailfn("provision", "--json")
+    second = retailfn("provision", "--json")
 
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     created = json.loads(first.stdout)
