@@ -63,8 +63,8 @@ def _error(exc: Exception) -> click.ClickException:
                   UnknownFunction | DevOnlyError):
         return ConfigProblem(str(exc))
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-        return click.ClickException(f"{exc}: another process is using that port; stop it or "
-                                    "choose another with --port")
+        return click.ClickException(f"{exc.strerror}: another process is using that port; stop "
+                                    "it or choose another with --port")
     settings = _settings_or_none()
     module = type(exc).__module__
     if isinstance(exc, BusError) or module.startswith("kafka"):
@@ -124,19 +124,22 @@ def _run_until_signal(runtime) -> None:  # type: ignore[no-untyped-def]
         log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
         done.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        runtime.start()
-    except BaseException:
-        runtime.stop()  # what did start (consumers, say) must not keep the process alive
-        raise
-    runtime.wait_ready()
-    log.info("retailfn ready", extra={
-        "stage": runtime.service.stage, "functions": runtime.names,
-        **({"url": f"http://{runtime.host}:{runtime.port}"} if runtime.serve_http else {})})
-    done.wait()
-    runtime.stop()
+        try:
+            runtime.start()
+        except BaseException:
+            runtime.stop()  # what did start (consumers, say) must not keep the process alive
+            raise
+        runtime.wait_ready()
+        log.info("retailfn ready", extra={
+            "stage": runtime.service.stage, "functions": runtime.names,
+            **({"url": f"http://{runtime.host}:{runtime.port}"} if runtime.serve_http else {})})
+        done.wait()
+        runtime.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @main.command()

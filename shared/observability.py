@@ -41,7 +41,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass  # logging assigns a stream on setStream(); this handler always follows sys.stderr
 
 
-class _Rfc3339JsonFormatter(JsonFormatter):
+class LogFormatter(JsonFormatter):
     """``time`` as RFC 3339 in UTC with milliseconds, which log tools parse without a pattern."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
@@ -58,7 +58,7 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
         return
     handler = logging.StreamHandler(stream) if stream else _StderrHandler()
     handler.setFormatter(
-        _Rfc3339JsonFormatter(
+        LogFormatter(
             "{asctime}{levelname}{name}{message}",
             style="{",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},

@@ -55,9 +55,9 @@ functions:
 """
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETAILFN_")}
-    env.update(PYTHONPATH=str(REPO), RETAILFN_DATA_DIR=str(tmp_path / "data"))
+    env.update(PYTHONPATH=str(REPO), RETAILFN_DATA_DIR=str(tmp_path / "data"), **extra)
     return env
 
 
@@ -75,13 +75,13 @@ def _request(url: str, body: object | None = None, **headers: str) -> tuple[int,
 
 
 @contextmanager
-def _up(tmp_path: Path, *args: str) -> Iterator[tuple[str, Path, Path]]:
+def _up(tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[str, Path, Path]]:
     """``retailfn <args> up`` until the block ends; yields its URL, stdout and stderr files."""
     port = free_port()
     out, err = tmp_path / "up.stdout", tmp_path / "up.stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen([*RETAILFN, *args, "up", "--port", str(port)], cwd=REPO,
-                                   env=_env(tmp_path), stdout=stdout, stderr=stderr)
+                                   env=_env(tmp_path, **env), stdout=stdout, stderr=stderr)
         base = f"http://127.0.0.1:{port}"
         try:
             eventually(lambda: process.poll() is not None or _request(f"{base}/readyz")[0] == 200,
@@ -156,8 +156,8 @@ def test_a_non_local_stage_allowed_on_embedded_adapters_refuses_the_dev_api_key(
     report = {"partner_sku": "YM-4MM-PURPLE", "location_id": "BERLIN-1", "region": "eu",
               "on_hand": 12}
 
-    with _up(tmp_path, "--config", str(config), "--stage", "prod", "--allow-embedded") as (
-            base, _stdout, _stderr):
+    with _up(tmp_path, "--config", str(config), "--stage", "prod",
+             RETAILFN_ALLOW_EMBEDDED="true") as (base, _stdout, _stderr):
         status, problem = _request(f"{base}/v1/partners/acme/stock", report,
                                    **{"X-API-Key": dev_api_key("acme"),
                                       "Idempotency-Key": "first-report"})
@@ -175,3 +175,52 @@ def test_keys_dev_on_a_non_local_stage_prints_no_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == "Error: dev API keys exist on the local stage only (this is 'prod')\n"
+
+
+def test_up_serves_metrics_without_created_series(tmp_path: Path) -> None:
+    with _up(tmp_path) as (base, _stdout, _stderr):
+        _request(f"{base}/v1/inventory/YOGA-MAT-4MM?region=eu")
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+
+    assert "retailfn_http_requests_total{" in metrics
+    assert "_created" not in metrics
+
+
+# --- exit codes and output of one-shot commands ------------------------------------------------
+
+E2E_CONFIG = REPO / "tests/e2e/serverless.yaml"
+
+
+def _retailfn(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RETAILFN, "--config", str(E2E_CONFIG), *args], cwd=REPO,
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+
+
+def _bad_order(tmp_path: Path) -> Path:
+    event = json.loads((REPO / "events/samples/order-completed.json").read_text())
+    event["data"]["lines"][0]["quantity"] = "-1"
+    path = tmp_path / "bad-order.json"
+    path.write_text(json.dumps(event), encoding="utf-8")
+    return path
+
+
+def test_invoke_that_dead_letters_exits_1_printing_for_people_and_logging_on_stderr(
+        tmp_path: Path) -> None:
+    result = _retailfn(tmp_path, "invoke", "record_order", "--event", str(_bad_order(tmp_path)))
+
+    assert result.returncode == 1
+    assert re.fullmatch(r"record_order: event \S+ dead-lettered after 1 attempt\(s\) as \w+ "
+                        r"\(retailfn dlq show \w+\)\n", result.stdout), result.stdout
+    logs = [json.loads(line) for line in result.stderr.splitlines()]
+    assert "event dead-lettered" in [line["message"] for line in logs]
+
+
+def test_dlq_replay_that_fails_again_exits_1(tmp_path: Path) -> None:
+    _retailfn(tmp_path, "invoke", "record_order", "--event", str(_bad_order(tmp_path)))
+
+    result = _retailfn(tmp_path, "dlq", "replay", "--all", "--json")
+
+    assert result.returncode == 1
+    [replayed] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (replayed["function"], replayed["outcome"]) == ("record_order", "dead_letter")
