@@ -170,11 +170,12 @@ def worker(ctx: click.Context, functions: str, host: str, port: int | None) -> N
     service = _service(ctx)
     names = [f for f in functions.split(",") if f] or [
         n for n, f in service.functions.items() if any(e.kind != "http" for e in f.events)]
+    runtime = Runtime(service, functions=names, serve_http=port is not None, host=host,
+                      port=port or 0, allow_embedded=ctx.obj["allow_embedded"])
     http_fns = [n for n in names if any(e.kind == "http" for e in service.functions[n].events)]
     if http_fns:
         raise click.UsageError(f"{', '.join(http_fns)} serve HTTP: run them with `retailfn up`")
-    _run_until_signal(Runtime(service, functions=names, serve_http=port is not None,
-                              host=host, port=port or 0, allow_embedded=ctx.obj["allow_embedded"]))
+    _run_until_signal(runtime)
 
 
 @main.command()

@@ -355,6 +355,13 @@ def test_an_unknown_function_is_one_error_line() -> None:
     assert error_line(result).startswith("Error: unknown function(s) nope; known: echo, flaky, ")
 
 
+def test_a_worker_for_an_unknown_function_is_one_error_line() -> None:
+    result = retailfn("worker", "--functions", "nope")
+
+    assert result.exit_code == 2
+    assert error_line(result).startswith("Error: unknown function(s) nope; known: echo, flaky, ")
+
+
 def test_debug_shows_the_failure_itself() -> None:
     from shared.runtime.app import UnknownFunction
 

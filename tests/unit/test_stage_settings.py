@@ -132,3 +132,22 @@ def test_metrics_have_no_created_series_unless_asked() -> None:
 
     assert not re.search(r"^things_created", default, re.M)
     assert re.search(r"^things_created", asked, re.M)
+
+
+def test_an_event_is_delivered_with_its_functions_settings_current() -> None:
+    from cloudevents.http import CloudEvent
+
+    from shared.config import Delivery
+    from shared.runtime.invoker import Invoker
+    from shared.runtime.loader import LoadedFunction
+
+    seen: list[int] = []
+    function = LoadedFunction("report_stock", "x:y",
+                              lambda _ce: seen.append(get_settings().stock_batch_limit),
+                              "cloudevent", False)
+    settings = function_settings(service(), ["report_stock"])["report_stock"]
+    invoker = Invoker(function, Delivery(), "test", lambda *_: None, settings=settings)
+
+    outcome = invoker.deliver(CloudEvent({"type": "t", "source": "/s", "id": "1"}))
+
+    assert (outcome.status, seen, get_settings().stock_batch_limit) == ("ok", [2], 1000)
