@@ -28,7 +28,7 @@ class StageGuardError(Exception):
 
 
 def stage_environment(service: ServiceConfig) -> dict[str, str]:
-    """Provider, then stage ``environment``; ``RETAILFN_STAGE`` is the stage the file was read for."""
+    """Provider, then stage ``environment``; ``RETAILFN_STAGE`` is the file's stage."""
     env = dict(service.provider.environment)
     env.update(service.stages.get(service.stage, Stage()).environment)
     env[f"{ENV_PREFIX}STAGE"] = service.stage

@@ -349,7 +349,8 @@ def test_a_bad_value_in_a_functions_environment_names_the_function(tmp_path: Pat
 
 
 def test_an_unknown_function_is_one_error_line() -> None:
-    result = retailfn("invoke", "nope", "--event", str(ROOT / "events/samples/order-completed.json"))
+    result = retailfn("invoke", "nope",
+                      "--event", str(ROOT / "events/samples/order-completed.json"))
 
     assert result.exit_code == 2
     assert error_line(result).startswith("Error: unknown function(s) nope; known: echo, flaky, ")
@@ -464,7 +465,8 @@ def test_keys_dev_on_a_non_local_stage_is_refused(stages: Path) -> None:
 
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert error_line(result) == "Error: dev API keys exist on the local stage only (this is 'prod')"
+    assert error_line(result) == ("Error: dev API keys exist on the local stage only "
+                                  "(this is 'prod')")
 
 
 def test_a_non_local_stage_on_embedded_adapters_is_refused(stages: Path) -> None:
