@@ -2,6 +2,8 @@
 
 Functions call :func:`get_bus` and :func:`get_store`; nothing is connected at import time, so a
 cold start pays only for what the function touches and tests can set the environment first.
+They are built from the *process* settings (the stage's), never from the settings of whichever
+function happens to touch them first.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import threading
 
 from shared.bus import EventBus, event_bus_from_settings
 from shared.objectstore import ObjectStore, object_store_from_settings
-from shared.settings import get_settings
+from shared.settings import process_settings
 
 _lock = threading.Lock()
 _bus: EventBus | None = None
@@ -22,7 +24,7 @@ def get_bus() -> EventBus:
     if _bus is None:
         with _lock:
             if _bus is None:
-                _bus = event_bus_from_settings(get_settings())
+                _bus = event_bus_from_settings(process_settings())
     return _bus
 
 
@@ -31,13 +33,13 @@ def get_store() -> ObjectStore:
     if _store is None:
         with _lock:
             if _store is None:
-                _store = object_store_from_settings(get_settings())
+                _store = object_store_from_settings(process_settings())
     return _store
 
 
 def bucket(logical_name: str) -> str:
     """The physical name of a logical bucket (``state``, ``events-archive``, ...)."""
-    return get_settings().bucket(logical_name)
+    return process_settings().bucket(logical_name)
 
 
 def reset_adapters() -> None:

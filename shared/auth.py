@@ -598,19 +598,23 @@ class _JwtVerifier:
 
 
 _verifier_lock = threading.Lock()
-_verifier: tuple[Settings, _JwtVerifier | None] | None = None
+_verifiers: dict[int, tuple[Settings, _JwtVerifier | None]] = {}
 
 
 def _jwt_verifier(settings: Settings) -> _JwtVerifier | None:
-    """Built once per settings object, so the JWKS cache lives as long as the settings."""
-    global _verifier
-    cached = _verifier
+    """Built once per settings object, so the JWKS cache lives as long as the settings. Each
+    function of a runtime has its own settings object; requests alternating between them keep
+    their verifiers (and JWKS caches) rather than rebuilding one on every switch."""
+    cached = _verifiers.get(id(settings))
     if cached is not None and cached[0] is settings:
         return cached[1]
     with _verifier_lock:
-        if _verifier is None or _verifier[0] is not settings:
-            _verifier = (settings, _build_verifier(settings))
-        return _verifier[1]
+        cached = _verifiers.get(id(settings))
+        if cached is None or cached[0] is not settings:
+            if len(_verifiers) >= 64:  # settings rebuilt again and again (tests): start over
+                _verifiers.clear()
+            cached = _verifiers[id(settings)] = (settings, _build_verifier(settings))
+        return cached[1]
 
 
 def _build_verifier(settings: Settings) -> _JwtVerifier | None:
@@ -716,8 +720,7 @@ def _token_scopes(claims: Mapping[str, Any]) -> frozenset[str] | None:
 
 def reset_auth_caches() -> None:
     """Forget cached API keys and JWKS clients (tests; after changing settings at run time)."""
-    global _verifier
     with _caches_lock:
         _caches.clear()
     with _verifier_lock:
-        _verifier = None
+        _verifiers.clear()

@@ -1,7 +1,13 @@
-"""The ``retailfn`` command line."""
+"""The ``retailfn`` command line.
+
+Results go to stdout, for people unless ``--json``; JSON logs go to stderr. A failure is one
+``Error:`` line on stderr, exit code 2 for a usage or configuration mistake and 1 for a runtime
+failure (``--debug`` shows the traceback instead).
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import signal
@@ -10,32 +16,104 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
 from shared.config import ConfigError, ServiceConfig, load_service
 from shared.observability import configure_logging
-from shared.settings import get_settings
+from shared.settings import SettingsError, get_settings, process_settings
 
 log = logging.getLogger("retailfn.cli")
 
 
-def _service(ctx: click.Context) -> ServiceConfig:
+class ConfigProblem(click.ClickException):
+    """A mistake in the configuration (serverless.yaml, ``RETAILFN_*``): exit code 2."""
+
+    exit_code = 2
+
+
+def _service(ctx: click.Context, *, settings: bool = True) -> ServiceConfig:
+    """``serverless.yaml`` for the chosen stage, read once per command. With ``settings``, the
+    stage's environment is applied first (shared/stage.py), so that everything the command
+    reads afterwards (settings, adapters, credentials) is the stage's."""
+    from shared.stage import apply_stage
+
+    obj = ctx.find_root().obj
+    service = obj.get("service")
+    if service is None:
+        service = obj["service"] = load_service(obj["config"], stage=obj["stage"])
+    if settings and not obj.get("stage_applied"):
+        applied = apply_stage(service, allow_embedded=obj["allow_embedded"])
+        configure_logging(applied.log_level)
+        obj["stage_applied"] = True
+    return service
+
+
+def _error(exc: Exception) -> click.ClickException:
+    """One line saying what went wrong and what to do; usage and configuration mistakes exit 2."""
+    from shared.auth_dev import DevOnlyError
+    from shared.bus.port import BusError
+    from shared.objectstore.port import ObjectStoreError
+    from shared.runtime.app import UnknownFunction
+    from shared.runtime.loader import HandlerError
+    from shared.stage import StageGuardError
+
+    if isinstance(exc, ConfigError | SettingsError | StageGuardError | HandlerError |
+                  UnknownFunction | DevOnlyError):
+        return ConfigProblem(str(exc))
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return click.ClickException(f"{exc.strerror}: another process is using that port; stop "
+                                    "it or choose another with --port")
+    settings = _settings_or_none()
+    module = type(exc).__module__
+    if isinstance(exc, BusError) or module.startswith("kafka"):
+        where = settings.kafka_bootstrap_servers if settings else None
+        return click.ClickException(
+            f"event bus: {exc}" + (f" (RETAILFN_KAFKA_BOOTSTRAP_SERVERS={where})" if where else "")
+            + "; check that the brokers are up and reachable from here")
+    if isinstance(exc, ObjectStoreError) or module.startswith(("ibm_botocore", "ibm_boto3")):
+        where = settings.cos_endpoint if settings else None
+        return click.ClickException(
+            f"object store: {exc}" + (f" (RETAILFN_COS_ENDPOINT={where})" if where else "")
+            + "; check the endpoint, the credentials and that the buckets are provisioned")
+    return click.ClickException(f"{type(exc).__name__}: {exc} (run with --debug for the "
+                                "traceback)")
+
+
+def _settings_or_none() -> Any:
     try:
-        return load_service(ctx.obj["config"], stage=ctx.obj["stage"])
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        return process_settings()
+    except SettingsError:
+        return None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            raise _error(exc) from None
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", type=click.Path(path_type=Path), default="serverless.yaml",
               show_default=True, help="The service description.")
 @click.option("--stage", default=None, help="Stage in serverless.yaml (default: provider.stage).")
+@click.option("--allow-embedded", is_flag=True,
+              help="Let a stage other than local run on the embedded bus or folder store "
+                   "(RETAILFN_ALLOW_EMBEDDED=true does the same).")
+@click.option("--debug", is_flag=True, help="On failure, show the traceback.")
 @click.pass_context
-def main(ctx: click.Context, config: Path, stage: str | None) -> None:
+def main(ctx: click.Context, config: Path, stage: str | None, allow_embedded: bool,
+         debug: bool) -> None:
     """retailfn: serverless retail functions, run locally from serverless.yaml."""
     ctx.ensure_object(dict)
-    ctx.obj.update(config=config, stage=stage)
+    ctx.obj.update(config=config, stage=stage, allow_embedded=allow_embedded, debug=debug)
     configure_logging(get_settings().log_level)
 
 
@@ -46,15 +124,22 @@ def _run_until_signal(runtime) -> None:  # type: ignore[no-untyped-def]
         log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
         done.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    runtime.start()
-    runtime.wait_ready()
-    click.echo(f"retailfn ready (stage {runtime.service.stage})"
-               + (f" on http://{runtime.host}:{runtime.port}" if runtime.serve_http else ""),
-               err=True)
-    done.wait()
-    runtime.stop()
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            runtime.start()
+        except BaseException:
+            runtime.stop()  # what did start (consumers, say) must not keep the process alive
+            raise
+        runtime.wait_ready()
+        log.info("retailfn ready", extra={
+            "stage": runtime.service.stage, "functions": runtime.names,
+            **({"url": f"http://{runtime.host}:{runtime.port}"} if runtime.serve_http else {})})
+        done.wait()
+        runtime.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @main.command()
@@ -67,7 +152,8 @@ def up(ctx: click.Context, host: str, port: int, functions: str) -> None:
     from shared.runtime.app import Runtime
 
     names = [f for f in functions.split(",") if f] or None
-    _run_until_signal(Runtime(_service(ctx), functions=names, host=host, port=port))
+    _run_until_signal(Runtime(_service(ctx), functions=names, host=host, port=port,
+                              allow_embedded=ctx.obj["allow_embedded"]))
 
 
 @main.command()
@@ -84,38 +170,57 @@ def worker(ctx: click.Context, functions: str, host: str, port: int | None) -> N
     service = _service(ctx)
     names = [f for f in functions.split(",") if f] or [
         n for n, f in service.functions.items() if any(e.kind != "http" for e in f.events)]
+    runtime = Runtime(service, functions=names, serve_http=port is not None, host=host,
+                      port=port or 0, allow_embedded=ctx.obj["allow_embedded"])
     http_fns = [n for n in names if any(e.kind == "http" for e in service.functions[n].events)]
     if http_fns:
         raise click.UsageError(f"{', '.join(http_fns)} serve HTTP: run them with `retailfn up`")
-    _run_until_signal(Runtime(service, functions=names, serve_http=port is not None,
-                              host=host, port=port or 0))
+    _run_until_signal(runtime)
 
 
 @main.command()
 @click.argument("function")
 @click.option("--event", "event_file", required=True, type=click.File("rb"),
               help="A structured-mode CloudEvent JSON file ('-' for stdin).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @click.pass_context
-def invoke(ctx: click.Context, function: str, event_file) -> None:  # type: ignore[no-untyped-def]
-    """Run one function once on one event, with its retries and dead letter."""
+def invoke(ctx: click.Context, function: str, event_file,  # type: ignore[no-untyped-def]
+           as_json: bool) -> None:
+    """Run one function once on one event, with its retries and dead letter.
+
+    Exits 1 if the event was not handled (dead-lettered or abandoned)."""
     from cloudevents.http import from_json
 
     from shared.adapters import get_bus, get_store
     from shared.runtime.app import Runtime
 
     service = _service(ctx)
-    runtime = Runtime(service, functions=[function], serve_http=False, run_events=False)
-    runtime.start()
-    if runtime.loaded[function].signature != "cloudevent":
-        raise click.ClickException(f"{function} is an HTTP function: run `retailfn up` and call it")
+    runtime = Runtime(service, functions=[function], serve_http=False, run_events=False,
+                      allow_embedded=ctx.obj["allow_embedded"])
     try:
-        ce = from_json(event_file.read())
-    except Exception as exc:  # the SDK raises several types for a malformed event
-        raise click.ClickException(f"not a structured-mode CloudEvent: {exc}") from None
-    outcome = runtime.invoker(function, "invoke", get_bus(), get_store()).deliver(ce)
-    click.echo(json.dumps({"function": function, "event_id": ce["id"], "outcome": outcome.status,
-                           "attempts": outcome.attempts, "dead_letter_id": outcome.dead_letter_id}))
-    runtime.stop()
+        runtime.start()
+        if runtime.loaded[function].signature != "cloudevent":
+            raise ConfigProblem(f"{function} is an HTTP function: run `retailfn up` and call it")
+        try:
+            ce = from_json(event_file.read())
+        except Exception as exc:  # the SDK raises several types for a malformed event
+            raise ConfigProblem(f"not a structured-mode CloudEvent: {exc}") from None
+        outcome = runtime.invoker(function, "invoke", get_bus(), get_store()).deliver(ce)
+    finally:
+        runtime.stop()
+    if as_json:
+        click.echo(json.dumps({"function": function, "event_id": ce["id"],
+                               "outcome": outcome.status, "attempts": outcome.attempts,
+                               "dead_letter_id": outcome.dead_letter_id}))
+    elif outcome.status == "ok":
+        click.echo(f"{function}: event {ce['id']} handled (attempts: {outcome.attempts})")
+    elif outcome.status == "dead_letter":
+        click.echo(f"{function}: event {ce['id']} dead-lettered after {outcome.attempts} "
+                   f"attempt(s) as {outcome.dead_letter_id} "
+                   f"(retailfn dlq show {outcome.dead_letter_id})")
+    else:
+        click.echo(f"{function}: event {ce['id']} abandoned after {outcome.attempts} "
+                   "attempt(s) (shutting down)")
     if outcome.status != "ok":
         sys.exit(1)
 
@@ -126,7 +231,10 @@ def validate(ctx: click.Context) -> None:
     """Check serverless.yaml against the code, events/ and infra/."""
     from shared.validate import validate_project
 
-    service = _service(ctx)
+    try:
+        service = _service(ctx, settings=False)
+    except ConfigError as exc:  # the verdict of validate, not a usage mistake
+        raise click.ClickException(str(exc)) from None
     problems = validate_project(service, Path(ctx.obj["config"]).resolve().parent)
     if problems:
         for p in problems:
@@ -137,15 +245,21 @@ def validate(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was created as JSON.")
 @click.pass_context
-def provision(ctx: click.Context) -> None:
+def provision(ctx: click.Context, as_json: bool) -> None:
     """Create the catalog's topics and buckets on the configured bus and object store."""
     from shared.adapters import get_bus, get_store
     from shared.runtime.app import provision as do_provision
 
     _service(ctx)
     created = do_provision(get_bus(), get_store())
-    click.echo(json.dumps(created))
+    if as_json:
+        click.echo(json.dumps(created))
+        return
+    for kind in ("topics", "buckets"):
+        click.echo(f"created {len(created[kind])} {kind}" +
+                   (f": {', '.join(created[kind])}" if created[kind] else " (all exist)"))
 
 
 @main.group()
@@ -176,19 +290,28 @@ def _dead_letters():  # type: ignore[no-untyped-def]
 @dlq.command("list")
 @click.option("--function", default=None)
 @click.option("--replayed", is_flag=True, help="List replayed dead letters instead of pending.")
-def dlq_list(function: str | None, replayed: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter.")
+@click.pass_context
+def dlq_list(ctx: click.Context, function: str | None, replayed: bool, as_json: bool) -> None:
     """One line per dead letter: id, function, event type and id, error."""
+    _service(ctx)
     with _no_bucket_is_an_error():
         for d in _dead_letters().list(function, status="replayed" if replayed else "pending"):
             dl = d.dead_letter
+            if as_json:
+                click.echo(json.dumps({"id": d.id, "status": d.status,
+                                       **dl.model_dump(mode="json")}))
+                continue
             click.echo(f"{d.id}  {dl.function:<22} {dl.event.type or '-'}  {dl.event.id or '-'}  "
                        f"attempts={dl.attempts}  {dl.error.type}: {dl.error.message[:80]}")
 
 
 @dlq.command("show")
 @click.argument("dead_letter_id")
-def dlq_show(dead_letter_id: str) -> None:
+@click.pass_context
+def dlq_show(ctx: click.Context, dead_letter_id: str) -> None:
     """The whole dead letter as JSON."""
+    _service(ctx)
     try:
         with _no_bucket_is_an_error():
             d = _dead_letters().get(dead_letter_id)
@@ -202,16 +325,20 @@ def dlq_show(dead_letter_id: str) -> None:
 @click.argument("dead_letter_id", required=False)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every pending dead letter.")
 @click.option("--function", default=None, help="With --all: only this function's.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter.")
 @click.pass_context
 def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
-               function: str | None) -> None:
-    """Deliver dead letters to their function again; success moves them to `replayed`."""
+               function: str | None, as_json: bool) -> None:
+    """Deliver dead letters to their function again; success moves them to `replayed`.
+
+    Exits 1 if any of them failed again (it stays pending)."""
     from shared.adapters import get_bus, get_store
     from shared.runtime.app import Runtime
     from shared.runtime.deadletter import original_event
 
     if not (dead_letter_id or replay_all):
         raise click.UsageError("give a dead letter id or --all")
+    service = _service(ctx)
     store = _dead_letters()
     try:
         with _no_bucket_is_an_error():
@@ -219,9 +346,9 @@ def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
                       else list(store.list(function)))
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
-    service = _service(ctx)
     names = sorted({d.dead_letter.function for d in chosen})
-    runtime = Runtime(service, functions=names, serve_http=False, run_events=False).start()
+    runtime = Runtime(service, functions=names, serve_http=False, run_events=False,
+                      allow_embedded=ctx.obj["allow_embedded"]).start()
     failed = 0
     for d in chosen:
         invoker = runtime.invoker(d.dead_letter.function, "replay", get_bus(), get_store())
@@ -230,7 +357,12 @@ def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
             store.mark_replayed(d)
         else:
             failed += 1
-        click.echo(f"{d.id}  {d.dead_letter.function}  {outcome.status}")
+        if as_json:
+            click.echo(json.dumps({"id": d.id, "function": d.dead_letter.function,
+                                   "outcome": outcome.status, "attempts": outcome.attempts,
+                                   "dead_letter_id": outcome.dead_letter_id}))
+        else:
+            click.echo(f"{d.id}  {d.dead_letter.function}  {outcome.status}")
     runtime.stop()
     if failed:
         sys.exit(1)
@@ -244,13 +376,14 @@ def demo(ctx: click.Context, port: int, verbose: bool) -> None:
     """Run the service on the embedded default with sample traffic; print what happened."""
     from shared.demo import run_demo
 
+    service = _service(ctx)
     settings = get_settings()
     if settings.bus != "embedded" or settings.objectstore != "local":
         raise click.ClickException("the demo runs on the embedded default (RETAILFN_BUS=embedded,"
                                    " RETAILFN_OBJECTSTORE=local)")
     if not verbose:
         logging.getLogger().setLevel(logging.ERROR)
-    run_demo(_service(ctx), settings.data_dir.resolve(), click.echo, port)
+    run_demo(service, settings.data_dir.resolve(), click.echo, port)
 
 
 @main.group()
@@ -280,12 +413,15 @@ def keys() -> None:
               help="Space- or comma-separated scopes.")
 @click.option("--expires-in-days", type=click.IntRange(min=1), default=None,
               help="Expire the key after this many days (default: never).")
-def keys_create(partner: str, scopes: str, expires_in_days: int | None) -> None:
+@click.pass_context
+def keys_create(ctx: click.Context, partner: str, scopes: str, expires_in_days: int | None,
+                ) -> None:
     """Create a key and print it once (stdout); only its hash is stored."""
     from datetime import timedelta
 
     from shared.auth import create_api_key
 
+    _service(ctx)
     try:
         key_id, key = create_api_key(
             partner, scopes, timedelta(days=expires_in_days) if expires_in_days else None)
@@ -299,10 +435,12 @@ def keys_create(partner: str, scopes: str, expires_in_days: int | None) -> None:
 @keys.command("list")
 @click.option("--partner", default=None, help="Only this partner's keys.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def keys_list(partner: str | None, as_json: bool) -> None:
+@click.pass_context
+def keys_list(ctx: click.Context, partner: str | None, as_json: bool) -> None:
     """One line per key: id, partner, status, scopes, created, expires (never the secret)."""
     from shared.auth import list_api_keys
 
+    _service(ctx)
     for r in list_api_keys(partner):
         if as_json:
             click.echo(json.dumps({**r.model_dump(mode="json", exclude={"secret_sha256"}),
@@ -315,10 +453,12 @@ def keys_list(partner: str | None, as_json: bool) -> None:
 
 @keys.command("revoke")
 @click.argument("key_id")
-def keys_revoke(key_id: str) -> None:
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke a key; every process refuses it within the key cache TTL."""
     from shared.auth import UnknownApiKey, revoke_api_key
 
+    _service(ctx)
     try:
         record = revoke_api_key(key_id)
     except UnknownApiKey as exc:
@@ -328,15 +468,24 @@ def keys_revoke(key_id: str) -> None:
                f"refuse it within {ttl:g} s")
 
 
-@keys.command("dev")
-def keys_dev() -> None:
-    """Create (if absent) and print the local stage's dev keys, one `partner key` per line."""
-    from shared.auth import DevOnlyError, ensure_dev_api_keys
+def _local_stage_only(ctx: click.Context, what: str) -> None:
+    # Decided on the stage the command runs for, before its settings or adapters are touched.
+    from shared.auth_dev import LOCAL_STAGE
 
-    try:
-        dev_keys = ensure_dev_api_keys()
-    except DevOnlyError as exc:
-        raise click.ClickException(str(exc)) from None
+    stage = _service(ctx, settings=False).stage
+    if stage != LOCAL_STAGE:
+        raise ConfigProblem(f"{what} exist on the local stage only (this is {stage!r})")
+    _service(ctx)
+
+
+@keys.command("dev")
+@click.pass_context
+def keys_dev(ctx: click.Context) -> None:
+    """Create (if absent) and print the local stage's dev keys, one `partner key` per line."""
+    from shared.auth import ensure_dev_api_keys
+
+    _local_stage_only(ctx, "dev API keys")
+    dev_keys = ensure_dev_api_keys()
     for partner, key in dev_keys.items():
         click.echo(f"{partner} {key}")
 
@@ -402,15 +551,11 @@ def partners_list(as_json: bool) -> None:
 def token(ctx: click.Context, subject: str, partner: str | None, scopes: str | None,
           ttl: int) -> None:
     """Print a bearer token from the local dev issuer (local stage only)."""
-    from shared.auth import DevOnlyError, issue_dev_token
+    from shared.auth import issue_dev_token
 
-    if ctx.obj.get("stage") not in (None, "local"):
-        raise click.ClickException("dev tokens exist on the local stage only")
-    try:
-        chosen = scopes.replace(",", " ").split() if scopes is not None else None
-        click.echo(issue_dev_token(subject, partner_id=partner, scopes=chosen, ttl=ttl))
-    except DevOnlyError as exc:
-        raise click.ClickException(str(exc)) from None
+    _local_stage_only(ctx, "dev tokens")
+    chosen = scopes.replace(",", " ").split() if scopes is not None else None
+    click.echo(issue_dev_token(subject, partner_id=partner, scopes=chosen, ttl=ttl))
 
 
 @main.command()
@@ -441,7 +586,7 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
 
     if deploy_stage:
         ctx.obj["stage"] = deploy_stage
-    service = _service(ctx)
+    service = _service(ctx, settings=False)  # the deploy reads the stage's settings itself
     if mode == "auto":
         mode = "direct" if service.stage == "local" else "terraform"
     try:
@@ -513,7 +658,7 @@ def package(ctx: click.Context, out: Path, functions: str, as_json: bool) -> Non
     """Build one deployable per function: code, common layer, events/, requirements, Dockerfile."""
     from shared.package import PackageError, build_packages
 
-    service = _service(ctx)
+    service = _service(ctx, settings=False)
     root = Path(ctx.obj["config"]).resolve().parent
     names = [f for f in functions.split(",") if f] or None
     try:
@@ -564,14 +709,19 @@ def infra_generate(ctx: click.Context, check: bool) -> None:
 # --- A/B experiments of the recommend API --------------------------------------------------------
 
 
-def _experiments_env(ctx: click.Context) -> None:
-    # The experiments are configured on the recommend function in serverless.yaml.
-    import os
+@contextmanager
+def _as_function(ctx: click.Context, name: str) -> Iterator[None]:
+    """Run the block with ``name``'s settings (the experiments are configured on ``recommend``
+    in serverless.yaml), as the runtime would while that function runs."""
+    from shared.settings import using_settings
+    from shared.stage import function_settings
 
     service = _service(ctx)
-    if "recommend" in service.functions:
-        for name, value in service.environment_for("recommend").items():
-            os.environ.setdefault(name, value)
+    if name not in service.functions:
+        yield
+        return
+    with using_settings(function_settings(service, [name])[name]):
+        yield
 
 
 @main.group()
@@ -596,13 +746,13 @@ def experiments_report(ctx: click.Context, experiment: str | None, from_topics: 
 
     from shared.recommendations import experiment_report
 
-    _experiments_env(ctx)
     window = None if window_days is None else timedelta(days=window_days)
     from shared.objectstore.port import NoSuchBucket
 
     try:
-        rows = experiment_report("topics" if from_topics else "archive", experiment=experiment,
-                                 window=window)
+        with _as_function(ctx, "recommend"):
+            rows = experiment_report("topics" if from_topics else "archive",
+                                     experiment=experiment, window=window)
     except NoSuchBucket as exc:
         raise click.ClickException(f"{exc}: nothing archived yet, or not provisioned "
                                    "(retailfn provision)") from None
@@ -626,8 +776,8 @@ def experiments_assign(ctx: click.Context, user: str | None) -> None:
     from shared.domain.experiments import assign
     from shared.recommendations import experiments as configured
 
-    _experiments_env(ctx)
-    running = configured().running()
+    with _as_function(ctx, "recommend"):
+        running = configured().running()
     variant = assign(running, user)
     click.echo(f"{running.name} {variant.name} strategy={variant.strategy} "
                f"limit={variant.limit}")
@@ -639,11 +789,12 @@ def crosssell() -> None:
 
 
 @crosssell.command("rebuild")
-def crosssell_rebuild() -> None:
+@click.pass_context
+def crosssell_rebuild(ctx: click.Context) -> None:
     """Recount every archived order into a new model version and publish it."""
     from shared.crosssell import CrossSellStore
 
-    with _no_bucket_is_an_error():
+    with _no_bucket_is_an_error(), _as_function(ctx, "recalc_cross_sell"):
         folds = CrossSellStore()
         models = folds.version(folds.rebuild())
     click.echo(f"version {models.version}")
@@ -656,10 +807,12 @@ def crosssell_rebuild() -> None:
 @crosssell.command("prune")
 @click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1),
               help="Versions to keep, counting the current one.")
-def crosssell_prune(keep: int) -> None:
+@click.pass_context
+def crosssell_prune(ctx: click.Context, keep: int) -> None:
     """Delete old model versions (never the current one or a model it still uses)."""
     from shared.crosssell import CrossSellStore
 
+    _service(ctx)
     removed = CrossSellStore().prune(keep=keep)
     click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
 
@@ -670,11 +823,13 @@ def crosssell_prune(keep: int) -> None:
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--min-support", default=0.0, show_default=True, type=float)
 @click.option("--min-count", default=0, show_default=True, type=float)
-def crosssell_show(sku: str, region: str, limit: int, min_support: float,
+@click.pass_context
+def crosssell_show(ctx: click.Context, sku: str, region: str, limit: int, min_support: float,
                    min_count: float) -> None:
     """The items bought most strongly with SKU in a region."""
     from shared.crosssell import CrossSellStore
 
+    _service(ctx)
     with _no_bucket_is_an_error():
         models = CrossSellStore().current()
     if models is None:

@@ -1,18 +1,29 @@
 """Structured JSON logs and Prometheus metrics, shared by every function and the runtime.
 
-Logs: one JSON object per line on stderr, with ``function``, ``event_id``, ``event_type``,
-``attempt``, ``outcome`` and ``latency_ms`` where they apply (pass them as ``extra=``).
+Logs: one JSON object per line on stderr, with ``time`` in RFC 3339 UTC with milliseconds
+(``2026-01-01T12:00:00.123Z``), ``function``, ``event_id``, ``event_type``, ``attempt``,
+``outcome`` and ``latency_ms`` where they apply (pass them as ``extra=``).
 A function never logs secrets: settings hold them as ``SecretStr`` and the formatter is given
-no request headers. Metrics live in one registry exposed at ``/metrics``.
+no request headers. Metrics live in one registry exposed at ``/metrics``, without the
+``*_created`` series of counters and histograms unless ``RETAILFN_METRICS_CREATED=true``
+(:func:`configure_metrics`): most scrapers store each as one more series and never read it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    enable_created_metrics,
+)
 from pythonjsonlogger.json import JsonFormatter
 
 _configured = False
@@ -30,6 +41,15 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass  # logging assigns a stream on setStream(); this handler always follows sys.stderr
 
 
+class LogFormatter(JsonFormatter):
+    """``time`` as RFC 3339 in UTC with milliseconds, which log tools parse without a pattern."""
+
+    def formatTime(  # noqa: N802 - logging.Formatter's name
+            self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(
+            timespec="milliseconds").replace("+00:00", "Z")
+
+
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     """Send every logger's records as JSON lines to ``stream`` (stderr by default). Idempotent."""
     global _configured
@@ -39,11 +59,10 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
         return
     handler = logging.StreamHandler(stream) if stream else _StderrHandler()
     handler.setFormatter(
-        JsonFormatter(
+        LogFormatter(
             "{asctime}{levelname}{name}{message}",
             style="{",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
         )
     )
     root.handlers[:] = [handler]
@@ -53,6 +72,16 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     _configured = True
 
 
+def configure_metrics(created: bool = False) -> None:
+    """Expose the ``*_created`` series of counters and histograms, or not (the default)."""
+    if created:
+        enable_created_metrics()
+    else:
+        disable_created_metrics()
+
+
+# Off from the start, so that a function served by plain functions-framework has none either.
+configure_metrics(created=False)
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

@@ -3,16 +3,27 @@
 Nothing here runs at import time: call :func:`get_settings` where a value is needed, so that a
 test (or the runtime, after reading ``serverless.yaml``) can set the environment first.
 Secrets are ``SecretStr`` so that they never show up in logs, reprs or error messages.
+
+There are two levels. The *process* settings (the environment, overlaid by the stage's
+``serverless.yaml`` environment once the CLI or runtime has read it) choose the adapters. While a
+function runs, the runtime makes that function's own settings *current* (the same, overlaid by
+its ``environment``), so that two functions in one process each see their own values.
+:func:`get_settings` returns the current function's settings, else the process's.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RETAILFN_"
 
 
 class Settings(BaseSettings):
@@ -97,6 +108,13 @@ class Settings(BaseSettings):
     api_key_cache_ttl_s: float = Field(30.0, ge=0, le=600)
     """How long a looked-up API key is kept in memory; a revocation takes effect within it."""
 
+    allow_embedded: bool = False
+    """Let a stage other than ``local`` run on the embedded bus or the folder store (a staging
+    box without Kafka, say). Without it such a stage refuses to start (``retailfn --allow-embedded``
+    sets it too). Dev credentials stay refused outside ``local`` either way."""
+    metrics_created: bool = False
+    """Also expose the ``*_created`` series of counters and histograms on ``/metrics``."""
+
     @field_validator("crosssell_half_life_days", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
@@ -124,11 +142,96 @@ class Settings(BaseSettings):
         return f"{self.bucket_prefix}-{logical_name}" if self.bucket_prefix else logical_name
 
 
-@lru_cache(maxsize=1)
+class SettingsError(ValueError):
+    """A ``RETAILFN_*`` value is wrong. The message is one line naming each variable, where it
+    came from and what is allowed (never the value of a secret)."""
+
+
+def build_settings(overlay: Mapping[str, str] | None = None, *,
+                   source: str = "serverless.yaml") -> Settings:
+    """Settings from the process environment with ``overlay`` (``RETAILFN_*`` names, e.g. a
+    function's environment in ``serverless.yaml``) on top; other names in it are ignored."""
+    values = {}
+    for name, value in (overlay or {}).items():
+        field = name[len(ENV_PREFIX):].lower() if name.upper().startswith(ENV_PREFIX) else ""
+        if field in Settings.model_fields:
+            values[field] = value
+    try:
+        # Init values win over the environment in pydantic-settings, so this is the overlay.
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, set(values), source)) from None
+
+
+def _describe(exc: ValidationError, overlaid: set[str], source: str) -> str:
+    problems = []
+    for err in exc.errors(include_url=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a rule across fields; its message names the variables
+            problems.append(msg)
+            continue
+        field = str(err["loc"][0])
+        where = source if field in overlaid else "the environment"
+        secret = "SecretStr" in str(Settings.model_fields[field].annotation) \
+            if field in Settings.model_fields else False
+        shown = "" if secret or "input" not in err else f"={err['input']!s:.80}"
+        problems.append(f"{ENV_PREFIX}{field.upper()}{shown} (from {where}): {msg}")
+    return "; ".join(problems)
+
+
+_lock = threading.Lock()
+_process: Settings | None = None
+_current: ContextVar[Settings | None] = ContextVar("retailfn_settings", default=None)
+
+
+def process_settings() -> Settings:
+    """The process's settings (built from the environment on first use): what the adapters use."""
+    settings = _process
+    if settings is None:
+        with _lock:
+            if _process is None:
+                _set_process(build_settings())
+            settings = _process
+    return settings  # type: ignore[return-value]
+
+
+def _set_process(settings: Settings | None) -> None:
+    global _process
+    _process = settings
+
+
+def install_process_settings(settings: Settings) -> None:
+    """Make ``settings`` the process's (the runtime does, once the stage environment is known)."""
+    with _lock:
+        _set_process(settings)
+
+
 def get_settings() -> Settings:
-    return Settings()
+    """The settings of the function running now, else the process's."""
+    current = _current.get()
+    return current if current is not None else process_settings()
+
+
+def enter_settings(settings: Settings) -> Token[Settings | None]:
+    """Make ``settings`` current in this context (a request, an event delivery)."""
+    return _current.set(settings)
+
+
+def exit_settings(token: Token[Settings | None]) -> None:
+    _current.reset(token)
+
+
+@contextmanager
+def using_settings(settings: Settings) -> Iterator[Settings]:
+    """:func:`get_settings` returns ``settings`` inside the block."""
+    token = enter_settings(settings)
+    try:
+        yield settings
+    finally:
+        exit_settings(token)
 
 
 def reset_settings() -> None:
-    """Forget the cached settings; the next :func:`get_settings` reads the environment again."""
-    get_settings.cache_clear()
+    """Forget the process settings; the next :func:`get_settings` reads the environment again."""
+    with _lock:
+        _set_process(None)

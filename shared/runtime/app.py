@@ -9,7 +9,6 @@ the wiring that this module does locally.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from shared.adapters import bucket, get_bus, get_store
 from shared.bus.port import EventBus, TopicSpec
 from shared.config import DEAD_LETTER_BUCKET, ServiceConfig
 from shared.objectstore.port import ObjectStore
+from shared.observability import configure_metrics
 from shared.publisher import flush_background
 from shared.runtime.cos_trigger import CosSubscription, CosWatcher
 from shared.runtime.deadletter import DeadLetterStore
@@ -29,7 +29,8 @@ from shared.runtime.invoker import Invoker
 from shared.runtime.kafka_trigger import KafkaTriggerWorker
 from shared.runtime.loader import LoadedFunction, load_function
 from shared.runtime.schedule import ScheduledFunction, Scheduler
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
+from shared.stage import apply_stage, function_settings
 
 log = logging.getLogger("retailfn.runtime")
 
@@ -44,6 +45,10 @@ def provision(bus: EventBus, store: ObjectStore) -> dict[str, list[str]]:
     created_topics = bus.create_topics(topic_specs())
     created_buckets = [bucket(name) for name in BUCKETS if store.create_bucket(bucket(name))]
     return {"topics": created_topics, "buckets": created_buckets}
+
+
+class UnknownFunction(ValueError):
+    """A function name that ``serverless.yaml`` does not define."""
 
 
 class DeadLetterSink:
@@ -73,16 +78,19 @@ class Runtime:
     port: int = 8080
     cos_interval_s: float = 0.5
     provision: bool = True
+    allow_embedded: bool = False
+    """Let a stage other than ``local`` run on the embedded adapters (see shared/stage.py)."""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         names = self.functions or list(self.service.functions)
         unknown = [n for n in names if n not in self.service.functions]
         if unknown:
-            raise ValueError(f"unknown function(s) {', '.join(unknown)}; "
+            raise UnknownFunction(f"unknown function(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(self.service.functions))}")
         self.names = names
         self.loaded: dict[str, LoadedFunction] = {}
+        self.settings: dict[str, Settings] = {}
         self.workers: list[KafkaTriggerWorker] = []
         self.watchers: list[CosWatcher] = []
         self.scheduler: Scheduler | None = None
@@ -95,10 +103,12 @@ class Runtime:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Runtime:
-        env = {}
-        for name in self.names:
-            env.update(self.service.environment_for(name))
-        os.environ.update(env)
+        # The stage's environment makes the process settings before anything reads them (the
+        # adapters), and each function gets its own on top; one merged os.environ cannot hold
+        # two functions' different values.
+        stage = apply_stage(self.service, allow_embedded=self.allow_embedded)
+        configure_metrics(created=stage.metrics_created)
+        self.settings = function_settings(self.service, self.names)
         bus, store = get_bus(), get_store()
         if self.provision:
             created = provision(bus, store)
@@ -152,7 +162,8 @@ class Runtime:
     def invoker(self, name: str, trigger: str, bus: EventBus, store: ObjectStore) -> Invoker:
         fn = self.service.functions[name]
         return Invoker(self.loaded[name], fn.delivery, trigger,
-                       DeadLetterSink(store, bus, fn.delivery.dead_letter), self.stop_event)
+                       DeadLetterSink(store, bus, fn.delivery.dead_letter), self.stop_event,
+                       settings=self.settings.get(name))
 
     def _start_events(self, bus: EventBus, store: ObjectStore) -> None:
         state = bucket("state")
@@ -209,7 +220,8 @@ class Runtime:
         from shared.runtime.server import HttpServer
 
         http_functions = {n: f for n, f in self.loaded.items() if f.signature == "http"}
-        app = build_http_app(self.service, http_functions, ready=self.ready)
+        app = build_http_app(self.service, http_functions, ready=self.ready,
+                             settings=self.settings)
         self.http_server = HttpServer(app, host=self.host, port=self.port)
         self.http_server.start()
         self.port = self.http_server.port

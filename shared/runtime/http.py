@@ -42,6 +42,7 @@ from shared.problems import (
     unavailable,
 )
 from shared.runtime.loader import LoadedFunction
+from shared.settings import Settings, enter_settings, exit_settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -89,6 +90,7 @@ class _Target:
     app: ASGIApp
     max_body: int
     latency: Any  # the function's HTTP_LATENCY child, bound once
+    settings: Settings | None = None  # the function's own, current while it runs
 
 
 class HttpApp:
@@ -221,6 +223,7 @@ class HttpApp:
             await send(message)
 
         token = _REQUEST_ID.set(rid)
+        settings_token = enter_settings(target.settings) if target.settings is not None else None
         try:
             await target.app(scope, receive, send_with_id)
         except Exception:
@@ -236,6 +239,8 @@ class HttpApp:
             crashed = True
         finally:
             _REQUEST_ID.reset(token)
+            if settings_token is not None:
+                exit_settings(settings_token)
         if crashed:
             # The traceback was logged server-side (by functions-framework, on the root logger);
             # the caller learns only the request id to quote.
@@ -296,6 +301,7 @@ def build_http_app(
     ready: Callable[[], bool] = lambda: True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_limits: Mapping[str, int] | None = None,
+    settings: Mapping[str, Settings] | None = None,
 ) -> HttpApp:
     """One ASGI app serving every http trigger of ``service`` plus ``/healthz``, ``/readyz``
     (200 while ``ready()``, else 503), ``/metrics``, and the served routes' OpenAPI document at
@@ -303,7 +309,8 @@ def build_http_app(
 
     ``functions`` maps function names to their loaded handlers; a function left out is not
     served (a warning is logged if it has http triggers). ``body_limits`` overrides
-    ``max_body_bytes`` per function name.
+    ``max_body_bytes`` per function name. ``settings`` maps function names to the settings
+    that are current while each one handles a request (the process's for one left out).
     """
     body_limits = body_limits or {}
     unknown = set(body_limits) - set(service.functions)
@@ -327,6 +334,7 @@ def build_http_app(
             app=functions[name].asgi_app(),
             max_body=body_limits.get(name, max_body_bytes),
             latency=HTTP_LATENCY.labels(name),
+            settings=(settings or {}).get(name),
         )
         served[name] = functions[name]
         for trigger in triggers:

@@ -27,6 +27,7 @@ from shared.observability import DEAD_LETTERS, EVENT_LATENCY, EVENTS
 from events.deadletter import DeadLetter
 from shared.runtime.deadletter import dead_letter_id, make_dead_letter
 from shared.runtime.loader import LoadedFunction
+from shared.settings import Settings, enter_settings, exit_settings
 
 log = logging.getLogger("retailfn.runtime")
 
@@ -49,8 +50,11 @@ _OK_FIRST_TIME = Outcome("ok", 1)
 class Invoker:
     def __init__(self, function: LoadedFunction, delivery: Delivery, trigger: str,
                  dead_letter: Callable[[str, DeadLetter], None], stop: threading.Event | None = None,
-                 sleep: Callable[[float], bool] | None = None) -> None:
+                 sleep: Callable[[float], bool] | None = None,
+                 settings: Settings | None = None) -> None:
         self.function = function
+        self.settings = settings
+        """The function's own settings, current while it runs (``None``: the process's)."""
         self.delivery = delivery
         self.trigger = trigger
         self._dead_letter = dead_letter
@@ -62,12 +66,17 @@ class Invoker:
         self._latency = EVENT_LATENCY.labels(function.name, trigger)
 
     def _call(self, ce: CloudEvent) -> Any:
-        if not self.function.is_async:
-            return self.function.callable(ce)
-        loop = getattr(self._local, "loop", None)
-        if loop is None:
-            loop = self._local.loop = asyncio.new_event_loop()
-        return loop.run_until_complete(self.function.callable(ce))
+        token = enter_settings(self.settings) if self.settings is not None else None
+        try:
+            if not self.function.is_async:
+                return self.function.callable(ce)
+            loop = getattr(self._local, "loop", None)
+            if loop is None:
+                loop = self._local.loop = asyncio.new_event_loop()
+            return loop.run_until_complete(self.function.callable(ce))
+        finally:
+            if token is not None:
+                exit_settings(token)
 
     def deliver(self, ce: CloudEvent, origin: dict[str, Any] | None = None) -> Outcome:
         name = self.function.name

@@ -66,9 +66,10 @@ class HttpServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise OSError(exc.errno, f"cannot listen on {self.host}:{self.port}: "
+                                     f"{exc.strerror}") from exc
         sock.set_inheritable(True)
         self._socket = sock
         self.port = sock.getsockname()[1]

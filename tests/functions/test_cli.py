@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 import shared.cli
 from events.registry import EVENT_TYPES
 from events.samples import load_sample
 from shared.cli import main
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests/e2e/serverless.yaml"
@@ -149,7 +152,7 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_invoke_runs_a_function_once_on_a_sample_event() -> None:
-    result = retailfn("invoke", "record_order",
+    result = retailfn("invoke", "record_order", "--json",
                       "--event", str(ROOT / "events/samples/order-completed.json"))
 
     assert result.exit_code == 0, result.output
@@ -159,7 +162,7 @@ def test_invoke_runs_a_function_once_on_a_sample_event() -> None:
 
 
 def test_invoke_with_invalid_data_dead_letters_it_at_once(bad_order: Path) -> None:
-    result = retailfn("invoke", "record_order", "--event", str(bad_order))
+    result = retailfn("invoke", "record_order", "--json", "--event", str(bad_order))
 
     assert result.exit_code == 1
     outcome = json.loads(result.stdout)
@@ -171,7 +174,7 @@ def test_invoke_of_an_http_function_is_refused() -> None:
     result = retailfn("invoke", "echo",
                       "--event", str(ROOT / "events/samples/order-completed.json"))
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "echo is an HTTP function" in result.stderr
 
 
@@ -179,12 +182,13 @@ def test_invoke_with_a_file_that_is_not_a_cloudevent_is_refused(tmp_path: Path) 
     result = retailfn("invoke", "record_order",
                       "--event", str(write_event(tmp_path / "x.json", {"hello": "world"})))
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "not a structured-mode CloudEvent" in result.stderr
 
 
 def test_dlq_list_shows_the_dead_lettered_event(bad_order: Path) -> None:
-    dl_id = json.loads(retailfn("invoke", "record_order", "--event", str(bad_order)).stdout)[
+    dl_id = json.loads(retailfn("invoke", "record_order", "--json", "--event",
+                                str(bad_order)).stdout)[
         "dead_letter_id"]
 
     listing = retailfn("dlq", "list")
@@ -268,8 +272,8 @@ def test_schema_export_writes_one_file_per_event_type(tmp_path: Path) -> None:
 
 
 def test_provision_creates_topics_and_buckets_once() -> None:
-    first = retailfn("provision")
-    second = retailfn("provision")
+    first = retailfn("provision", "--json")
+    second = retailfn("provision", "--json")
 
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     created = json.loads(first.stdout)
@@ -303,3 +307,207 @@ def test_partners_bind_refuses_retailfns_own_http_channel() -> None:
 
     assert reserved.exit_code == 1 and "is reserved" in reserved.output
     assert retailfn("partners", "list").stdout == ""
+
+
+# --- what is printed: for people unless --json --------------------------------------------
+
+
+def test_invoke_prints_the_outcome_for_people_unless_json() -> None:
+    result = retailfn("invoke", "record_order",
+                      "--event", str(ROOT / "events/samples/order-completed.json"))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (f"record_order: event {load_sample('order-completed')['id']} "
+                             "handled (attempts: 1)\n")
+
+
+def test_invoke_that_dead_letters_names_the_dead_letter_and_exits_1(bad_order: Path) -> None:
+    result = retailfn("invoke", "record_order", "--event", str(bad_order))
+
+    assert result.exit_code == 1
+    [dl_id] = dead_letter_ids()
+    assert result.stdout == (f"record_order: event {load_sample('order-completed')['id']} "
+                             f"dead-lettered after 1 attempt(s) as {dl_id} "
+                             f"(retailfn dlq show {dl_id})\n")
+
+
+def test_provision_prints_what_it_created_for_people() -> None:
+    retailfn("provision")
+
+    again = retailfn("provision")
+
+    assert again.exit_code == 0, again.output
+    assert again.stdout == "created 0 topics (all exist)\ncreated 0 buckets (all exist)\n"
+
+
+# --- failures: one Error: line, exit 2 for usage and configuration, 1 at run time ---------
+
+
+def error_line(result: Result) -> str:
+    assert "Traceback" not in result.output
+    [line] = result.stderr.splitlines()
+    return line
+
+
+def test_a_bad_retailfn_value_is_one_error_line_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETAILFN_STOCK_BATCH_LIMIT", "lots")
+
+    result = retailfn("provision")
+
+    assert result.exit_code == 2
+    assert error_line(result) == ("Error: RETAILFN_STOCK_BATCH_LIMIT=lots (from the environment): "
+                                  "Input should be a valid integer, unable to parse string as an "
+                                  "integer")
+
+
+def test_a_bad_value_in_a_functions_environment_names_the_function(tmp_path: Path) -> None:
+    config = tmp_path / "serverless.yaml"
+    config.write_text(CONFIG.read_text(encoding="utf-8").replace(
+        "    handler: tests.support.event_functions:record_order\n",
+        "    handler: tests.support.event_functions:record_order\n"
+        "    environment:\n      RETAILFN_STOCK_BATCH_LIMIT: 0\n"), encoding="utf-8")
+
+    result = retailfn("invoke", "record_order",
+                      "--event", str(ROOT / "events/samples/order-completed.json"), config=config)
+
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        "Error: RETAILFN_STOCK_BATCH_LIMIT=0 (from serverless.yaml, function record_order): "
+        "Input should be greater than or equal to 1")
+
+
+def test_an_unknown_function_is_one_error_line() -> None:
+    result = retailfn("invoke", "nope",
+                      "--event", str(ROOT / "events/samples/order-completed.json"))
+
+    assert result.exit_code == 2
+    assert error_line(result).startswith("Error: unknown function(s) nope; known: echo, flaky, ")
+
+
+def test_a_worker_for_an_unknown_function_is_one_error_line() -> None:
+    result = retailfn("worker", "--functions", "nope")
+
+    assert result.exit_code == 2
+    assert error_line(result).startswith("Error: unknown function(s) nope; known: echo, flaky, ")
+
+
+def test_debug_shows_the_failure_itself() -> None:
+    from shared.runtime.app import UnknownFunction
+
+    with pytest.raises(UnknownFunction):
+        retailfn("--debug", "invoke", "nope",
+                 "--event", str(ROOT / "events/samples/order-completed.json"))
+
+
+def test_a_port_in_use_is_one_error_line_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = retailfn("up", "--functions", "echo", "--port", str(port))
+
+    assert result.exit_code == 1
+    assert error_line(result) == (f"Error: cannot listen on 127.0.0.1:{port}: Address already in "
+                                  "use: another process is using that port; stop it or choose "
+                                  "another with --port")
+
+
+def test_an_unreachable_kafka_is_one_error_line_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = free_port()
+    monkeypatch.setenv("RETAILFN_BUS", "kafka")
+    monkeypatch.setenv("RETAILFN_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{closed}")
+    monkeypatch.setenv("RETAILFN_KAFKA_CONNECT_TIMEOUT_MS", "500")
+
+    result = retailfn("provision")
+
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert line.startswith("Error: event bus: cannot reach Kafka: ")
+    assert f"(RETAILFN_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{closed})" in line
+
+
+def test_an_unreachable_cos_is_one_error_line_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("RETAILFN_OBJECTSTORE", "cos")
+    monkeypatch.setenv("RETAILFN_COS_ENDPOINT", endpoint)
+    monkeypatch.setenv("RETAILFN_COS_HMAC_ACCESS_KEY_ID", "id")
+    monkeypatch.setenv("RETAILFN_COS_HMAC_SECRET_ACCESS_KEY", "never-printed")
+
+    result = retailfn("provision")
+
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert line.startswith("Error: object store: Could not connect to the endpoint URL")
+    assert f"(RETAILFN_COS_ENDPOINT={endpoint})" in line
+    assert "never-printed" not in result.output
+
+
+# --- the stage's environment ----------------------------------------------------------------
+
+STAGES = """
+service: retailfn-stages
+provider:
+  name: ibm
+  environment:
+    RETAILFN_STAGE: ${sls:stage}
+stages:
+  local: {}
+  prod: {}
+functions:
+  recommend:
+    handler: functions.recommend.main:recommend
+    environment:
+      RETAILFN_EXPERIMENTS: >-
+        {"experiments": [{"name": "ranking", "control": "conf", "variants": [
+        {"name": "conf", "weight": 50, "strategy": "confidence"},
+        {"name": "lift", "weight": 50, "strategy": "lift"}]}]}
+    events:
+      - http:
+          path: /v1/recommendations/{sku}
+"""
+
+
+@pytest.fixture
+def stages(tmp_path: Path) -> Path:
+    config = tmp_path / "serverless.yaml"
+    config.write_text(STAGES, encoding="utf-8")
+    return config
+
+
+def test_experiments_assign_uses_the_experiments_configured_on_recommend(stages: Path) -> None:
+    from shared.domain.experiments import ExperimentsConfig, assign
+
+    raw = yaml.safe_load(STAGES)["functions"]["recommend"]["environment"]["RETAILFN_EXPERIMENTS"]
+    running = ExperimentsConfig.model_validate_json(raw).running()
+    user = next(f"U-{n}" for n in range(100) if assign(running, f"U-{n}").name == "lift")
+
+    result = retailfn("experiments", "assign", user, config=stages)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("ranking lift strategy=lift")
+
+
+def test_keys_dev_on_a_non_local_stage_is_refused(stages: Path) -> None:
+    result = retailfn("--stage", "prod", "keys", "dev", config=stages)
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert error_line(result) == ("Error: dev API keys exist on the local stage only "
+                                  "(this is 'prod')")
+
+
+def test_a_non_local_stage_on_embedded_adapters_is_refused(stages: Path) -> None:
+    result = retailfn("--stage", "prod", "keys", "list", config=stages)
+
+    assert result.exit_code == 2
+    assert error_line(result).startswith(
+        "Error: stage 'prod' would run on the embedded bus (RETAILFN_BUS=embedded) and the folder "
+        "store (RETAILFN_OBJECTSTORE=local); configure Kafka and COS for it")
+
+
+def test_allow_embedded_lets_a_non_local_stage_run_on_embedded_adapters(stages: Path) -> None:
+    result = retailfn("--stage", "prod", "--allow-embedded", "keys", "list", config=stages)
+
+    assert result.exit_code == 0, result.output
