@@ -138,6 +138,19 @@ def _reason(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def identity(*parts: object, sep: str = "\n") -> str:
+    """Parts of an event's identity (its ``source`` and ``id``, maybe more) as one string that
+    no other parts give: joined with ``sep`` when none holds it, else as a JSON array. ``sep``
+    is a control character, which JSON always escapes, so the two forms never meet.
+
+    An id a producer chose may contain anything, separators included; a plain join would let
+    two distinct inputs derive one id (and one be taken for a redelivery of the other)."""
+    texts = [str(part) for part in parts]
+    if any(sep in text for text in texts):
+        return json.dumps(texts, ensure_ascii=False)
+    return sep.join(texts)
+
+
 # --- building ------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import functions_framework.aio as ff
 from cloudevents.http import CloudEvent
 
-from events.envelope import Event, new_event, parse_event
+from events.envelope import Event, identity, new_event, parse_event
 from events.inventory import StockReported
 from shared.domain.inventory import InventoryRuleViolation, normalize
 from shared.errors import PermanentError
@@ -40,7 +40,8 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
         )
     try:
         normalized = normalize(report)
-        decision = AvailabilityView().apply(sku, normalized, event_id=f"{event.source} {event.id}")
+        decision = AvailabilityView().apply(sku, normalized,
+                                            event_id=identity(event.source, event.id))
     except InventoryRuleViolation as violation:
         raise PermanentError(str(violation)) from violation
     if decision.events:
@@ -52,6 +53,6 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
 
 
 def _announce(cause: Event[Any], sku: str, payload: Any) -> Event[Any]:
-    event_id = uuid.uuid5(_IDS, f"{cause.source}\n{cause.id}\n{payload.ce_type}")
+    event_id = uuid.uuid5(_IDS, identity(cause.source, cause.id, payload.ce_type))
     extensions = {k: v for k, v in cause.extensions.items() if k in ("traceparent", "tracestate")}
     return new_event(payload, source=SOURCE, subject=sku, id=str(event_id), extensions=extensions)

@@ -29,13 +29,15 @@ from events.deadletter import (
     FailedEvent,
     Failure,
 )
+from events.envelope import identity
 from shared.objectstore.port import ObjectNotFound, ObjectStore
 
 _ATTRIBUTES = ("id", "source", "type", "subject", "time", "datacontenttype")
 
 
 def dead_letter_id(function: str, ce: CloudEvent) -> str:
-    return hashlib.sha256(f"{function}\0{ce['source']}\0{ce['id']}".encode()).hexdigest()[:32]
+    key = identity(function, ce["source"], ce["id"], sep="\0")
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 EVENT_MAX_BYTES = 768 * 1024

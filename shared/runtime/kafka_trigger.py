@@ -24,7 +24,7 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
-from events.envelope import InvalidEvent, kafka_cloudevent
+from events.envelope import InvalidEvent, identity, kafka_cloudevent
 from events.platform import KAFKA_BATCH_TYPE
 from shared.bus.port import BusError, BusUnavailable, Consumer, EventBus, Record, TopicPartition
 from shared.config import KafkaTrigger
@@ -345,7 +345,7 @@ class KafkaTriggerWorker:
 
     def _handle_readable(self, record: Record, origin: dict[str, Any]) -> _Handled:
         ce = record_to_cloudevent(record)
-        dedup_key = f"{ce['source']}\0{ce['id']}"
+        dedup_key = identity(ce["source"], ce["id"], sep="\0")
         if self.seen.seen(dedup_key):
             EVENTS.labels(self.function, "kafka", "duplicate").inc()
             log.info("duplicate event skipped", extra={

@@ -22,7 +22,7 @@ from events import (
     to_http,
     to_kafka,
 )
-from events.envelope import Event, event_from_sample
+from events.envelope import Event, event_from_sample, identity
 from events.inventory import StockReported
 from events.platform import ObjectChanged
 from events.samples import load_sample
@@ -246,6 +246,14 @@ def test_kafka_structured_mode_record_without_an_id_is_invalid() -> None:
 
     with pytest.raises(InvalidEvent, match="^id: Field required"):
         from_kafka("inventory.stock-reported", 1, 6, None, json.dumps(body).encode(), headers)
+
+
+def test_identity_keeps_apart_parts_that_hold_the_separator() -> None:
+    joined = {identity("/a", "b\nc"), identity("/a\nb", "c"), identity("/a", "b", "c"),
+              identity("/a\nb\nc")}
+
+    assert len(joined) == 4
+    assert identity("/partners/acme", "report-1") == "/partners/acme\nreport-1"
 
 
 # --- HTTP -------------------------------------------------------------------------------------
