@@ -121,8 +121,8 @@ def run_until_committed(records: list[Record], sink: Callable[[str, DeadLetter],
     handled: list[Event[Any]] = []
     function = LoadedFunction("parse", "tests:parse", lambda ce: handled.append(parse_event(ce)),
                               "cloudevent", False)
-    worker = KafkaTriggerWorker(function="parse", group="g", trigger=KafkaTrigger(topic=STOCK.topic),
-                                bus=ScriptedBus(consumer),
+    worker = KafkaTriggerWorker(function="parse", group="g",
+                                trigger=KafkaTrigger(topic=STOCK.topic), bus=ScriptedBus(consumer),
                                 invoker=Invoker(function, Delivery(), "kafka", sink, stop),
                                 seen=SeenLog(store, bucket("state"), "parse"), stop=stop,
                                 commit_interval_s=0)

@@ -241,7 +241,8 @@ def test_kafka_structured_mode_record_is_read_through_the_sdk() -> None:
 
 
 def test_kafka_structured_mode_record_without_an_id_is_invalid() -> None:
-    body = {k: v for k, v in new_event(stock_reported(), source="/p").to_dict().items() if k != "id"}
+    sent = new_event(stock_reported(), source="/p").to_dict()
+    body = {name: value for name, value in sent.items() if name != "id"}
     headers = {"content-type": b"application/cloudevents+json; charset=utf-8"}
 
     with pytest.raises(InvalidEvent, match="^id: Field required"):

@@ -112,7 +112,8 @@ def test_an_ndjson_line_of_nested_brackets_is_one_bad_line_and_the_rest_still_pa
                        "on_hand": 1, "reported_at": "2026-11-27T10:00:00Z"})
     text = "\n".join([good, "[" * 60_000, good]) + "\n"
 
-    assert bad_lines(text, key="acme/stock.ndjson") == {2: "line: not valid JSON (nested too deeply)"}
+    assert bad_lines(text, key="acme/stock.ndjson") == {
+        2: "line: not valid JSON (nested too deeply)"}
     assert [n for n, r in parse(text, key="acme/stock.ndjson") if not isinstance(r, str)] == [1, 3]
 
 
