@@ -244,7 +244,13 @@ class KafkaTriggerWorker:
                 continue
             if records is None:
                 return
-            done = self._handle_batch(records)
+            try:
+                done = self._handle_batch(records)
+            except Exception:
+                # Only a dead letter that could not be written gets here: the trigger stops
+                # (uncommitted, so nothing is lost) and /readyz turns 503 for a restart.
+                log.exception("handler failed; trigger stops", extra={"function": self.function})
+                raise
             if done is not None:
                 finished.put(done)
 

@@ -210,3 +210,26 @@ def test_a_structured_mode_record_reaches_the_function_as_its_own_event() -> Non
     _, _, handled = run_until_committed([record], lambda *_: None)
 
     assert [(e.source, e.id, e.data) for e in handled] == [(sent.source, sent.id, sent.data)]
+
+
+def test_a_dead_letter_that_cannot_be_written_stops_the_trigger_leaving_the_record_uncommitted(
+) -> None:
+    def sink_down(_id: str, _dl: DeadLetter) -> None:
+        raise BusUnavailable("dead-letter topic away")
+
+    store = get_store()
+    store.create_bucket(bucket("state"))
+    consumer = ScriptedConsumer([[stock_record(0, b"not json"), stock_record(1, b"{}")]])
+    stop = threading.Event()
+    function = LoadedFunction("parse", "tests:parse", parse_event, "cloudevent", False)
+    worker = KafkaTriggerWorker(function="parse", group="g",
+                                trigger=KafkaTrigger(topic=STOCK.topic), bus=ScriptedBus(consumer),
+                                invoker=Invoker(function, Delivery(), "kafka", sink_down, stop),
+                                seen=SeenLog(store, bucket("state"), "parse"), stop=stop,
+                                commit_interval_s=0)
+    worker.start()
+    worker.join(10)
+
+    assert not worker.alive, "a trigger that cannot dead-letter must say so (/readyz 503)"
+    assert not [c for c in consumer.commits if c], "the record must be read again after restart"
+    assert consumer.closed
