@@ -2,7 +2,8 @@
 
 Transport in, typed ``Event[P]`` out: Kafka records (CloudEvents binary or structured mode),
 HTTP requests (structured or binary), CloudEvents handed over by functions-framework, and Code
-Engine's own Kafka and object-storage events. Anything that does not fit raises :class:`InvalidEvent`.
+Engine's own Kafka and object-storage events. Anything that does not fit raises
+:class:`InvalidEvent`.
 """
 
 from __future__ import annotations
