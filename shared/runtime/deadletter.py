@@ -156,7 +156,8 @@ def within(dl: DeadLetter, max_bytes: int = EVENT_MAX_BYTES) -> DeadLetter:
     ev = dl.event
     if size <= max_bytes or ev.data is None:
         return dl
-    raw = base64.b64decode(ev.data) if ev.data_encoding == "base64" else ev.data.encode()
+    raw = (base64.b64decode(ev.data) if ev.data_encoding == "base64"
+           else ev.data.encode("utf-8", "surrogatepass"))
     limit, cut = len(ev.data), False
     while size > max_bytes and limit > 0:
         # Cut by the excess; JSON escaping can make one character several bytes, so when that
