@@ -18,7 +18,12 @@ from events.fields import Payload, UtcDatetime
 
 _UTC_TIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 
-Short = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+SHORT_MAX = 1024
+Short = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_MAX)]
+MAX_EXTENSIONS = 50
+MAX_DATA_CHARS = 4_000_000
+"""The most of an event's data a dead letter keeps; beyond it, the beginning and a digest."""
+MAX_MESSAGE_CHARS = 10_000
 
 
 class FailedEvent(Payload):
@@ -37,10 +42,17 @@ class FailedEvent(Payload):
     key: Short | None = None
     bucket: Short | None = None
     object_key: Short | None = None
-    extensions: dict[str, str] = Field(default_factory=dict, max_length=50)
-    data: str | None = Field(None, max_length=4_000_000)
+    extensions: dict[str, str] = Field(default_factory=dict, max_length=MAX_EXTENSIONS)
+    data: str | None = Field(None, max_length=MAX_DATA_CHARS)
     data_encoding: Literal["text", "base64"] = "text"
     """``base64`` when the original bytes were not UTF-8 text."""
+    data_truncated: bool = False
+    """True when ``data`` holds only the beginning of the original data (it was too large to
+    keep); ``data_size`` and ``data_sha256`` then identify the original."""
+    data_size: int | None = Field(None, ge=0)
+    """Size of the original data in bytes, when it was truncated."""
+    data_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 (hex) of the original data's bytes, when it was truncated."""
 
     @field_validator("time", mode="before")
     @classmethod
@@ -56,7 +68,7 @@ class FailedEvent(Payload):
 class Failure(Payload):
     type: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     """The exception class, e.g. ``InvalidEvent`` or ``ConditionFailed``."""
-    message: Annotated[str, StringConstraints(max_length=10_000)]
+    message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)]
     retryable: bool = True
     """False when retrying cannot help (the input is invalid); replay after a fix instead."""
 

@@ -1,8 +1,9 @@
 """The typed event envelope, and every way an event enters or leaves a function.
 
-Transport in, typed ``Event[P]`` out: Kafka records (CloudEvents binary mode), HTTP requests
-(structured or binary), CloudEvents handed over by functions-framework, and Code Engine's own
-Kafka and object-storage events. Anything that does not fit raises :class:`InvalidEvent`.
+Transport in, typed ``Event[P]`` out: Kafka records (CloudEvents binary or structured mode),
+HTTP requests (structured or binary), CloudEvents handed over by functions-framework, and Code
+Engine's own Kafka and object-storage events. Anything that does not fit raises
+:class:`InvalidEvent`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cloudevents.http import CloudEvent
 from cloudevents.http import from_http as _ce_from_http
 from cloudevents.kafka import KafkaMessage
 from cloudevents.kafka import from_binary as _kafka_from_binary
+from cloudevents.kafka import from_structured as _kafka_from_structured
 from cloudevents.kafka import to_binary as _kafka_to_binary
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -137,6 +139,19 @@ def _reason(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def identity(*parts: object, sep: str = "\n") -> str:
+    """Parts of an event's identity (its ``source`` and ``id``, maybe more) as one string that
+    no other parts give: joined with ``sep`` when none holds it, else as a JSON array. ``sep``
+    is a control character, which JSON always escapes, so the two forms never meet.
+
+    An id a producer chose may contain anything, separators included; a plain join would let
+    two distinct inputs derive one id (and one be taken for a redelivery of the other)."""
+    texts = [str(part) for part in parts]
+    if any(sep in text for text in texts):
+        return json.dumps(texts, ensure_ascii=False)
+    return sep.join(texts)
+
+
 # --- building ------------------------------------------------------------------------------
 
 
@@ -201,6 +216,19 @@ def _validate(attrs: Mapping[str, Any], data: Any, origin: Origin) -> Event[Any]
         raise InvalidEvent(_reason(error), event_id=event_id, event_type=ce_type) from None
 
 
+TOO_DEEP = "nested too deeply"
+
+
+def loads_json(text: bytes | str, where: str = "data", **ids: Any) -> Any:
+    """``json.loads`` whose one failure for nesting is an :class:`InvalidEvent`: the parser
+    recurses per ``[`` or ``{``, so a value of a few kilobytes of brackets would otherwise raise
+    RecursionError, which no caller expects from bad input."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InvalidEvent(f"{where}: not valid JSON ({TOO_DEEP})", **ids) from None
+
+
 def _json_data(data: Any, event_id: str | None, ce_type: str | None) -> Any:
     # Bytes, JSON text or base64 JSON text: platforms differ in which they send.
     ids = {"event_id": event_id, "event_type": ce_type}
@@ -208,16 +236,16 @@ def _json_data(data: Any, event_id: str | None, ce_type: str | None) -> Any:
         raise InvalidEvent("data: Field required (empty body)", **ids)
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
-            return json.loads(bytes(data))
+            return loads_json(bytes(data), **ids)
         except (ValueError, UnicodeDecodeError) as error:
             raise InvalidEvent(f"data: not valid JSON ({error})", **ids) from None
     if isinstance(data, str):
         try:
-            return json.loads(data)
+            return loads_json(data, **ids)
         except ValueError:
             pass  # not JSON text: Code Engine may have sent the bytes base64-encoded
         try:
-            return json.loads(base64.b64decode(data, validate=True))
+            return loads_json(base64.b64decode(data, validate=True), **ids)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise InvalidEvent("data: neither JSON nor base64-encoded JSON", **ids) from None
     return data
@@ -254,6 +282,69 @@ def to_kafka(event: Event[Any]) -> tuple[bytes | None, bytes, list[tuple[str, by
     return key, value, sorted(message.headers.items())
 
 
+STRUCTURED_CONTENT_TYPE = "application/cloudevents"
+"""The content type of a structured-mode CloudEvent (``application/cloudevents+json``)."""
+
+
+def kafka_cloudevent(
+    headers: Mapping[str, bytes], key: str | None, value: bytes | None
+) -> CloudEvent | None:
+    """The CloudEvent a Kafka record carries, through the SDK, or ``None`` for a plain record.
+
+    Structured mode (header ``content-type: application/cloudevents+json``, the whole event in
+    the value) and binary mode (``ce_*`` headers, the data in the value, left as bytes). An
+    event without an id is refused: the SDK would invent one, and an id the producer did not
+    send can never deduplicate. ``headers`` are named in lower case.
+    """
+    content_type = headers.get("content-type", b"").decode("utf-8", "replace").strip().lower()
+    if content_type.startswith(STRUCTURED_CONTENT_TYPE):
+        envelope = loads_structured(value or b"")
+        # Here content-type names the envelope's format; the event's own datacontenttype is in
+        # the envelope (the SDK would take the header for it).
+        others = {name: item for name, item in headers.items() if name != "content-type"}
+        try:
+            return _kafka_from_structured(
+                KafkaMessage(others, key, value or b""),
+                envelope_unmarshaller=lambda _raw: envelope,
+            )
+        except (ce_errors.GenericException, ValueError, TypeError, AttributeError) as error:
+            raise InvalidEvent(f"event: {error}", event_id=str(envelope["id"])) from None
+    if not any(name.startswith("ce_") for name in headers):
+        return None
+    if "ce_id" not in headers:
+        raise InvalidEvent("id: Field required (header ce_id)")
+    try:
+        return _kafka_from_binary(
+            KafkaMessage(headers, key, value or b""), data_unmarshaller=lambda raw: raw
+        )
+    except (ce_errors.GenericException, ValueError, TypeError) as error:
+        raise InvalidEvent(f"event: {error}") from None
+
+
+def loads_structured(value: bytes | str) -> dict[str, Any]:
+    """A structured-mode CloudEvent's JSON object, with an id (the SDK would invent one)."""
+    try:
+        envelope = loads_json(value, "event")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidEvent("event: not a structured CloudEvent (bad JSON)") from None
+    if not isinstance(envelope, dict):
+        raise InvalidEvent("event: a structured CloudEvent is a JSON object")
+    if envelope.get("id") in (None, ""):
+        raise InvalidEvent("id: Field required", event_type=str(envelope.get("type")))
+    return envelope
+
+
+def _lower_headers(
+    headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, Any] | None,
+) -> dict[str, bytes]:
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    return {
+        name.lower(): item.encode("utf-8") if isinstance(item, str) else bytes(item)
+        for name, item in pairs
+        if item is not None
+    }
+
+
 def from_kafka(
     topic: str,
     partition: int,
@@ -264,27 +355,14 @@ def from_kafka(
     *,
     timestamp_ms: int | None = None,
 ) -> Event[Any]:
-    """A Kafka record -> Event. Binary mode (``ce_*`` headers) through the SDK; a record without
-    them is a partner's raw JSON: its type comes from the topic, its id is
-    ``"{topic}:{partition}:{offset}"`` so redelivery deduplicates."""
-    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
-    header_map = {
-        name.lower(): item.encode("utf-8") if isinstance(item, str) else bytes(item)
-        for name, item in pairs
-        if item is not None
-    }
+    """A Kafka record -> Event. Structured and binary mode through the SDK (see
+    :func:`kafka_cloudevent`); a record that is neither is a partner's raw JSON: its type comes
+    from the topic, its id is ``"{topic}:{partition}:{offset}"`` so redelivery deduplicates."""
+    header_map = _lower_headers(headers)
     text_key = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
     origin = Origin(kind="kafka", topic=topic, partition=partition, offset=offset, key=text_key)
-    if any(name.startswith("ce_") for name in header_map):
-        # The SDK would invent an id; an id the producer did not send cannot deduplicate.
-        if "ce_id" not in header_map:
-            raise InvalidEvent("id: Field required (header ce_id)")
-        try:
-            ce = _kafka_from_binary(
-                KafkaMessage(header_map, text_key, value or b""), data_unmarshaller=lambda raw: raw
-            )
-        except ce_errors.GenericException as error:
-            raise InvalidEvent(f"event: {error}") from None
+    ce = kafka_cloudevent(header_map, text_key, value)
+    if ce is not None:
         return _validate(ce.get_attributes(), ce.get_data(), origin)
     record_id = f"{topic}:{partition}:{offset}"
     attrs = {
@@ -316,7 +394,7 @@ def from_http(headers: Mapping[str, str], body: bytes | str | None) -> Event[Any
         raise InvalidEvent("id: Field required (header ce-id)")
     if not binary:
         try:
-            raw = json.loads(body or b"")
+            raw = loads_json(body or b"", "event")
         except ValueError:
             raise InvalidEvent("event: body is not a structured CloudEvent (bad JSON)") from None
         if isinstance(raw, dict) and "id" not in raw:
@@ -376,11 +454,13 @@ def _from_codeengine_kafka(attrs: Mapping[str, Any], data: Any) -> Event[Any]:
             carried[header[2:]] = value
     if carried.get("type"):
         return _validate({**carried, "partitionkey": key}, data, origin)
-    record_id = f"{topic}:{partition}:{offset}" if match else str(attrs.get("id"))
+    # The platform's (source, id) is this event's identity, as CloudEvents has it: unique per
+    # record of a subscription, whatever else the platform puts in the id.
+    event_id = None if attrs.get("id") is None else str(attrs["id"])
     raw = {
-        "id": record_id,
-        "source": f"kafka://{topic}",
-        "type": _infer_type(topic, record_id),
+        "id": event_id,
+        "source": attrs.get("source"),
+        "type": _infer_type(topic, event_id),
         "time": attrs.get("time"),
         "partitionkey": key,
     }
@@ -434,7 +514,7 @@ def parse_event(value: Event[Any] | AnyCloudEvent | Mapping[str, Any]) -> Event[
             ce = _ce_from_http({"content-type": "application/cloudevents+json"}, json.dumps(value))
         except ce_errors.GenericException as error:
             raise InvalidEvent(f"event: {error}", event_id=value.get("id")) from None
-        except TypeError as error:
+        except (TypeError, ValueError, RecursionError) as error:
             reason = f"event: not JSON-serializable ({error})"
             raise InvalidEvent(reason, event_id=value.get("id")) from None
         return from_cloudevent(ce, origin=Origin(kind="direct"))

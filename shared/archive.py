@@ -71,7 +71,7 @@ def archive_line(topic: str, partition: int, record: BatchRecord) -> dict[str, A
             ce["datacontenttype"] = record.headers["content-type"]
         try:
             ce["data"] = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply: kept as text
             ce["data"] = raw
         return {**ce, "kafka": kafka}
     if isinstance(raw, bytes):

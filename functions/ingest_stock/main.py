@@ -20,7 +20,7 @@ from typing import Any
 import functions_framework.aio as ff
 from cloudevents.http import CloudEvent
 
-from events.envelope import Event, new_event, parse_event
+from events.envelope import Event, identity, new_event, parse_event
 from events.inventory import StockReported
 from shared.adapters import bucket
 from shared.domain.inventory import InventoryRuleViolation, check_not_ahead, normalize
@@ -51,7 +51,8 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
         check_not_ahead(report.reported_at, datetime.now(UTC),
                         timedelta(seconds=get_settings().stock_max_future_skew_s))
         normalized = normalize(report)
-        decision = AvailabilityView().apply(sku, normalized, event_id=f"{event.source} {event.id}")
+        decision = AvailabilityView().apply(sku, normalized,
+                                            event_id=identity(event.source, event.id))
     except InventoryRuleViolation as violation:
         raise PermanentError(str(violation)) from violation
     if decision.events:
@@ -70,6 +71,6 @@ def _check_channel(source: str, partner_id: str) -> None:
 
 
 def _announce(cause: Event[Any], sku: str, payload: Any) -> Event[Any]:
-    event_id = uuid.uuid5(_IDS, f"{cause.source}\n{cause.id}\n{payload.ce_type}")
+    event_id = uuid.uuid5(_IDS, identity(cause.source, cause.id, payload.ce_type))
     extensions = {k: v for k, v in cause.extensions.items() if k in ("traceparent", "tracestate")}
     return new_event(payload, source=SOURCE, subject=sku, id=str(event_id), extensions=extensions)

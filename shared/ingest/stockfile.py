@@ -209,6 +209,9 @@ def _ndjson_records(
         except ValueError as error:
             yield number, f"line: not valid JSON ({error})"
             continue
+        except RecursionError:  # the parser recurses per bracket: a line of them is a bad line
+            yield number, "line: not valid JSON (nested too deeply)"
+            continue
         if not isinstance(fields, dict):
             yield number, f"line: expected a JSON object, got {type(fields).__name__}"
             continue

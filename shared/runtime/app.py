@@ -23,7 +23,7 @@ from shared.objectstore.port import ObjectStore
 from shared.observability import configure_metrics
 from shared.publisher import flush_background
 from shared.runtime.cos_trigger import CosSubscription, CosWatcher
-from shared.runtime.deadletter import DeadLetterStore
+from shared.runtime.deadletter import DeadLetterStore, within
 from shared.runtime.dedup import ClaimStore, SeenLog
 from shared.runtime.invoker import Invoker
 from shared.runtime.kafka_trigger import KafkaTriggerWorker
@@ -61,8 +61,9 @@ class DeadLetterSink:
 
     def __call__(self, dl_id: str, dl: DeadLetter) -> None:
         self.objects.save(dl_id, dl)
-        event = new_event(dl, source=f"/retailfn/runtime/{dl.function}", key=dl.function,
-                          id=dl_id)
+        # The object keeps up to 4 MB of the event's data; the record must fit the topic.
+        event = new_event(within(dl), source=f"/retailfn/runtime/{dl.function}",
+                          key=dl.function, id=dl_id)
         key, value, headers = to_kafka(event)
         self.bus.publish(self.topic, value, key=key, headers=headers)
 

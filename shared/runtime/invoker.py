@@ -130,17 +130,19 @@ class Invoker:
         EVENTS.labels(self.function.name, self.trigger, "dead_letter").inc()
         DEAD_LETTERS.labels(self.function.name, "unreadable").inc()
         log.error("unreadable event dead-lettered", extra={
-            "function": self.function.name, "trigger": self.trigger, "event_id": ce["id"],
+            "function": self.function.name, "trigger": self.trigger,
+            "event_id": str(ce["id"])[:256],
             "outcome": "dead_letter", "reason": str(error)[:500], "dead_letter_id": dl_id})
         return dl_id
 
     def _fields(self, ce: CloudEvent, attempt: int, t0: float) -> dict[str, Any]:
+        # An attribute may be megabytes (that may be why the event failed): log its beginning.
         return {
             "function": self.function.name,
             "trigger": self.trigger,
-            "event_id": ce["id"],
-            "event_type": ce["type"],
-            "event_source": ce["source"],
+            "event_id": str(ce["id"])[:256],
+            "event_type": str(ce["type"])[:256],
+            "event_source": str(ce["source"])[:256],
             "attempt": attempt,
             "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
         }

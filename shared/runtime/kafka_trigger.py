@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from cloudevents.kafka import KafkaMessage, from_binary
 
+from events.envelope import InvalidEvent, identity, kafka_cloudevent
 from events.platform import KAFKA_BATCH_TYPE
 from shared.bus.port import BusError, BusUnavailable, Consumer, EventBus, Record, TopicPartition
 from shared.config import KafkaTrigger
@@ -40,42 +40,40 @@ COMMIT_MAX_RECORDS = 10_000
 
 
 class UnreadableRecord(Exception):
-    """A record that is not a valid binary-mode CloudEvent although it claims to be one."""
+    """A record that is not a valid CloudEvent although it claims to be one."""
 
 
 def _data(value: bytes) -> Any:
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Not JSON (or nested too deeply to parse): the function gets the bytes, and its
+        # parse_event says what is wrong with them.
         return value
-
-
-def _raw(value: bytes) -> bytes:
-    return value
 
 
 def record_to_cloudevent(record: Record) -> CloudEvent:
     """The CloudEvent a platform would deliver for this record.
 
-    A binary-mode CloudEvent (``ce_*`` headers) is decoded through the SDK. Any other record (a
-    partner streaming plain JSON) becomes what Code Engine's Kafka subscription delivers: type
-    ``dev.knative.kafka.event``, id ``partition:<p>/offset:<o>``, the raw value as data and the
-    Kafka key in the ``key`` extension.
+    A CloudEvent in structured mode (``content-type: application/cloudevents+json``) or binary
+    mode (``ce_*`` headers) is decoded through the SDK; one without an id is refused
+    (:class:`UnreadableRecord`), since the SDK would invent an id that can never deduplicate.
+    Any other record (a partner streaming plain JSON) becomes what Code Engine's Kafka
+    subscription delivers: type ``dev.knative.kafka.event``, id ``partition:<p>/offset:<o>``,
+    the raw value as data and the Kafka key in the ``key`` extension.
     """
     key = record.key.decode("utf-8", "replace") if record.key is not None else None
-    headers = dict(record.headers)
-    if "ce_specversion" in headers:
-        try:
-            # The value stays bytes, as a platform's HTTP delivery leaves it to the function:
-            # parse_event decodes it once, where it is needed.
-            return from_binary(KafkaMessage(headers=headers, key=key, value=record.value),
-                               data_unmarshaller=_raw)
-        except Exception as exc:  # the SDK raises several types for a broken record
-            raise UnreadableRecord(f"broken binary-mode CloudEvent: {exc}") from exc
-    return raw_record_event(record, key)
+    headers = {name.lower(): value for name, value in record.headers if value is not None}
+    try:
+        # A binary-mode value stays bytes, as a platform's HTTP delivery leaves it to the
+        # function: parse_event decodes it once, where it is needed.
+        ce = kafka_cloudevent(headers, key, record.value)
+    except InvalidEvent as exc:
+        raise UnreadableRecord(exc.reason) from exc
+    return ce if ce is not None else raw_record_event(record, key)
 
 
-def raw_record_event(record: Record, key: str | None) -> CloudEvent:
+def _raw_attributes(record: Record, key: str | None) -> dict[str, Any]:
     attributes = {
         "type": KNATIVE_KAFKA_EVENT,
         "source": f"/kafka/{record.topic}",
@@ -86,7 +84,11 @@ def raw_record_event(record: Record, key: str | None) -> CloudEvent:
     }
     if key is not None:
         attributes["key"] = key
-    return CloudEvent(attributes, _data(record.value))
+    return attributes
+
+
+def raw_record_event(record: Record, key: str | None) -> CloudEvent:
+    return CloudEvent(_raw_attributes(record, key), _data(record.value))
 
 
 @dataclass(frozen=True)
@@ -97,15 +99,15 @@ class _Handled:
 
 
 def unreadable_record_event(record: Record) -> CloudEvent:
-    """The raw record as an event, keeping whatever ``ce_*`` attributes it did carry."""
+    """The raw record as an event, keeping whatever ``ce_*`` attributes it did carry. Its value
+    is not parsed: this is what is left when reading the record failed."""
     key = record.key.decode("utf-8", "replace") if record.key is not None else None
-    event = raw_record_event(record, key)
+    attributes = _raw_attributes(record, key)
     for name, value in record.headers:
         attr = name[3:] if name.startswith("ce_") else None
         if attr in ("id", "source", "type", "subject", "time") and value:
-            event[attr] = value.decode("utf-8", "replace")
-    event.data = record.value
-    return event
+            attributes[attr] = value.decode("utf-8", "replace")
+    return CloudEvent(attributes, record.value)
 
 
 def batch_event(tp: TopicPartition, records: list[Record]) -> CloudEvent:
@@ -242,7 +244,13 @@ class KafkaTriggerWorker:
                 continue
             if records is None:
                 return
-            done = self._handle_batch(records)
+            try:
+                done = self._handle_batch(records)
+            except Exception:
+                # Only a dead letter that could not be written gets here: the trigger stops
+                # (uncommitted, so nothing is lost) and /readyz turns 503 for a restart.
+                log.exception("handler failed; trigger stops", extra={"function": self.function})
+                raise
             if done is not None:
                 finished.put(done)
 
@@ -328,11 +336,22 @@ class KafkaTriggerWorker:
     def _handle(self, record: Record) -> _Handled:
         origin = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         try:
-            ce = record_to_cloudevent(record)
+            return self._handle_readable(record, origin)
         except UnreadableRecord as exc:
             self.invoker.dead_letter_now(unreadable_record_event(record), exc, origin)
             return _Handled(True)
-        dedup_key = f"{ce['source']}\0{ce['id']}"
+        except Exception as exc:  # noqa: BLE001 - nothing a record holds may end the consumer
+            # Only a failure to handle the record gets here (the function's own failures are
+            # the invoker's): dead-letter it and carry on. Should the dead letter fail as well
+            # (its store or topic is down), that escapes, the trigger dies and /readyz says so.
+            log.exception("record could not be handled", extra={
+                "function": self.function, **origin, "error": type(exc).__name__})
+            self.invoker.dead_letter_now(unreadable_record_event(record), exc, origin)
+            return _Handled(True)
+
+    def _handle_readable(self, record: Record, origin: dict[str, Any]) -> _Handled:
+        ce = record_to_cloudevent(record)
+        dedup_key = identity(ce["source"], ce["id"], sep="\0")
         if self.seen.seen(dedup_key):
             EVENTS.labels(self.function, "kafka", "duplicate").inc()
             log.info("duplicate event skipped", extra={

@@ -69,3 +69,14 @@ def test_files_roll_at_the_configured_record_count(monkeypatch: pytest.MonkeyPat
     archive_events(batch_event(TopicPartition("sales.order-completed", 3), records(5)))
     assert sorted(k.rsplit("+", 1)[1] for k in archived()) == [
         "0000000000.ndjson.gz", "0000000002.ndjson.gz", "0000000004.ndjson.gz"]
+
+
+def test_a_binary_mode_record_of_deeply_nested_brackets_is_archived_with_the_rest() -> None:
+    rs = records(3)
+    rs[1] = rs[1]._replace(value=b"[" * 200_000)
+
+    archive_events(batch_event(TopicPartition("sales.order-completed", 3), rs))
+
+    [(_, lines)] = archived().values()
+    assert [line["kafka"]["offset"] for line in lines] == [0, 1, 2]
+    assert lines[1]["data"] == "[" * 200_000

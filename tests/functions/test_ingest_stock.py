@@ -244,3 +244,29 @@ def test_an_unreadable_partner_registry_refuses_producers_but_not_retailfns_own_
     ingest_stock(stock_event(48, reserved=3))  # over HTTP
 
     assert AvailabilityView().get(SKU).available == 45
+
+
+def test_code_engine_events_of_two_subscriptions_at_one_offset_announce_distinct_ids() -> None:
+    sample = load_sample("codeengine-kafka-stock-reported")
+    attrs = {k: v for k, v in sample.items() if k != "data"}
+    other = {**attrs, "source": "/apis/v1/namespaces/b/kafkasources/s#inventory.stock-reported"}
+
+    ingest_stock(CloudEvent(attrs, sample["data"]))
+    ingest_stock(CloudEvent(other, {**sample["data"], "location_id": "DC-PARIS-1"}))
+
+    assert len({e.id for e in published()}) == 2
+
+
+def test_distinct_events_whose_source_and_id_would_join_alike_announce_distinct_ids() -> None:
+    def event(source: str, event_id: str, location: str) -> CloudEvent:
+        report = StockReported(partner_id="acme", partner_sku="YM-4MM-PURPLE",
+                               location_id=location, region="eu", on_hand=Decimal(5),
+                               reported_at=T0)
+        return new_event(report, source=source, id=event_id).to_cloudevent()
+
+    ingest_stock(event("/partners/acme", "x\ny z", "DC-BERLIN-1"))
+    ingest_stock(event("/partners/acme\nx", "y z", "DC-PARIS-1"))
+    ingest_stock(event("/partners/acme\nx y", "z", "DC-MUNICH-1"))
+
+    assert len({e.id for e in published()}) == 3
+    assert AvailabilityView().get(SKU).available == 15

@@ -193,6 +193,18 @@ def test_ndjson_drops_are_ingested_too() -> None:
     assert event.data.region == "na"
 
 
+def test_an_ndjson_line_of_nested_brackets_is_one_bad_line_in_the_report() -> None:
+    line = json.dumps({"partner_sku": "YM-1", "location_id": "LOC-1", "region": "na",
+                       "on_hand": 1, "reported_at": "2026-11-27T10:00:00Z"})
+    trigger(drop("\n".join([line, "{\"a\":" + "[" * 60_000, line]) + "\n",
+                 key="acme/stock.ndjson"))
+
+    assert [e.subject for e in published()] == ["line/1", "line/3"]
+    doc = report("acme/stock.ndjson")
+    assert (doc["status"], doc["lines_published"], doc["rejected"]) == (
+        "ingested", 2, [{"line": 2, "reason": "line: not valid JSON (nested too deeply)"}])
+
+
 def test_a_run_whose_file_another_run_took_over_stops_and_leaves_it_to_that_run(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a run that is overtaken (a second delivery of the same event) after its first chunk

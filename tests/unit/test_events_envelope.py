@@ -22,7 +22,7 @@ from events import (
     to_http,
     to_kafka,
 )
-from events.envelope import Event, event_from_sample
+from events.envelope import Event, event_from_sample, identity
 from events.inventory import StockReported
 from events.platform import ObjectChanged
 from events.samples import load_sample
@@ -225,6 +225,38 @@ def test_kafka_record_with_ce_headers_but_no_id_is_invalid() -> None:
         from_kafka("inventory.stock-reported", 0, 10, key, value, headers)
 
 
+def test_kafka_value_of_deeply_nested_brackets_is_invalid_not_a_recursion_error() -> None:
+    with pytest.raises(InvalidEvent, match="^data: not valid JSON \\(nested too deeply\\)"):
+        from_kafka("inventory.stock-reported", 0, 11, None, b"[" * 200_000, None)
+
+
+def test_kafka_structured_mode_record_is_read_through_the_sdk() -> None:
+    sent = new_event(stock_reported(), source="/partners/acme")
+    value = json.dumps(sent.to_dict()).encode()
+    headers = {"content-type": b"application/cloudevents+json; charset=utf-8"}
+
+    received = from_kafka("inventory.stock-reported", 1, 5, sent.partitionkey, value, headers)
+
+    assert received.model_dump(exclude={"origin"}) == sent.model_dump(exclude={"origin"})
+
+
+def test_kafka_structured_mode_record_without_an_id_is_invalid() -> None:
+    sent = new_event(stock_reported(), source="/p").to_dict()
+    body = {name: value for name, value in sent.items() if name != "id"}
+    headers = {"content-type": b"application/cloudevents+json; charset=utf-8"}
+
+    with pytest.raises(InvalidEvent, match="^id: Field required"):
+        from_kafka("inventory.stock-reported", 1, 6, None, json.dumps(body).encode(), headers)
+
+
+def test_identity_keeps_apart_parts_that_hold_the_separator() -> None:
+    joined = {identity("/a", "b\nc"), identity("/a\nb", "c"), identity("/a", "b", "c"),
+              identity("/a\nb\nc")}
+
+    assert len(joined) == 4
+    assert identity("/partners/acme", "report-1") == "/partners/acme\nreport-1"
+
+
 # --- HTTP -------------------------------------------------------------------------------------
 
 
@@ -288,7 +320,7 @@ def test_codeengine_kafka_event_as_cloudevent_parses_into_our_typed_event() -> N
 
     assert event.type == STOCK_REPORTED
     assert event.data == event_from_sample("stock-reported").data
-    assert event.id == "inventory.stock-reported:0:42"
+    assert (event.source, event.id) == (sample["source"], "partition:0/offset:42")
     assert event.partitionkey == "acme:DC-BERLIN-1"
     assert (event.origin.kind, event.origin.topic, event.origin.partition, event.origin.offset) == (
         "kafka",
@@ -296,6 +328,16 @@ def test_codeengine_kafka_event_as_cloudevent_parses_into_our_typed_event() -> N
         0,
         42,
     )
+
+
+def test_codeengine_kafka_events_of_two_subscriptions_keep_distinct_identities() -> None:
+    # Two clusters (or subscriptions) deliver partition 0, offset 42 of a same-named topic.
+    here = parse_event(codeengine_kafka())
+    there = parse_event(codeengine_kafka(source="/apis/v1/namespaces/b/kafkasources/s#"
+                                                "inventory.stock-reported"))
+
+    assert here.id == there.id == "partition:0/offset:42"
+    assert (here.source, here.id) != (there.source, there.id)
 
 
 def test_codeengine_kafka_event_as_a_dict_gives_the_same_event() -> None:

@@ -107,6 +107,16 @@ def test_a_bad_ndjson_line_is_reported_and_the_rest_still_parse() -> None:
     assert [n for n, r in parse(text, key="acme/stock.ndjson") if not isinstance(r, str)] == [1, 5]
 
 
+def test_an_ndjson_line_of_nested_brackets_is_one_bad_line_and_the_rest_still_parse() -> None:
+    good = json.dumps({"partner_sku": "YM-1", "location_id": "LOC-1", "region": "eu",
+                       "on_hand": 1, "reported_at": "2026-11-27T10:00:00Z"})
+    text = "\n".join([good, "[" * 60_000, good]) + "\n"
+
+    assert bad_lines(text, key="acme/stock.ndjson") == {
+        2: "line: not valid JSON (nested too deeply)"}
+    assert [n for n, r in parse(text, key="acme/stock.ndjson") if not isinstance(r, str)] == [1, 3]
+
+
 def test_an_unknown_column_is_a_file_error_naming_it() -> None:
     with pytest.raises(StockFileError, match=r"unknown column\(s\) 'colour', 'size'"):
         parse(HEADER + ",Colour,size\n")
