@@ -16,6 +16,8 @@ import pytest
 from shared.adapters import bucket, get_bus, get_store
 from shared.auth import dev_api_key
 from shared.config import load_service
+from shared.demo import raw_record_source
+from shared.inventory import PartnerRegistry
 from shared.runtime.app import Runtime
 from shared.runtime.deadletter import DeadLetterStore
 from tests.e2e.conftest import Stack, deployed, eventually
@@ -82,8 +84,10 @@ def test_poison_records_are_dead_lettered_and_every_good_report_around_them_is_a
         "prices": {"EUR": "36.95"}})
     assert status in (200, 201), answer
 
-    # One partition (one key): a good report, both poison records, another good report.
+    # One partition (one key): a good report, both poison records, another good report, from
+    # acme's own producer of raw JSON (bound to acme, as a partner's producer must be).
     key = b"acme:BERLIN-1"
+    PartnerRegistry().bind("acme", raw_record_source(TOPIC, json.dumps(report("X", 1)).encode()))
     produce(stack, [(key, json.dumps(report("BERLIN-1", 3)).encode()), (key, NESTED), (key, HUGE),
                     (key, json.dumps(report("HAMBURG-1", 4)).encode())])
     status, answer = call(port, "POST", "/v1/partners/acme/stock", {"lines": [

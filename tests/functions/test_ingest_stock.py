@@ -250,6 +250,8 @@ def test_code_engine_events_of_two_subscriptions_at_one_offset_announce_distinct
     sample = load_sample("codeengine-kafka-stock-reported")
     attrs = {k: v for k, v in sample.items() if k != "data"}
     other = {**attrs, "source": "/apis/v1/namespaces/b/kafkasources/s#inventory.stock-reported"}
+    for subscription in (attrs, other):  # each subscription's source is bound to the partner
+        PartnerRegistry().bind("acme", subscription["source"])
 
     ingest_stock(CloudEvent(attrs, sample["data"]))
     ingest_stock(CloudEvent(other, {**sample["data"], "location_id": "DC-PARIS-1"}))
@@ -264,9 +266,10 @@ def test_distinct_events_whose_source_and_id_would_join_alike_announce_distinct_
                                reported_at=T0)
         return new_event(report, source=source, id=event_id).to_cloudevent()
 
-    ingest_stock(event("/partners/acme", "x\ny z", "DC-BERLIN-1"))
-    ingest_stock(event("/partners/acme\nx", "y z", "DC-PARIS-1"))
-    ingest_stock(event("/partners/acme\nx y", "z", "DC-MUNICH-1"))
+    PartnerRegistry().bind("acme", "/producers/acme")
+    ingest_stock(event("/producers/acme/a", "x\ny z", "DC-BERLIN-1"))
+    ingest_stock(event("/producers/acme/a\nx", "y z", "DC-PARIS-1"))
+    ingest_stock(event("/producers/acme/a\nx y", "z", "DC-MUNICH-1"))
 
     assert len({e.id for e in published()}) == 3
     assert AvailabilityView().get(SKU).available == 15
