@@ -351,6 +351,22 @@ def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
                       allow_embedded=ctx.obj["allow_embedded"]).start()
     failed = 0
     for d in chosen:
+        if d.dead_letter.event.data_truncated:
+            # Only the beginning of the data was kept: replaying it would fail again and
+            # overwrite the dead letter that still says how large the original was.
+            failed += 1
+            event = d.dead_letter.event
+            where = (f"topic {event.topic} partition {event.partition} offset {event.offset}"
+                     if event.topic is not None else "its source")
+            reason = (f"not replayed: only the first {len(event.data or '')} of "
+                      f"{event.data_size} bytes were kept (sha256 {event.data_sha256}); "
+                      f"replay the original from {where}")
+            if as_json:
+                click.echo(json.dumps({"id": d.id, "function": d.dead_letter.function,
+                                       "outcome": "refused", "reason": reason}))
+            else:
+                click.echo(f"{d.id}  {d.dead_letter.function}  refused: {reason}")
+            continue
         invoker = runtime.invoker(d.dead_letter.function, "replay", get_bus(), get_store())
         outcome = invoker.deliver(original_event(d.dead_letter))
         if outcome.status == "ok":

@@ -249,6 +249,32 @@ def test_dlq_replay_of_a_still_invalid_event_fails_and_keeps_it_pending(bad_orde
     assert dead_letter_ids() == [dl_id]
 
 
+def test_dlq_replay_refuses_a_dead_letter_whose_data_was_cut_and_keeps_it_pending(
+        bad_order: Path) -> None:
+    from shared.adapters import get_store
+    from shared.runtime.deadletter import DeadLetterStore
+
+    retailfn("invoke", "record_order", "--event", str(bad_order))
+    [dl_id] = dead_letter_ids()
+    letters = DeadLetterStore(get_store(), "dead-letters")
+    stored = letters.get(dl_id).dead_letter
+    cut = stored.model_copy(update={"event": stored.event.model_copy(update={
+        "data": "{\"order_id\"", "data_truncated": True, "data_size": 5_000_000,
+        "data_sha256": "ab" * 32, "topic": "sales.order-completed", "partition": 3,
+        "offset": 41})})
+    letters.save(dl_id, cut)
+
+    result = retailfn("dlq", "replay", dl_id)
+
+    assert result.exit_code == 1
+    assert result.stdout == (
+        f"{dl_id}  record_order  refused: not replayed: only the first 11 of 5000000 bytes "
+        f"were kept (sha256 {'ab' * 32}); replay the original from topic "
+        "sales.order-completed partition 3 offset 41\n")
+    assert letters.get(dl_id).dead_letter.event.data_size == 5_000_000  # still pending, intact
+    assert dead_letter_ids() == [dl_id]
+
+
 def test_dlq_replay_needs_an_id_or_all() -> None:
     result = retailfn("dlq", "replay")
 
