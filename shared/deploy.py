@@ -387,7 +387,8 @@ class TerraformDeploy:
     """``infra/stages/<stage>.s3.tfbackend``, when infra/ declares the s3 backend."""
     backend: dict[str, Any] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
-    """Values that are stand-ins (``REPLACE-...``, ``image_tag = "latest"``): Terraform is not run."""
+    """Values that are stand-ins (``REPLACE-...``, ``image_tag = "latest"``); Terraform is not
+    run while there is one."""
     written: bool = False
     ran: list[dict[str, Any]] = field(default_factory=list)
     terraform: str | None = None

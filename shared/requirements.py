@@ -78,24 +78,24 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def _imports(tree: ast.Module, nested: bool) -> Iterable[ast.Import | ast.ImportFrom]:
-    def walk(nodes: Iterable[ast.stmt], top: bool) -> Iterable[ast.Import | ast.ImportFrom]:
+    def walk(nodes: Iterable[ast.stmt]) -> Iterable[ast.Import | ast.ImportFrom]:
         for node in nodes:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 yield node
             elif isinstance(node, ast.If) and _is_type_checking(node.test):
-                yield from walk(node.orelse, top)
+                yield from walk(node.orelse)
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 if nested:
-                    yield from walk(node.body, False)
-            else:
-                for field in ("body", "orelse", "finalbody", "handlers"):
-                    children = getattr(node, field, None)
+                    yield from walk(node.body)
+            else:  # classes, if/else, try/except/finally, with, for, while
+                for name in ("body", "orelse", "finalbody", "handlers"):
+                    children = getattr(node, name, None)
                     if isinstance(children, list):
                         stmts = [c for c in children if isinstance(c, ast.stmt)]
                         stmts += [s for c in children if isinstance(c, ast.ExceptHandler)
                                   for s in c.body]
-                        yield from walk(stmts, top)
-    return walk(tree.body, True)
+                        yield from walk(stmts)
+    return walk(tree.body)
 
 
 def import_closure(root: Path, entries: Iterable[Entry]) -> tuple[set[str], set[str]]:

@@ -34,6 +34,13 @@ from shared.cli import main
 from shared.config import load_service
 from shared.ingest import COLUMNS
 from shared.package import IMAGE_ENV, IMAGE_WORKDIR, command_for, kind_of
+from shared.requirements import (
+    Entry,
+    RequirementsError,
+    distributions_for,
+    import_closure,
+    pinned,
+)
 from shared.runtime.app import provision
 from shared.runtime.cos_trigger import cos_event
 from tests.servers import free_port
@@ -277,6 +284,30 @@ def test_the_package_report_gives_the_installed_size_of_each_image(tmp_path: Pat
     # scipy and numpy alone are well over 100 MB installed.
     assert manifest["recalc_cross_sell"]["installed_bytes"] - manifest["ingest_stock"][
         "installed_bytes"] > 100e6
+
+
+def test_an_import_inside_a_function_counts_and_one_for_type_checking_does_not(
+        tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared/__init__.py").write_text("")
+    (tmp_path / "shared/lazy.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import numpy\n"
+        "def bus():\n    from kafka import KafkaProducer\n    return KafkaProducer\n")
+    (tmp_path / "shared/entry.py").write_text("import json\nfrom shared import lazy\n"
+                                              "def later():\n    import hcl2\n")
+
+    assert import_closure(tmp_path, [Entry("shared.entry")]) == (
+        {"shared", "shared.entry", "shared.lazy"}, {"kafka", "hcl2"})
+    # Module level only (the CLI's group): the command bodies' imports are left out.
+    assert import_closure(tmp_path, [Entry("shared.entry", nested=False)])[1] == {"kafka"}
+
+
+def test_a_distribution_requirements_txt_does_not_pin_is_refused() -> None:
+    lock = "\n".join(line for line in (ROOT / "requirements.txt").read_text().splitlines()
+                     if not line.startswith("scipy=="))
+
+    with pytest.raises(RequirementsError, match="not pinned in requirements.txt: scipy"):
+        pinned(lock, distributions_for({"scipy", "pydantic"}))
 
 
 # --- every packaged app starts, as its generated Code Engine app runs it ------------------------
