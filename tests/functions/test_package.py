@@ -259,7 +259,7 @@ def test_no_image_installs_the_tooling_only_dependencies(dist: Path) -> None:
         assert "python-hcl2" not in names and "lark" not in names, name
 
 
-def test_an_event_function_image_does_not_carry_the_cli_or_http_server_extras(
+def test_an_event_function_image_leaves_out_what_only_auth_and_the_worker_use(
         dist: Path) -> None:
     # ingest_stock is served by functions-framework: no click-based worker, no prometheus, no
     # JWT (its closure does not reach the CLI, observability's metrics or auth).
