@@ -635,6 +635,8 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
+        if result.placeholders:
+            sys.exit(2)
         return
     where = result.var_file.relative_to(root) if result.var_file.is_relative_to(root) \
         else result.var_file
@@ -643,6 +645,11 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
         click.echo(json.dumps(result.variables, indent=2, sort_keys=True))
     else:
         click.echo(f"wrote {where} ({len(result.variables)} variables)")
+    if result.backend_file:
+        b = result.backend
+        click.echo(f"{'would write' if dry_run else 'wrote'} "
+                   f"{result.backend_file.relative_to(root / 'infra')}: remote state in COS "
+                   f"bucket {b['bucket']}, key {b['key']} ({b['endpoints']['s3']})")
     if result.skipped:
         click.echo("not declared in infra/, left out: " + ", ".join(result.skipped))
     if result.operator_var_file:
@@ -662,6 +669,10 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
     click.echo("run:" if not dry_run else "then run:")
     for cmd in result.commands:
         click.echo("  " + " ".join(cmd))
+    for line in result.placeholders:
+        click.echo(f"error: {line}", err=True)
+    if result.placeholders:
+        sys.exit(2)
 
 
 @main.command()
@@ -684,10 +695,11 @@ def package(ctx: click.Context, out: Path, functions: str, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
         return
-    click.echo(f"{'function':<22} {'kind':<7} {'files':>6} {'bytes':>10} {'archive bytes':>14}")
+    click.echo(f"{'function':<22} {'kind':<7} {'files':>6} {'bytes':>10} {'archive bytes':>14}"
+               f" {'installed MB':>13}")
     for p in manifest["packages"]:
         click.echo(f"{p['function']:<22} {p['kind']:<7} {p['files']:>6} {p['bytes']:>10} "
-                   f"{p['archive_bytes']:>14}")
+                   f"{p['archive_bytes']:>14} {p['installed_bytes'] / 1e6:>13.1f}")
     click.echo(f"{len(manifest['packages'])} package(s) in {out}; manifest {out}/manifest.json")
 
 

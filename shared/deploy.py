@@ -10,8 +10,11 @@
   drift.
 * A **Terraform** deploy (every other stage) writes the stage's variables to
   ``infra/stages/<stage>.tfvars.json`` (only the variables ``infra/`` declares, when it declares
-  any) and prints or runs ``terraform -chdir=infra init / workspace / plan / apply``; one workspace
-  per stage keeps the stages' states apart.
+  any) and the stage's remote state backend to ``infra/stages/<stage>.s3.tfbackend`` (COS through
+  its S3-compatible API: one bucket and state key per stage, :func:`backend_config`), then prints
+  or runs ``terraform -chdir=infra init -reconfigure -backend-config=... / plan / apply``. It
+  flags placeholder values (``REPLACE-...``, ``image_tag = "latest"``) and never runs Terraform
+  with one.
 
 Topics: every topic of the catalog, which is a superset of ``ServiceConfig.topics_used()``
 (functions also *publish* to topics no function consumes). Buckets: every bucket of the catalog
@@ -380,6 +383,12 @@ class TerraformDeploy:
     """The hand-written ``infra/stages/<stage>.tfvars``, passed before ours when it exists."""
     conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Variables the operator's file sets differently from serverless.yaml (ours win)."""
+    backend_file: Path | None = None
+    """``infra/stages/<stage>.s3.tfbackend``, when infra/ declares the s3 backend."""
+    backend: dict[str, Any] = field(default_factory=dict)
+    placeholders: list[str] = field(default_factory=list)
+    """Values that are stand-ins (``REPLACE-...``, ``image_tag = "latest"``); Terraform is not
+    run while there is one."""
     written: bool = False
     ran: list[dict[str, Any]] = field(default_factory=list)
     terraform: str | None = None
@@ -387,24 +396,93 @@ class TerraformDeploy:
     def to_json(self) -> dict[str, Any]:
         return {"stage": self.stage, "mode": "terraform", "var_file": str(self.var_file),
                 "operator_var_file": str(self.operator_var_file) if self.operator_var_file
-                else None, "written": self.written, "variables": self.variables,
+                else None, "backend_file": str(self.backend_file) if self.backend_file
+                else None, "backend": self.backend, "placeholders": self.placeholders,
+                "written": self.written, "variables": self.variables,
                 "skipped": self.skipped, "missing": self.missing, "conflicts": self.conflicts,
                 "commands": [" ".join(c) for c in self.commands],
                 "terraform": self.terraform, "ran": self.ran}
 
 
+def backend_config(service: ServiceConfig) -> dict[str, Any]:
+    """The stage's remote state: Terraform's ``s3`` backend on IBM COS (S3-compatible API).
+
+    One bucket per stage, ``<bucket prefix>-terraform-state`` in the stage's region (the bucket
+    prefix as for the stage's other buckets), key ``<service>/<stage>/terraform.tfstate``. The
+    bucket lives in a COS instance made once before the first deploy (this configuration
+    creates the functions' COS instance, so it cannot hold its own state). Credentials are COS
+    HMAC keys in ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, never in a file. The AWS-only
+    checks are off: COS has no STS, no account id and no AWS region names."""
+    env = stage_environment(service)
+    prefix = env.get("RETAILFN_BUCKET_PREFIX") or f"{service.service}-{service.stage}"
+    region = service.provider.region
+    return {
+        "bucket": f"{prefix}-terraform-state",
+        "key": f"{service.service}/{service.stage}/terraform.tfstate",
+        "region": region,
+        "endpoints": {"s3": f"https://s3.{region}.cloud-object-storage.appdomain.cloud"},
+        "use_path_style": True,
+        "skip_credentials_validation": True,
+        "skip_region_validation": True,
+        "skip_requesting_account_id": True,
+        "skip_metadata_api_check": True,
+        "skip_s3_checksum": True,
+    }
+
+
+def _hcl(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_hcl(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))  # a JSON string is a valid HCL string literal
+
+
+def backend_file_text(config: Mapping[str, Any]) -> str:
+    """``config`` as a ``-backend-config`` file (HCL attributes)."""
+    lines = ["# written by `retailfn deploy` from serverless.yaml; the stage's remote state "
+             "(infra/backend.tf)"]
+    lines += [f"{k} = {_hcl(v)}" for k, v in config.items()]
+    return "\n".join(lines) + "\n"
+
+
+def placeholders(values: Mapping[str, tuple[Any, str]]) -> list[str]:
+    """One line per variable whose value is a stand-in: ``REPLACE-...`` anywhere in it, or an
+    ``image_tag`` of ``latest`` (a moving tag: a plan cannot say which images it deploys)."""
+    found = []
+    for name, (value, where) in sorted(values.items()):
+        if isinstance(value, str) and "REPLACE-" in value:
+            found.append(f"{name} = {json.dumps(value)} ({where}): a placeholder; set the real "
+                         "value")
+        elif name == "image_tag" and value == "latest":
+            found.append(f'{name} = "latest" ({where}): a moving tag; deploy the tag you built '
+                         "and pushed (e.g. the commit, --var image_tag=$TAG)")
+    return found
+
+
 def terraform_commands(stage: str, infra: Path, var_files: Sequence[Path],
-                       root: Path) -> list[list[str]]:
+                       root: Path, backend_file: Path | None = None) -> list[list[str]]:
     chdir = os.path.relpath(infra, root) if infra.is_relative_to(root) else str(infra)
     # With -chdir, terraform reads paths relative to infra/; a later -var-file wins.
     var_args = [f"-var-file={os.path.relpath(f, infra)}" for f in var_files]
     plan_file = f"{stage}.tfplan"
+    # -reconfigure: the stages share infra/.terraform, each init points it at its own state.
+    init = ["terraform", f"-chdir={chdir}", "init", "-input=false"]
+    if backend_file is not None:
+        init += ["-reconfigure", f"-backend-config={os.path.relpath(backend_file, infra)}"]
     return [
-        ["terraform", f"-chdir={chdir}", "init", "-input=false"],
-        ["terraform", f"-chdir={chdir}", "workspace", "select", "-or-create=true", stage],
+        init,
         ["terraform", f"-chdir={chdir}", "plan", "-input=false", *var_args, f"-out={plan_file}"],
         ["terraform", f"-chdir={chdir}", "apply", "-input=false", plan_file],
     ]
+
+
+def declares_s3_backend(infra: Path) -> bool:
+    """True when the root module in ``infra/`` has a ``backend "s3"`` block."""
+    import re
+
+    pattern = re.compile(r'^\s*backend\s+"s3"\s*\{', re.MULTILINE)
+    return any(pattern.search(p.read_text(encoding="utf-8")) for p in sorted(infra.glob("*.tf")))
 
 
 def deploy_terraform(service: ServiceConfig, root: Path, *, dry_run: bool = False,
@@ -437,13 +515,23 @@ def deploy_terraform(service: ServiceConfig, root: Path, *, dry_run: bool = Fals
                  for k, v in values.items() if k in operator and operator[k] != v
                  and k not in (extra or {})}
     var_files = [*([operator_file] if operator else []), var_file]
-    commands = terraform_commands(service.stage, infra, var_files, root)
+    backend_file = (infra / TFVARS_DIR / f"{service.stage}.s3.tfbackend"
+                    if declares_s3_backend(infra) else None)
+    backend = backend_config(service) if backend_file else {}
+    commands = terraform_commands(service.stage, infra, var_files, root, backend_file)
+    effective = {k: (v, str(operator_file.relative_to(root)) if operator_file.is_relative_to(root)
+                     else str(operator_file)) for k, v in operator.items()}
+    effective.update({k: (v, "--var" if k in (extra or {}) else "serverless.yaml")
+                      for k, v in values.items()})
     result = TerraformDeploy(service.stage, var_file, values, skipped, missing, commands,
-                             operator_file if operator else None, conflicts)
+                             operator_file if operator else None, conflicts, backend_file,
+                             backend, placeholders(effective))
     if dry_run:
         return result
     var_file.parent.mkdir(parents=True, exist_ok=True)
     var_file.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if backend_file is not None:
+        backend_file.write_text(backend_file_text(backend), encoding="utf-8")
     result.written = True
     terraform = shutil.which("terraform", path=environ.get("PATH"))
     result.terraform = terraform
@@ -451,6 +539,9 @@ def deploy_terraform(service: ServiceConfig, root: Path, *, dry_run: bool = Fals
         return result
     if terraform is None:
         raise DeployError("terraform is not on the PATH; install it or run the printed commands")
+    if result.placeholders:
+        raise DeployError("placeholder values, not running terraform: "
+                          + "; ".join(result.placeholders))
     if missing:
         raise DeployError("infra/ needs variables that nobody set: " + ", ".join(missing)
                           + " (put them in infra/stages/<stage>.tfvars, export TF_VAR_<name> "

@@ -5,8 +5,10 @@
 * ``functions/__init__.py`` and ``functions/<function>/`` (its own code only);
 * ``shared/`` (the common layer) and ``events/`` (contracts, samples, schemas);
 * ``serverless.yaml`` (the runtime reads it for batch functions; Terraform and ops read it too);
-* ``requirements.txt``: the project's full pinned runtime set (not pruned per function: one
-  lock for every image keeps them identical and reproducible);
+* ``requirements.txt``: what this function's code imports, with the distributions' own
+  dependencies, each line pinned exactly as in the project's requirements.txt (the one lock):
+  :mod:`shared.requirements` computes it, so an image carries numpy and scipy only when its
+  function reaches the cross-sell model, and never the tooling (python-hcl2);
 * ``Dockerfile`` (+ ``.dockerignore``) and a ``Procfile`` for buildpack builds.
 
 Event and HTTP functions start as ``functions-framework --target <fn> --source
@@ -17,8 +19,14 @@ only the source file's own folder on ``sys.path``.
 A Kafka function with ``mode: batch`` is not a Code Engine subscription target (the platform
 delivers one record per event); it runs the project's runtime for that one function instead:
 ``python -m shared.cli worker --functions <fn> --port $PORT`` (the same command as the ``retailfn``
-script, without installing the project); the port serves ``/healthz``, ``/readyz`` and
-``/metrics``, which Code Engine's probes need.
+script, which the image does not install: the project is not a distribution there); the port
+serves ``/healthz``, ``/readyz`` and ``/metrics``, which Code Engine's probes need. ``HOST`` and
+``PORT`` (Code Engine sets ``PORT``) choose where either kind listens. ``retailfn infra
+generate`` gives the Code Engine app this same command (:func:`command_for`).
+
+The manifest reports, per image, ``installed_bytes``: what its requirements occupy once
+installed (measured from the same wheels in the packaging environment) plus the package's own
+files; the base image is not counted.
 
 Nothing from ``tests/``, ``bench/``, ``__pycache__`` or compiled files goes in; the build checks it.
 """
@@ -29,10 +37,21 @@ import json
 import shutil
 import zipfile
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+
 from shared.config import ServiceConfig
+from shared.requirements import (
+    Entry,
+    RequirementsError,
+    distributions_for,
+    import_closure,
+    installed_bytes,
+    pinned,
+)
 
 EXCLUDED_PARTS = frozenset({"tests", "bench", "__pycache__", ".pytest_cache", ".mypy_cache",
                             ".ruff_cache", ".retailfn", "dist", ".venv"})
@@ -60,23 +79,57 @@ def kind_of(service: ServiceConfig, name: str) -> str:
 
 
 def command_for(service: ServiceConfig, name: str) -> list[str]:
+    """The image's start command, run in its working directory (``/app``): the Dockerfile's
+    ``CMD`` and the generated Code Engine app's ``run_commands``. Listens on ``$HOST:$PORT``
+    (``0.0.0.0:8080`` by default)."""
     fn = service.functions[name]
     if kind_of(service, name) == "batch":
         return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
-                f"--functions {name} --host 0.0.0.0 --port \"${{PORT:-8080}}\""]
+                f"--functions {name} --host \"${{HOST:-0.0.0.0}}\" --port \"${{PORT:-8080}}\""]
+    # functions-framework reads --host and --port from HOST and PORT.
     source = fn.module.replace(".", "/") + ".py"
     return ["functions-framework", "--target", fn.target, "--source", source, "--asgi"]
 
 
+IMAGE_WORKDIR = "/app"
+IMAGE_ENV: dict[str, str] = {
+    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PIP_NO_CACHE_DIR": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPATH": IMAGE_WORKDIR, "PORT": "8080",
+    "RETAILFN_DATA_DIR": "/tmp/retailfn",
+}
+"""The image's ``ENV`` (``PYTHONPATH``: functions-framework puts only the source file's folder on
+``sys.path``, and ``shared``/``events`` live beside ``functions``)."""
+
+
+def entries_for(service: ServiceConfig, name: str) -> list[Entry]:
+    """The modules the image's command starts from (see :mod:`shared.requirements`)."""
+    fn = service.functions[name]
+    if kind_of(service, name) == "batch":
+        # `python -m shared.cli worker`: the command group, then what the worker command runs.
+        return [Entry("shared.cli", nested=False), Entry("shared.runtime.app"), Entry(fn.module)]
+    return [Entry(fn.module)]
+
+
+def requirements_for(service: ServiceConfig, root: Path, name: str) -> list[str]:
+    """The pinned lines of ``root/requirements.txt`` this function's image needs."""
+    _modules, imports = import_closure(root, entries_for(service, name))
+    if kind_of(service, name) != "batch":
+        imports.add("functions_framework")  # the command itself
+    try:
+        return pinned((root / "requirements.txt").read_text(encoding="utf-8"),
+                      distributions_for(imports))
+    except RequirementsError as exc:
+        raise PackageError(f"{name}: {exc}") from None
+
+
 def dockerfile(service: ServiceConfig, name: str) -> str:
     cmd = json.dumps(command_for(service, name))
+    env = " \\\n    ".join(f"{k}={v}" for k, v in IMAGE_ENV.items())
     return f"""\
 # {service.service} / {name}: built by `retailfn package`; build context is this folder.
 FROM {PYTHON_IMAGE}
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \\
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONPATH=/app PORT=8080 \\
-    RETAILFN_DATA_DIR=/tmp/retailfn
-WORKDIR /app
+ENV {env}
+WORKDIR {IMAGE_WORKDIR}
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
@@ -132,7 +185,12 @@ def build_package(service: ServiceConfig, root: Path, out: Path, name: str) -> d
     for single in ("requirements.txt", "serverless.yaml"):
         if not (root / single).is_file():
             raise PackageError(f"{root / single} is missing")
-        shutil.copy2(root / single, target / single)
+    shutil.copy2(root / "serverless.yaml", target / "serverless.yaml")
+    requirements = requirements_for(service, root, name)
+    (target / "requirements.txt").write_text(
+        f"# {name}: what its code imports, with their dependencies; pinned as in the project's "
+        "requirements.txt.\n# Written by `retailfn package`.\n" + "\n".join(requirements) + "\n",
+        encoding="utf-8")
     (target / "Dockerfile").write_text(dockerfile(service, name), encoding="utf-8")
     (target / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
     (target / "Procfile").write_text(procfile(service, name), encoding="utf-8")
@@ -146,6 +204,12 @@ def build_package(service: ServiceConfig, root: Path, out: Path, name: str) -> d
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in files:
             zf.write(p, p.relative_to(target).as_posix())
+    source_bytes = sum(p.stat().st_size for p in files)
+    try:
+        dependency_bytes = installed_bytes(Requirement(line).name for line in requirements)
+    except PackageNotFoundError as exc:
+        raise PackageError(f"{name}: {exc} is not installed here; package from the project's "
+                           "venv (make venv)") from None
     return {
         "function": name,
         "kind": kind_of(service, name),
@@ -159,8 +223,11 @@ def build_package(service: ServiceConfig, root: Path, out: Path, name: str) -> d
         "path": str(target),
         "archive": str(archive),
         "files": len(files),
-        "bytes": sum(p.stat().st_size for p in files),
+        "bytes": source_bytes,
         "archive_bytes": archive.stat().st_size,
+        "requirements": requirements,
+        # What the image adds to the base image: its installed requirements and these files.
+        "installed_bytes": dependency_bytes + source_bytes,
         "environment": service.environment_for(name),
     }
 
@@ -187,7 +254,8 @@ def build_packages(service: ServiceConfig, root: Path, out: Path,
             kept = []
         packages = sorted([*kept, *packages], key=lambda p: p["function"])
     manifest = {"service": service.service, "stage": service.stage,
-                "requirements": "requirements.txt (the project's pinned runtime set)",
+                "requirements": "per package: what its function imports, pinned as in the "
+                                "project's requirements.txt",
                 "packages": packages}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

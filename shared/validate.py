@@ -192,7 +192,7 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
 
     Only for the service ``infra/generated`` was generated from: the e2e suite's and the tests'
     own services are checked for topics and buckets only."""
-    from shared.infra import GenerateError, ce_name, stale, tf_name
+    from shared.infra import GenerateError, app_command, ce_name, stale, tf_name
 
     problems: list[str] = []
     subs: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -208,11 +208,11 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
                             f"ibm_code_engine_app {tf_name(name)!r} (run `retailfn infra generate`)")
             continue
         batch = any(t.mode == "batch" for t in fn.triggers("kafka"))
-        args = list(app.get("run_arguments") or [])
-        if batch and args[:3] != ["worker", "--functions", name]:
-            problems.append(f"serverless.yaml functions.{name} (kafka mode: batch) vs "
-                            f"{app['file']}: the app must run `retailfn worker --functions "
-                            f"{name}`; it runs {args or 'the image default'}")
+        command = [*(app.get("run_commands") or []), *(app.get("run_arguments") or [])]
+        if command != app_command(service, name):
+            problems.append(f"serverless.yaml functions.{name} vs {app['file']}: the app must "
+                            f"run its image's command {app_command(service, name)}; it runs "
+                            f"{command or 'the image default'} (run `retailfn infra generate`)")
         for i, ev in enumerate(fn.events):
             where = f"functions.{name}.events[{i}]"
             if ev.kind == "http" or batch or (ev.kind == "schedule" and not ev.schedule.enabled):

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -176,8 +177,8 @@ def test_a_cloud_stage_writes_the_tfvars_and_prints_the_commands(project: Path,
     assert tfvars["resource_group_id"] == "rg-1"
     out = result.stdout
     assert "wrote infra/stages/prod.tfvars.json" in out
-    for line in ("terraform -chdir=infra init -input=false",
-                 "terraform -chdir=infra workspace select -or-create=true prod",
+    for line in ("terraform -chdir=infra init -input=false -reconfigure "
+                 "-backend-config=stages/prod.s3.tfbackend",
                  "terraform -chdir=infra plan -input=false "
                  "-var-file=stages/prod.tfvars.json -out=prod.tfplan",
                  "terraform -chdir=infra apply -input=false prod.tfplan"):
@@ -250,8 +251,8 @@ def test_terraform_on_the_path_is_run_init_plan_apply(project: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     ran = [json.loads(line) for line in calls.read_text().splitlines()]
     assert [r["argv"] for r in ran] == [
-        ["-chdir=infra", "init", "-input=false"],
-        ["-chdir=infra", "workspace", "select", "-or-create=true", "prod"],
+        ["-chdir=infra", "init", "-input=false", "-reconfigure",
+         "-backend-config=stages/prod.s3.tfbackend"],
         ["-chdir=infra", "plan", "-input=false", "-var-file=stages/prod.tfvars.json",
          "-out=prod.tfplan"],
         ["-chdir=infra", "apply", "-input=false", "prod.tfplan"],
@@ -295,3 +296,107 @@ def test_print_only_never_runs_terraform(project: Path, tmp_path: Path,
     assert result.exit_code == 0, result.output
     assert not marker.exists()
     assert "terraform -chdir=infra apply" in result.stdout
+
+
+# --- remote state and placeholders ----------------------------------------------------------------
+
+
+def test_each_cloud_stage_gets_its_own_remote_state_in_cos(project: Path,
+                                                          no_terraform: None) -> None:
+    staging = (project / "serverless.yaml").read_text().replace(
+        "  prod:\n", "  staging:\n    environment:\n      RETAILFN_BUCKET_PREFIX: retailfn-stg\n"
+        "  prod:\n", 1)
+    (project / "serverless.yaml").write_text(staging)
+
+    for stage in ("prod", "staging"):
+        result = retailfn("deploy", "--stage", stage, config=project / "serverless.yaml")
+        assert result.exit_code == 0, result.output
+        assert (f"-backend-config=stages/{stage}.s3.tfbackend") in result.stdout
+
+    prod = (project / "infra/stages/prod.s3.tfbackend").read_text()
+    staging_backend = (project / "infra/stages/staging.s3.tfbackend").read_text()
+    assert 'bucket = "retailfn-prod-terraform-state"' in prod
+    assert 'key = "retailfn/prod/terraform.tfstate"' in prod
+    assert 'endpoints = { s3 = "https://s3.eu-de.cloud-object-storage.appdomain.cloud" }' in prod
+    assert "skip_credentials_validation = true" in prod and "use_path_style = true" in prod
+    assert 'bucket = "retailfn-stg-terraform-state"' in staging_backend
+    assert 'key = "retailfn/staging/terraform.tfstate"' in staging_backend
+
+
+def test_infra_declares_the_s3_backend_the_deploy_configures() -> None:
+    from shared.deploy import declares_s3_backend
+
+    assert declares_s3_backend(ROOT / "infra")
+
+
+def test_dry_run_flags_placeholder_values(project: Path, no_terraform: None) -> None:
+    (project / "infra/stages").mkdir()
+    (project / "infra/stages/prod.tfvars").write_text(
+        'resource_group_id = "REPLACE-with-your-resource-group-id"\nimage_tag = "latest"\n'
+        'image_registry = "private.de.icr.io/retailfn"\n')
+
+    result = retailfn("deploy", "--stage", "prod", "--dry-run",
+                      config=project / "serverless.yaml")
+
+    assert result.exit_code == 2
+    flagged = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(flagged) == 2
+    assert flagged[0].startswith('error: image_tag = "latest" (infra/stages/prod.tfvars)')
+    assert flagged[1].startswith('error: resource_group_id = "REPLACE-with-your-resource-group-'
+                                 'id" (infra/stages/prod.tfvars): a placeholder')
+    assert not (project / "infra/stages/prod.tfvars.json").exists()
+
+
+def test_dry_run_with_real_values_flags_nothing(project: Path, no_terraform: None) -> None:
+    (project / "infra/stages").mkdir()
+    (project / "infra/stages/prod.tfvars").write_text(
+        'resource_group_id = "REPLACE-with-your-resource-group-id"\nimage_tag = "latest"\n')
+
+    result = retailfn("deploy", "--stage", "prod", "--dry-run", "--json",
+                      "--var", "resource_group_id=rg-1", "--var", "image_tag=3f9c2e1",
+                      config=project / "serverless.yaml")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["placeholders"] == []
+
+
+def test_terraform_never_runs_with_a_placeholder(project: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "ran"
+    fake = bin_dir / "terraform"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    required_elsewhere(project, monkeypatch)
+
+    result = retailfn("deploy", "--stage", "prod", "--var", "image_tag=latest",
+                      config=project / "serverless.yaml")
+
+    assert result.exit_code == 1
+    assert "placeholder values, not running terraform" in result.output
+    assert not marker.exists()
+
+
+def test_the_projects_own_prod_tfvars_is_flagged_until_its_placeholders_are_set() -> None:
+    result = retailfn("deploy", "--stage", "prod", "--dry-run")
+
+    assert result.exit_code == 2
+    assert "resource_group_id" in result.stderr and 'image_tag = "latest"' in result.stderr
+
+
+@pytest.mark.parametrize("path", [
+    "infra/.terraform/providers/x", "infra/terraform.tfstate", "infra/terraform.tfstate.backup",
+    "infra/prod.tfplan", "infra/stages/prod.tfvars.json", "infra/stages/prod.s3.tfbackend",
+    "infra/generated/.terraform/modules.json"])
+def test_git_ignores_terraform_state_plans_caches_and_generated_stage_files(path: str) -> None:
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT,
+                             check=False)
+    assert ignored.returncode == 0, f"{path} is not ignored"
+
+
+def test_git_keeps_the_hand_written_stage_variables() -> None:
+    kept = subprocess.run(["git", "check-ignore", "--no-index", "-q",
+                           "infra/stages/prod.tfvars"], cwd=ROOT, check=False)
+    assert kept.returncode == 1

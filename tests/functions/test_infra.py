@@ -111,9 +111,11 @@ def test_every_event_trigger_has_its_subscription_and_batch_functions_run_as_wor
         subs = [s for s in infra.subscriptions if s["function"] == name]
         if any(t.mode == "batch" for t in fn.triggers("kafka")):
             assert subs == [], name
-            assert infra.apps[tf_name(name)]["run_commands"] == ["retailfn"]
-            assert infra.apps[tf_name(name)]["run_arguments"] == [
-                "worker", "--functions", name, "--host", "0.0.0.0", "--port", "8080"]
+            # The image installs the function's requirements, not the project: no `retailfn`.
+            assert infra.apps[tf_name(name)]["run_commands"] == [
+                "sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
+                f"--functions {name} --host \"$${{HOST:-0.0.0.0}}\" --port \"$${{PORT:-8080}}\""]
+            assert "run_arguments" not in infra.apps[tf_name(name)]
             assert infra.apps[tf_name(name)]["scale_min_instances"] == 1
             continue
         for i, ev in enumerate(fn.events):
@@ -272,6 +274,32 @@ def test_a_function_without_its_app_is_reported(copy: Path) -> None:
 
     assert ("serverless.yaml functions.report_stock vs infra/generated/apps.tf.json: no "
             "ibm_code_engine_app 'report_stock' (run `retailfn infra generate`)") in problems
+
+
+def test_an_app_whose_command_is_not_its_images_is_reported(copy: Path) -> None:
+    apps = copy / GENERATED / "apps.tf.json"
+    doc = json.loads(apps.read_text(encoding="utf-8"))
+    app = doc["resource"]["ibm_code_engine_app"]["archive_events"]
+    app["run_commands"] = ["retailfn"]
+    app["run_arguments"] = ["worker", "--functions", "archive_events", "--port", "8080"]
+    apps.write_text(json.dumps(doc), encoding="utf-8")
+
+    problems = _validate(copy)
+
+    assert any(p.startswith("serverless.yaml functions.archive_events vs "
+                            "infra/generated/apps.tf.json: the app must run its image's command "
+                            "['sh', '-c', 'exec python -m shared.cli") and
+               "it runs ['retailfn', 'worker'" in p for p in problems), problems
+
+
+def test_every_app_runs_the_command_its_image_starts_with() -> None:
+    from shared.package import command_for
+
+    infra = read_infra(INFRA)
+    svc = service()
+    for name in svc.functions:
+        command = [c.replace("$${", "${") for c in infra.apps[tf_name(name)]["run_commands"]]
+        assert command == command_for(svc, name), name
 
 
 SCHEDULED = """\

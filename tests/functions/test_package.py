@@ -1,15 +1,18 @@
 """`retailfn package`: every function builds; a packaged function runs from its folder alone.
 
-The run test builds a fresh virtual environment from the package alone: ``python -m venv`` and
-``pip install -r <package>/requirements.txt`` (the package registry, or pip's cache; about 20 s),
-so the function can only import what its package pins and carries. The test checks that the
-repository's ``shared``, ``events`` and ``functions`` are not importable there before starting it.
+The run tests build fresh virtual environments from the packages alone, as their Dockerfiles do:
+``python -m venv`` and ``pip install -r <package>/requirements.txt`` (pip's configured sources;
+about 20 s each), so a function can only import what its package pins and carries. Packages with
+the same requirements share one environment (6 for 9 functions). The tests check that the
+repository's ``shared``, ``events`` and ``functions`` are not importable there, then start every
+package with the command and environment ``infra/generated/apps.tf.json`` gives its app.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +20,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,7 +33,14 @@ from shared.adapters import bucket, get_bus, get_store
 from shared.cli import main
 from shared.config import load_service
 from shared.ingest import COLUMNS
-from shared.package import build_packages, command_for, kind_of
+from shared.package import IMAGE_ENV, IMAGE_WORKDIR, command_for, kind_of
+from shared.requirements import (
+    Entry,
+    RequirementsError,
+    distributions_for,
+    import_closure,
+    pinned,
+)
 from shared.runtime.app import provision
 from shared.runtime.cos_trigger import cos_event
 from tests.servers import free_port
@@ -80,7 +91,10 @@ def test_every_function_is_packaged_with_its_code_the_layers_and_a_size_report(d
         assert (folder / "events/catalog.py").is_file()
         assert list((folder / "events/samples").glob("*.json"))
         assert list((folder / "events/schemas").glob("*.json"))
-        assert (folder / "requirements.txt").read_text() == requirements
+        pinned = [line for line in (folder / "requirements.txt").read_text().splitlines()
+                  if line and not line.startswith("#")]
+        assert pinned == entry["requirements"]
+        assert set(pinned) <= set(requirements.splitlines())  # the project's pins, unchanged
         assert (folder / "serverless.yaml").is_file()
         dockerfile = (folder / "Dockerfile").read_text()
         assert dockerfile.startswith(f"# retailfn / {name}")
@@ -139,17 +153,71 @@ def test_unknown_function_is_an_error(tmp_path: Path) -> None:
 # --- a packaged function, alone, in a fresh virtual environment ----------------------------------
 
 
+class Venvs:
+    """One fresh virtual environment per distinct requirements.txt, built on first use.
+
+    The pinned wheels are fetched once (``pip wheel`` from pip's configured sources into a
+    wheelhouse); each environment then installs its package's requirements.txt from there alone
+    (``--no-index``), as the Dockerfile's ``pip install -r requirements.txt`` would (same pins,
+    same wheels, compiled). The sets are built two at a time."""
+
+    def __init__(self, base: Path, folders: list[Path]) -> None:
+        self.base = base
+        self.made: dict[str, Path] = {}
+        self._bare: int | None = None
+        self.wheels = base / "wheelhouse"
+        distinct = {(f / "requirements.txt").read_text(): f for f in folders}
+        union = sorted({line for text in distinct for line in text.splitlines()
+                        if line and not line.startswith("#")})
+        (base / "union.txt").write_text("\n".join(union) + "\n")
+        # `pip wheel`: fetched wheels are kept as they are, an sdist (ibm-cos-sdk) is built once.
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                        "--disable-pip-version-check", "-w", str(self.wheels),
+                        "-r", str(base / "union.txt")],
+                       check=True, env=_clean_env(), stderr=subprocess.DEVNULL)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            built = pool.map(self._build, range(len(distinct)), distinct.values())
+            self.made = dict(zip(distinct, built, strict=True))
+
+    def _build(self, index: int, folder: Path) -> Path:
+        venv = self.base / f"venv-{index}"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        python = venv / "bin" / "python"
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", "--no-cache-dir", "--no-index",
+                        "--find-links", str(self.wheels), "-r", str(folder / "requirements.txt")],
+                       check=True, env=_clean_env(), stderr=subprocess.DEVNULL)
+        return python
+
+    def python_for(self, folder: Path) -> Path:
+        return self.made[(folder / "requirements.txt").read_text()]
+
+    def added_bytes(self, python: Path) -> int:
+        """What the requirements added to site-packages (a bare venv's pip and setuptools
+        subtracted)."""
+        if self._bare is None:
+            bare = self.base / "bare"
+            subprocess.run([sys.executable, "-m", "venv", str(bare)], check=True)
+            self._bare = _tree_bytes(_site_packages(bare / "bin" / "python"))
+        return _tree_bytes(_site_packages(python)) - self._bare
+
+
+def _site_packages(python: Path) -> Path:
+    return next((python.parent.parent / "lib").glob("python3*/site-packages"))
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 @pytest.fixture(scope="module")
-def fresh_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    build_packages(SERVICE, ROOT, out, ["ingest_stock_file"])
-    venv = tmp_path_factory.mktemp("venv") / "fresh"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "-r", str(out / "ingest_stock_file" / "requirements.txt")],
-                   check=True, env=_clean_env())
-    return python
+def venvs(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Venvs:
+    return Venvs(tmp_path_factory.mktemp("venvs"), [dist / name for name in SERVICE.functions])
+
+
+@pytest.fixture(scope="module")
+def fresh_python(dist: Path, venvs: Venvs) -> Path:
+    return venvs.python_for(dist / "ingest_stock_file")
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -166,6 +234,187 @@ def test_the_fresh_environment_sees_the_libraries_but_not_the_repository(
     out = subprocess.run([str(fresh_python), "-c", probe], cwd=tmp_path, env=_clean_env(),
                          check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[True, True, True]"
+
+
+# --- what each image installs --------------------------------------------------------------------
+
+CROSS_SELL = {"recommend", "record_click", "recalc_cross_sell"}
+"""The functions whose code reaches shared/domain/crosssell.py (numpy, scipy.sparse)."""
+
+
+def _requirement_names(folder: Path) -> set[str]:
+    lines = (folder / "requirements.txt").read_text().splitlines()
+    return {line.split("==")[0].lower() for line in lines if line and not line.startswith("#")}
+
+
+def test_only_the_cross_sell_functions_install_numpy_and_scipy(dist: Path) -> None:
+    for name in SERVICE.functions:
+        has = {"numpy", "scipy"} & _requirement_names(dist / name)
+        assert has == ({"numpy", "scipy"} if name in CROSS_SELL else set()), name
+
+
+def test_no_image_installs_the_tooling_only_dependencies(dist: Path) -> None:
+    for name in SERVICE.functions:
+        names = _requirement_names(dist / name)
+        assert "python-hcl2" not in names and "lark" not in names, name
+
+
+def test_an_event_function_image_leaves_out_what_only_auth_and_the_worker_use(
+        dist: Path) -> None:
+    # ingest_stock is served by functions-framework: no click-based worker, no prometheus, no
+    # JWT (its closure does not reach the CLI, observability's metrics or auth).
+    names = _requirement_names(dist / "ingest_stock")
+    assert {"pyjwt", "cryptography", "prometheus-client"}.isdisjoint(names)
+    assert {"functions-framework", "kafka-python", "ibm-cos-sdk", "pydantic"} <= names
+
+
+def test_the_package_report_gives_the_installed_size_of_each_image(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--config", str(CONFIG), "package", "--out",
+                                       str(tmp_path), "--functions",
+                                       "ingest_stock,recalc_cross_sell"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert "installed MB" in header
+    manifest = {p["function"]: p for p in json.loads((tmp_path / "manifest.json").read_text())[
+        "packages"]}
+    for row in rows[:2]:
+        name, *_rest, installed = row.split()
+        assert float(installed) == round(manifest[name]["installed_bytes"] / 1e6, 1)
+    # scipy and numpy alone are well over 100 MB installed.
+    assert manifest["recalc_cross_sell"]["installed_bytes"] - manifest["ingest_stock"][
+        "installed_bytes"] > 100e6
+
+
+def test_an_import_inside_a_function_counts_and_one_for_type_checking_does_not(
+        tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared/__init__.py").write_text("")
+    (tmp_path / "shared/lazy.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import numpy\n"
+        "def bus():\n    from kafka import KafkaProducer\n    return KafkaProducer\n")
+    (tmp_path / "shared/entry.py").write_text("import json\nfrom shared import lazy\n"
+                                              "def later():\n    import hcl2\n")
+
+    assert import_closure(tmp_path, [Entry("shared.entry")]) == (
+        {"shared", "shared.entry", "shared.lazy"}, {"kafka", "hcl2"})
+    # Module level only (the CLI's group): the command bodies' imports are left out.
+    assert import_closure(tmp_path, [Entry("shared.entry", nested=False)])[1] == {"kafka"}
+
+
+def test_a_distribution_requirements_txt_does_not_pin_is_refused() -> None:
+    lock = "\n".join(line for line in (ROOT / "requirements.txt").read_text().splitlines()
+                     if not line.startswith("scipy=="))
+
+    with pytest.raises(RequirementsError, match="not pinned in requirements.txt: scipy"):
+        pinned(lock, distributions_for({"scipy", "pydantic"}))
+
+
+# --- every packaged app starts, as its generated Code Engine app runs it ------------------------
+
+APPS = json.loads((ROOT / "infra/generated/apps.tf.json").read_text())
+
+
+def _from_terraform(value: str) -> str:
+    # Terraform JSON strings are templates: `$${` and `%%{` are a literal `${` and `%{`.
+    return value.replace("$${", "${").replace("%%{", "%{")
+
+
+def app_command(name: str) -> list[str]:
+    app = APPS["resource"]["ibm_code_engine_app"][name]
+    return [_from_terraform(c) for c in [*app["run_commands"], *app.get("run_arguments", [])]]
+
+
+def app_environment(name: str, stage: str) -> dict[str, str]:
+    return {k: _from_terraform(v)
+            for k, v in APPS["locals"]["function_environment"][name][stage].items()}
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.parametrize("name", list(SERVICE.functions))
+def test_every_packaged_app_starts_with_its_generated_command_and_environment(
+        name: str, dist: Path, venvs: Venvs, tmp_path: Path) -> None:
+    folder = dist / name
+    python = venvs.python_for(folder)
+    command = app_command(name)  # the image's CMD too (tests/functions/test_infra.py)
+    port = free_port()
+    # The image's ENV with /app where the package is, the app's config map for stage local
+    # (embedded bus and store: the cloud stages need the platform's secrets), and what Code
+    # Engine sets. PATH starts at the venv's bin, as pip's /usr/local/bin in the image.
+    env = {k: v.replace(IMAGE_WORKDIR, str(folder)) for k, v in IMAGE_ENV.items()}
+    env.update(app_environment(name, "local"))
+    env.update(PATH=f"{python.parent}:/usr/bin:/bin", HOME=str(tmp_path), HOST="127.0.0.1",
+               PORT=str(port), RETAILFN_DATA_DIR=str(tmp_path / "data"))
+    log_path = tmp_path / "app.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=folder, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, f"{name} exited:\n{log_path.read_text()}"
+                assert time.monotonic() < deadline, f"{name} did not listen on {port}"
+                try:
+                    if kind_of(SERVICE, name) == "batch":
+                        status, body = _get(f"http://127.0.0.1:{port}/healthz")
+                    else:
+                        # functions-framework routes every path to the function: any answer
+                        # below 500 comes from the loaded function (or its routing).
+                        status, body = _get(f"http://127.0.0.1:{port}/")
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            if kind_of(SERVICE, name) == "batch":
+                assert status == 200, body
+                deadline = time.monotonic() + 30
+                while (ready := _get(f"http://127.0.0.1:{port}/readyz"))[0] != 200:
+                    assert time.monotonic() < deadline, ready
+                    time.sleep(0.2)
+            else:
+                assert status < 500, (status, body, log_path.read_text())
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert "Traceback" not in log_path.read_text()
+
+
+def test_the_reported_installed_size_is_what_the_fresh_environment_measures(
+        dist: Path, venvs: Venvs) -> None:
+    manifest = {p["function"]: p for p in json.loads((dist / "manifest.json").read_text())[
+        "packages"]}
+    for name in ("ingest_stock", "recalc_cross_sell"):
+        python = venvs.python_for(dist / name)
+        reported = manifest[name]["installed_bytes"] - manifest[name]["bytes"]
+        measured = venvs.added_bytes(python)
+        assert abs(measured - reported) <= 0.05 * measured, (name, measured, reported)
+
+
+def test_pip_installs_exactly_the_pinned_set(dist: Path, venvs: Venvs) -> None:
+    # Nothing resolved beyond the file: the computed closure is complete and every pin is used.
+    for name in ("archive_events", "report_stock"):
+        python = venvs.python_for(dist / name)
+        frozen = subprocess.run([str(python), "-m", "pip", "freeze", "--all",
+                                 "--exclude", "pip", "--exclude", "setuptools"],
+                                check=True, capture_output=True, text=True, env=_clean_env())
+        wanted = {_canonical(line) for line in (dist / name / "requirements.txt").read_text()
+                  .splitlines() if line and not line.startswith("#")}
+        assert {_canonical(line) for line in frozen.stdout.split()} == wanted, name
+
+
+def _canonical(pin: str) -> str:
+    name, _, version = pin.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}"
 
 
 @pytest.fixture
