@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import ServiceConfig
+from shared.runtime.subscription import start_command
 
 EXCLUDED_PARTS = frozenset({"tests", "bench", "__pycache__", ".pytest_cache", ".mypy_cache",
                             ".ruff_cache", ".retailfn", "dist", ".venv"})
@@ -60,12 +61,7 @@ def kind_of(service: ServiceConfig, name: str) -> str:
 
 
 def command_for(service: ServiceConfig, name: str) -> list[str]:
-    fn = service.functions[name]
-    if kind_of(service, name) == "batch":
-        return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
-                f"--functions {name} --host 0.0.0.0 --port \"${{PORT:-8080}}\""]
-    source = fn.module.replace(".", "/") + ".py"
-    return ["functions-framework", "--target", fn.target, "--source", source, "--asgi"]
+    return start_command(name, service.functions[name])
 
 
 def dockerfile(service: ServiceConfig, name: str) -> str:

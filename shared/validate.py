@@ -193,6 +193,7 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
     Only for the service ``infra/generated`` was generated from: the e2e suite's and the tests'
     own services are checked for topics and buckets only."""
     from shared.infra import GenerateError, ce_name, stale, tf_name
+    from shared.runtime.subscription import start_command
 
     problems: list[str] = []
     subs: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -207,15 +208,16 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
             problems.append(f"serverless.yaml functions.{name} vs {apps_file}: no "
                             f"ibm_code_engine_app {tf_name(name)!r} (run `retailfn infra generate`)")
             continue
-        batch = any(t.mode == "batch" for t in fn.triggers("kafka"))
-        args = list(app.get("run_arguments") or [])
-        if batch and args[:3] != ["worker", "--functions", name]:
-            problems.append(f"serverless.yaml functions.{name} (kafka mode: batch) vs "
-                            f"{app['file']}: the app must run `retailfn worker --functions "
-                            f"{name}`; it runs {args or 'the image default'}")
+        worker = fn.deployment == "worker"
+        command = [str(c).replace("$${", "${") for c in
+                   [*(app.get("run_commands") or []), *(app.get("run_arguments") or [])]]
+        if fn.deployment is not None and command != start_command(name, fn):
+            problems.append(f"serverless.yaml functions.{name} (deploy: {fn.deployment}) vs "
+                            f"{app['file']}: the app must run {start_command(name, fn)}; it runs "
+                            f"{command or 'the image default'} (run `retailfn infra generate`)")
         for i, ev in enumerate(fn.events):
             where = f"functions.{name}.events[{i}]"
-            if ev.kind == "http" or batch or (ev.kind == "schedule" and not ev.schedule.enabled):
+            if ev.kind == "http" or worker or (ev.kind == "schedule" and not ev.schedule.enabled):
                 continue
             expected.add((name, where))
             have = subs.get((name, where), [])
