@@ -226,7 +226,7 @@ class SubscriptionFunction:
             outcome = self.invoker.deliver(ce, ident.origin, deadline=deadline)
         except Exception as exc:  # noqa: BLE001 - the dead letter itself could not be written
             self.claims.release(ident.scope, ident.key, version=claim.version)
-            log.error("event neither handled nor dead-lettered", extra={
+            log.error("event neither handled nor dead-lettered", exc_info=True, extra={
                 "function": self.name, "event_id": ce["id"], "outcome": "failed",
                 "error": type(exc).__name__})
             return _problem(500, "Event not handled", "the event failed and its dead letter "

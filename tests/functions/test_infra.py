@@ -323,3 +323,25 @@ def test_infra_generate_check_reports_stale_files(copy: Path) -> None:
     result = runner.invoke(cli, ["--config", str(config), "infra", "generate", "--check"])
     assert result.exit_code == 1
     assert "infra/generated/apps.tf.json: stale" in result.output
+
+
+def test_every_event_function_says_in_serverless_yaml_how_it_is_deployed() -> None:
+    deploys = {name: fn.deploy for name, fn in service().functions.items()
+               if any(e.kind != "http" for e in fn.events)}
+
+    assert deploys == {"ingest_stock_file": "subscription", "ingest_stock": "worker",
+                       "archive_events": "worker", "recalc_cross_sell": "subscription"}
+
+
+def test_an_app_that_does_not_run_its_deploy_modes_command_fails_validation(copy: Path) -> None:
+    apps = copy / GENERATED / "apps.tf.json"
+    doc = json.loads(apps.read_text(encoding="utf-8"))
+    del doc["resource"]["ibm_code_engine_app"]["ingest_stock_file"]["run_commands"]
+    apps.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+    problems = _validate(copy)
+
+    assert ("serverless.yaml functions.ingest_stock_file (deploy: subscription) vs "
+            "infra/generated/apps.tf.json: the app must run ['python', '-m', "
+            "'shared.runtime.subscription', '--function', 'ingest_stock_file']; it runs the "
+            "image default (run `retailfn infra generate`)") in problems
