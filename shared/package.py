@@ -9,16 +9,18 @@
   lock for every image keeps them identical and reproducible);
 * ``Dockerfile`` (+ ``.dockerignore``) and a ``Procfile`` for buildpack builds.
 
-Event and HTTP functions start as ``functions-framework --target <fn> --source
-functions/<fn>/main.py --asgi`` (port from ``$PORT``, 8080 by default, as Code Engine sets it).
-``PYTHONPATH=/app`` lets the function import ``shared`` and ``events``: functions-framework puts
-only the source file's own folder on ``sys.path``.
+Each app starts with :func:`shared.runtime.subscription.start_command` (port from ``$PORT``,
+8080 by default, as Code Engine sets it). HTTP functions start as ``functions-framework --target
+<fn> --source functions/<fn>/main.py --asgi``. ``PYTHONPATH=/app`` lets the function import
+``shared`` and ``events``: functions-framework puts only the source file's own folder on
+``sys.path``.
 
-A Kafka function with ``mode: batch`` is not a Code Engine subscription target (the platform
-delivers one record per event); it runs the project's runtime for that one function instead:
-``python -m shared.cli worker --functions <fn> --port $PORT`` (the same command as the ``retailfn``
-script, without installing the project); the port serves ``/healthz``, ``/readyz`` and
-``/metrics``, which Code Engine's probes need.
+An event function keeps its delivery promises in either ``deploy:`` mode: ``subscription`` runs
+``python -m shared.runtime.subscription --function <fn>`` (each POSTed event deduplicated,
+retried, dead-lettered); ``worker`` (per-key order, batches) runs the project's runtime for that
+one function, ``python -m shared.cli worker --functions <fn> --port $PORT`` (the same command as
+the ``retailfn`` script, without installing the project); the port serves ``/healthz``,
+``/readyz`` and ``/metrics``, which Code Engine's probes need.
 
 Nothing from ``tests/``, ``bench/``, ``__pycache__`` or compiled files goes in; the build checks it.
 """
