@@ -16,6 +16,7 @@ the app keeps the promises itself, the same ones the local runtime keeps
    dead letter), then the dead letter (object and topic, as locally);
 3. answers 200 when the event was handled, found a duplicate or dead-lettered, and 5xx only when
    not even the dead letter could be written (the claim is released, so a redelivery runs it).
+   An app stopping while an event waits for a retry dead-letters it too: nobody redelivers it.
 
 Start it as ``python -m shared.runtime.subscription --function <name>`` (what
 :func:`start_command` gives the package's Dockerfile and the generated Terraform); it reads
@@ -211,7 +212,7 @@ class SubscriptionFunction:
             claim = self._with_retries(lambda: take_claim(self.claims, ident, self.lease),
                                        deadline)
         except Exception as exc:  # noqa: BLE001 - the dedup store stayed unreachable
-            return self._dead_letter_unclaimed(ce, ident, exc)
+            return self._dead_letter_directly(ce, ident, exc, 1)
         if claim.state == "done":
             EVENTS.labels(self.name, "subscription", "duplicate").inc()
             log.info("duplicate event skipped", extra={
@@ -232,8 +233,15 @@ class SubscriptionFunction:
             return _problem(500, "Event not handled", "the event failed and its dead letter "
                             "could not be written; deliver it again")
         if outcome.status == "abandoned":
-            self.claims.release(ident.scope, ident.key, version=claim.version)
-            return _problem(503, "Shutting down", "the app is stopping; deliver the event again")
+            # Stopped while waiting for a retry. A subscription never delivers the event again,
+            # so it becomes a dead letter (retryable) rather than an answer nobody acts on.
+            answer = self._dead_letter_directly(
+                ce, ident, RuntimeError("the app stopped before the retries were done"),
+                outcome.attempts)
+            if answer.status != 200:
+                self.claims.release(ident.scope, ident.key, version=claim.version)
+                return answer
+            outcome = Outcome("dead_letter", outcome.attempts, answer.body["dead_letter_id"])
         self._finish(ident, claim.version, outcome, deadline)
         return Answer(200, {"outcome": outcome.status, "attempts": outcome.attempts,
                             "dead_letter_id": outcome.dead_letter_id})
@@ -266,22 +274,24 @@ class SubscriptionFunction:
                 if self.stop.wait(delay):
                     raise
 
-    def _dead_letter_unclaimed(self, ce: CloudEvent, ident: Identity,
-                               error: BaseException) -> Answer:
-        now = datetime.now(UTC)
+    def _dead_letter_directly(self, ce: CloudEvent, ident: Identity, error: BaseException,
+                              attempts: int) -> Answer:
+        """Dead-letter an event the invoker did not finish (retryable: a replay may work)."""
         dl_id = dead_letter_id(self.name, ce)
         try:
-            self.sink(dl_id, make_dead_letter(self.name, ce, error, 1, now, ident.origin))
+            self.sink(dl_id, make_dead_letter(self.name, ce, error, attempts, datetime.now(UTC),
+                                              ident.origin))
         except Exception:  # noqa: BLE001
             log.error("event neither handled nor dead-lettered", exc_info=True, extra={
                 "function": self.name, "event_id": ce["id"], "outcome": "failed"})
-            return _problem(500, "Event not handled", "the object store is unavailable; "
-                            "deliver the event again")
+            return _problem(500, "Event not handled", "neither the event nor its dead letter "
+                            "could be stored; deliver the event again")
         EVENTS.labels(self.name, "subscription", "dead_letter").inc()
-        log.error("dedup store unavailable: event dead-lettered", extra={
+        log.error("event dead-lettered", extra={
             "function": self.name, "event_id": ce["id"], "outcome": "dead_letter",
-            "dead_letter_id": dl_id})
-        return Answer(200, {"outcome": "dead_letter", "attempts": 1, "dead_letter_id": dl_id})
+            "reason": str(error)[:500], "dead_letter_id": dl_id})
+        return Answer(200, {"outcome": "dead_letter", "attempts": attempts,
+                            "dead_letter_id": dl_id})
 
     def sweep_claims(self) -> None:
         """Expired dedup claims go hourly, so the state bucket does not grow forever."""

@@ -14,6 +14,7 @@ from shared.adapters import bucket, get_bus, get_store
 from shared.config import load_service
 from shared.objectstore.port import ObjectNotFound
 from shared.runtime.app import provision
+from shared.runtime.deadletter import DeadLetterStore
 from shared.runtime.dedup import ClaimStore
 from shared.runtime.subscription import SubscriptionFunction, identity_of, take_claim
 
@@ -124,3 +125,17 @@ def test_an_event_whose_dead_letter_cannot_be_written_is_a_500_and_stays_deliver
                                      "written; deliver it again")
     ident = identity_of("flaky", event)
     assert fn.claims.lookup(ident.scope, ident.key) is None  # released: a redelivery runs it
+
+
+def test_an_event_waiting_for_a_retry_when_the_app_stops_is_dead_lettered(
+        service) -> None:  # type: ignore[no-untyped-def]
+    fn = SubscriptionFunction(service, "flaky")
+    fn.stop.set()  # stopping: the first wait for a retry ends the delivery
+
+    answer = fn.handle(order_event(12))
+
+    assert (answer.status, answer.body["outcome"], answer.body["attempts"]) == (
+        200, "dead_letter", 1)
+    dead = list(DeadLetterStore(get_store(), bucket("dead-letters")).list("flaky"))
+    assert [d.dead_letter.error.message for d in dead] == [
+        "the app stopped before the retries were done"]
