@@ -3,7 +3,8 @@
 The packaged apps of ``serverless.yaml`` (``retailfn package``) run from their own folder with
 exactly the command their Dockerfile and the generated Terraform give them, on Tansu + moto:
 
-* ``deploy: subscription`` (``ingest_stock_file``, and the e2e suite's ``record_order_pushed``):
+* ``deploy: subscription`` (``ingest_stock_file``, and the e2e suite's ``record_order`` as
+  ``record_order_pushed``):
   Code Engine-shaped events are POSTed as its subscription would, once each, no retry;
 * ``deploy: worker`` (``ingest_stock``): the app consumes its consumer group by itself.
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -273,13 +273,27 @@ def test_subscription_app_answers_a_redelivered_drop_as_a_duplicate_and_publishe
 # --- deploy: subscription, a Kafka subscription (the e2e suite's record_order_pushed) -----------
 
 
+RECORD_ORDER_PUSHED = """
+  record_order_pushed:
+    handler: tests.support.event_functions:record_order
+    deploy: subscription
+    events:
+      - kafka:
+          topic: sales.order-completed
+          ordering: unordered
+"""
+"""The e2e suite's record_order, behind a Code Engine Kafka subscription."""
+
+
 @pytest.fixture
 def order_app(stack: Stack, tmp_path: Path) -> Iterator[App]:
     """The e2e suite's functions are not packaged (they live in tests/): the app runs from a
-    folder laid out like a package (its serverless.yaml) with the repository on PYTHONPATH."""
+    folder laid out like a package (its serverless.yaml, here the e2e suite's plus
+    record_order_pushed) with the repository on PYTHONPATH."""
     folder = tmp_path / "app"
     folder.mkdir()
-    shutil.copy(E2E_CONFIG, folder / "serverless.yaml")
+    (folder / "serverless.yaml").write_text(E2E_CONFIG.read_text(encoding="utf-8")
+                                            + RECORD_ORDER_PUSHED, encoding="utf-8")
     service = deployed(load_service(folder / "serverless.yaml", stage="local"))
     command = start_command("record_order_pushed", service.functions["record_order_pushed"])
     app = start_app(folder, command, stack.env, tmp_path / "app.log", pythonpath=REPO)
