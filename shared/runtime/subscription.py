@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -326,7 +327,8 @@ def build_app(function: SubscriptionFunction) -> Starlette:
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    async def lifespan(_: Starlette):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         threading.Thread(target=function.sweep_claims, name="claim-sweep", daemon=True).start()
         log.info("subscription app ready", extra={"function": function.name})
         yield

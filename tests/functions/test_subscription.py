@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +18,13 @@ from shared.objectstore.port import ObjectNotFound
 from shared.runtime.app import provision
 from shared.runtime.deadletter import DeadLetterStore
 from shared.runtime.dedup import ClaimStore
-from shared.runtime.subscription import SubscriptionFunction, identity_of, take_claim
+from shared.runtime.server import HttpServer
+from shared.runtime.subscription import (
+    SubscriptionFunction,
+    build_app,
+    identity_of,
+    take_claim,
+)
 
 SERVICE = """\
 service: shop
@@ -139,3 +147,29 @@ def test_an_event_waiting_for_a_retry_when_the_app_stops_is_dead_lettered(
     dead = list(DeadLetterStore(get_store(), bucket("dead-letters")).list("flaky"))
     assert [d.dead_letter.error.message for d in dead] == [
         "the app stopped before the retries were done"]
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[int, str, dict]:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"content-type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers["content-type"], json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["content-type"], json.loads(error.read())
+
+
+def test_a_structured_mode_event_is_taken_and_a_post_that_is_no_event_is_a_400_problem(
+        service) -> None:  # type: ignore[no-untyped-def]
+    fn = SubscriptionFunction(service, "record_order")
+    event = order_event(13)
+    structured = json.dumps({"specversion": "1.0", **event.get_attributes(),
+                             "data": event.get_data()}).encode()
+    with HttpServer(build_app(fn)) as server:
+        taken = post(f"{server.url}/", structured, "application/cloudevents+json")
+        refused = post(f"{server.url}/", b"{}", "application/json")
+
+    assert taken == (200, "application/json", {"outcome": "ok", "attempts": 1,
+                                               "dead_letter_id": None})
+    assert refused[:2] == (400, "application/problem+json")
+    assert refused[2]["title"] == "Not a CloudEvent"
