@@ -33,6 +33,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -376,6 +377,30 @@ class FunctionConfig(_Model):
     events: tuple[EventSource, ...] = ()
     delivery: Delivery = Delivery()
     timeout: timedelta = timedelta(seconds=60)
+    deploy: Literal["subscription", "worker"] | None = None
+    """How an event function runs where ops deploy it (see :attr:`deployment`): ``worker``, an app
+    consuming its consumer group through the project's runtime; ``subscription``, an app that the
+    platform's subscription POSTs each event to (``shared.runtime.subscription``)."""
+
+    @field_validator("deploy")
+    @classmethod
+    def _deploy_fits_the_triggers(cls, v: str | None, info: ValidationInfo) -> str | None:
+        events = info.data.get("events") or ()
+        if v is not None and not any(e.kind != "http" for e in events):
+            raise ValueError("deploy is for event functions (kafka, cos, schedule); an HTTP "
+                             "function is served by its own app")
+        if v == "subscription":
+            for i, e in enumerate(events):
+                if e.kind != "kafka":
+                    continue
+                if e.kafka.mode == "batch":
+                    raise ValueError(f"subscription delivers one event at a time, but events[{i}]"
+                                     ".kafka has mode: batch; use deploy: worker")
+                if e.kafka.ordering == "ordered":
+                    raise ValueError(f"a subscription keeps no per-key order, but events[{i}]"
+                                     ".kafka has ordering: ordered (the default); use deploy: "
+                                     "worker, or ordering: unordered")
+        return v
 
     @field_validator("handler")
     @classmethod
@@ -394,6 +419,18 @@ class FunctionConfig(_Model):
 
     def triggers(self, kind: str) -> list[Any]:
         return [getattr(e, kind) for e in self.events if e.kind == kind]
+
+    @property
+    def deployment(self) -> Literal["subscription", "worker"] | None:
+        """``deploy``, or what the triggers need when it is not set (``worker`` for a batch or
+        ordered Kafka trigger, else ``subscription``); ``None`` for an HTTP-only function."""
+        if self.deploy is not None:
+            return self.deploy
+        if not any(e.kind != "http" for e in self.events):
+            return None
+        if any(t.mode == "batch" or t.ordering == "ordered" for t in self.triggers("kafka")):
+            return "worker"
+        return "subscription"
 
 
 class Provider(_Model):

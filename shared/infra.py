@@ -184,7 +184,7 @@ def _buckets() -> dict[str, Any]:
 
 
 def _is_worker(svc: ServiceConfig, fn: str) -> bool:
-    return any(t.mode == "batch" for t in svc.functions[fn].triggers("kafka"))
+    return svc.functions[fn].deployment == "worker"
 
 
 def _apps(loaded: Loaded) -> dict[str, Any]:
@@ -194,7 +194,7 @@ def _apps(loaded: Loaded) -> dict[str, Any]:
         kinds = {e.kind for e in f.events}
         worker = _is_worker(svc, fn)
         if worker and kinds != {"kafka"}:
-            raise GenerateError(f"functions.{fn}: a batch-mode Kafka function runs as a worker "
+            raise GenerateError(f"functions.{fn}: a deploy: worker function runs as a worker "
                                 "app and cannot have other triggers")
         env[fn] = {stage: {k: _literal(v) for k, v in sorted(s.environment_for(fn).items())}
                    for stage, s in loaded.stages.items()}

@@ -11,22 +11,23 @@
   function reaches the cross-sell model, and never the tooling (python-hcl2);
 * ``Dockerfile`` (+ ``.dockerignore``) and a ``Procfile`` for buildpack builds.
 
-Event and HTTP functions start as ``functions-framework --target <fn> --source
-functions/<fn>/main.py --asgi`` (port from ``$PORT``, 8080 by default, as Code Engine sets it).
-``PYTHONPATH=/app`` lets the function import ``shared`` and ``events``: functions-framework puts
-only the source file's own folder on ``sys.path``.
+Each app starts with :func:`shared.runtime.subscription.start_command` (port from ``$PORT``,
+8080 by default, as Code Engine sets it). HTTP functions start as ``functions-framework --target
+<fn> --source functions/<fn>/main.py --asgi``. ``PYTHONPATH=/app`` lets the function import
+``shared`` and ``events``: functions-framework puts only the source file's own folder on
+``sys.path``.
 
-A Kafka function with ``mode: batch`` is not a Code Engine subscription target (the platform
-delivers one record per event); it runs the project's runtime for that one function instead:
-``python -m shared.cli worker --functions <fn> --port $PORT`` (the same command as the ``retailfn``
-script, which the image does not install: the project is not a distribution there); the port
-serves ``/healthz``, ``/readyz`` and ``/metrics``, which Code Engine's probes need. ``HOST`` and
-``PORT`` (Code Engine sets ``PORT``) choose where either kind listens. ``retailfn infra
-generate`` gives the Code Engine app this same command (:func:`command_for`).
+An event function keeps its delivery promises in either ``deploy:`` mode: ``subscription`` runs
+``python -m shared.runtime.subscription --function <fn>`` (each POSTed event deduplicated,
+retried, dead-lettered); ``worker`` (per-key order, batches) runs the project's runtime for that
+one function, ``python -m shared.cli worker --functions <fn> --port $PORT`` (the same command as
+the ``retailfn`` script, without installing the project); the port serves ``/healthz``,
+``/readyz`` and ``/metrics``, which Code Engine's probes need.
 
 The manifest reports, per image, ``installed_bytes``: what its requirements occupy once
 installed (measured from the same wheels in the packaging environment) plus the package's own
-files; the base image is not counted.
+files; the base image is not counted. ``retailfn infra generate`` gives the Code Engine app this
+same command (:func:`command_for`).
 
 Nothing from ``tests/``, ``bench/``, ``__pycache__`` or compiled files goes in; the build checks it.
 """
@@ -52,6 +53,7 @@ from shared.requirements import (
     installed_bytes,
     pinned,
 )
+from shared.runtime.subscription import start_command
 
 EXCLUDED_PARTS = frozenset({"tests", "bench", "__pycache__", ".pytest_cache", ".mypy_cache",
                             ".ruff_cache", ".retailfn", "dist", ".venv"})
@@ -82,13 +84,7 @@ def command_for(service: ServiceConfig, name: str) -> list[str]:
     """The image's start command, run in its working directory (``/app``): the Dockerfile's
     ``CMD`` and the generated Code Engine app's ``run_commands``. Listens on ``$HOST:$PORT``
     (``0.0.0.0:8080`` by default)."""
-    fn = service.functions[name]
-    if kind_of(service, name) == "batch":
-        return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
-                f"--functions {name} --host \"${{HOST:-0.0.0.0}}\" --port \"${{PORT:-8080}}\""]
-    # functions-framework reads --host and --port from HOST and PORT.
-    source = fn.module.replace(".", "/") + ".py"
-    return ["functions-framework", "--target", fn.target, "--source", source, "--asgi"]
+    return start_command(name, service.functions[name])
 
 
 IMAGE_WORKDIR = "/app"

@@ -207,15 +207,16 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
             problems.append(f"serverless.yaml functions.{name} vs {apps_file}: no "
                             f"ibm_code_engine_app {tf_name(name)!r} (run `retailfn infra generate`)")
             continue
-        batch = any(t.mode == "batch" for t in fn.triggers("kafka"))
+        worker = fn.deployment == "worker"
         command = [*(app.get("run_commands") or []), *(app.get("run_arguments") or [])]
         if command != app_command(service, name):
-            problems.append(f"serverless.yaml functions.{name} vs {app['file']}: the app must "
-                            f"run its image's command {app_command(service, name)}; it runs "
+            mode = f" (deploy: {fn.deployment})" if fn.deployment else ""
+            problems.append(f"serverless.yaml functions.{name}{mode} vs {app['file']}: the app "
+                            f"must run its image's command {app_command(service, name)}; it runs "
                             f"{command or 'the image default'} (run `retailfn infra generate`)")
         for i, ev in enumerate(fn.events):
             where = f"functions.{name}.events[{i}]"
-            if ev.kind == "http" or batch or (ev.kind == "schedule" and not ev.schedule.enabled):
+            if ev.kind == "http" or worker or (ev.kind == "schedule" and not ev.schedule.enabled):
                 continue
             expected.add((name, where))
             have = subs.get((name, where), [])

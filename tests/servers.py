@@ -83,10 +83,12 @@ class MotoS3:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls) -> MotoS3:
+    def start(cls, port: int | None = None) -> MotoS3:
+        """On a free port, or on ``port`` again after :meth:`stop`: moto's state lives in this
+        process, so a restarted server has every bucket and object it had (an outage)."""
         from moto.server import ThreadedMotoServer
 
-        port = free_port()
+        port = port or free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         wait_for_port(port)

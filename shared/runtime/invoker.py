@@ -78,7 +78,11 @@ class Invoker:
             if token is not None:
                 exit_settings(token)
 
-    def deliver(self, ce: CloudEvent, origin: dict[str, Any] | None = None) -> Outcome:
+    def deliver(self, ce: CloudEvent, origin: dict[str, Any] | None = None, *,
+                deadline: float | None = None) -> Outcome:
+        """Call the function until it succeeds, retrying with the delivery's backoff; then the
+        dead letter. ``deadline`` (``time.monotonic()``) ends the retries early when the wait
+        before the next attempt would pass it: a platform's request timeout."""
         name = self.function.name
         start = time.perf_counter()
         first_failure: datetime | None = None
@@ -94,7 +98,7 @@ class Invoker:
                 first_failure = first_failure or datetime.now(UTC)
                 permanent = isinstance(exc, PERMANENT_ERRORS)
                 fields = self._fields(ce, attempt, t0)
-                if permanent or attempt > self.delivery.retry:
+                if permanent or attempt > self.delivery.retry or self._past(deadline, attempt):
                     dl_id = dead_letter_id(name, ce)
                     self._dead_letter(dl_id, make_dead_letter(
                         name, ce, exc, attempt, first_failure, origin, retryable=not permanent))
@@ -120,6 +124,10 @@ class Invoker:
             if log.isEnabledFor(logging.INFO):
                 log.info("event handled", extra={**self._fields(ce, attempt, t0), "outcome": "ok"})
             return _OK_FIRST_TIME if attempt == 1 else Outcome("ok", attempt)
+
+    def _past(self, deadline: float | None, attempt: int) -> bool:
+        return (deadline is not None
+                and time.monotonic() + self.delivery.backoff(attempt) > deadline)
 
     def dead_letter_now(self, ce: CloudEvent, error: BaseException,
                         origin: dict[str, Any] | None = None) -> str:

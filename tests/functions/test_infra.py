@@ -4,6 +4,7 @@ serverless.yaml and events/catalog.py (the generated part is what `retailfn infr
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from events.catalog import BUCKETS, TOPICS
 from shared.cli import main as cli
 from shared.config import load_service
 from shared.infra import GENERATED, generate, tf_name
+from shared.infra import write as write_generated
+from shared.runtime.subscription import start_command
 from shared.validate import load_terraform, read_infra, terraform_files, validate_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,13 +106,18 @@ def test_every_function_has_its_app() -> None:
         assert app["managed_domain_mappings"] == ("local_public" if public else "local")
 
 
-def test_every_event_trigger_has_its_subscription_and_batch_functions_run_as_workers() -> None:
+def test_subscription_functions_have_their_subscriptions_and_workers_consume_by_themselves(
+        ) -> None:
     infra = read_infra(INFRA)
     svc = service()
     seen = 0
     for name, fn in svc.functions.items():
         subs = [s for s in infra.subscriptions if s["function"] == name]
-        if any(t.mode == "batch" for t in fn.triggers("kafka")):
+        if fn.deployment is not None:  # an event function's app runs its own start command
+            assert [c.replace("$${", "${") for c in infra.apps[tf_name(name)]["run_commands"]] \
+                == start_command(name, fn)
+            assert "run_arguments" not in infra.apps[tf_name(name)]
+        if fn.deployment == "worker":
             assert subs == [], name
             # The image installs the function's requirements, not the project: no `retailfn`.
             assert infra.apps[tf_name(name)]["run_commands"] == [
@@ -199,6 +207,12 @@ def test_a_topic_renamed_in_serverless_yaml_only_fails_naming_both_places(copy: 
     config = copy / "serverless.yaml"
     text = config.read_text(encoding="utf-8")
     assert text.count("topic: inventory.stock-reported") == 1
+    # A Kafka subscription to rename: ingest_stock behind one (it is a worker in the project).
+    text = re.sub(r"deploy: worker  # per-key order.*\n", "deploy: subscription\n", text)
+    text = text.replace("ordering: ordered", "ordering: unordered")
+    config.write_text(text, encoding="utf-8")
+    write_generated(copy)
+    assert _validate(copy) == []
     config.write_text(text.replace("topic: inventory.stock-reported",
                                    "topic: inventory.stock-changed"), encoding="utf-8")
 
@@ -405,3 +419,25 @@ def test_infra_generate_check_reports_stale_files(copy: Path) -> None:
     result = runner.invoke(cli, ["--config", str(config), "infra", "generate", "--check"])
     assert result.exit_code == 1
     assert "infra/generated/apps.tf.json: stale" in result.output
+
+
+def test_every_event_function_says_in_serverless_yaml_how_it_is_deployed() -> None:
+    deploys = {name: fn.deploy for name, fn in service().functions.items()
+               if any(e.kind != "http" for e in fn.events)}
+
+    assert deploys == {"ingest_stock_file": "subscription", "ingest_stock": "worker",
+                       "archive_events": "worker", "recalc_cross_sell": "subscription"}
+
+
+def test_an_app_that_does_not_run_its_deploy_modes_command_fails_validation(copy: Path) -> None:
+    apps = copy / GENERATED / "apps.tf.json"
+    doc = json.loads(apps.read_text(encoding="utf-8"))
+    del doc["resource"]["ibm_code_engine_app"]["ingest_stock_file"]["run_commands"]
+    apps.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+    problems = _validate(copy)
+
+    assert ("serverless.yaml functions.ingest_stock_file (deploy: subscription) vs "
+            "infra/generated/apps.tf.json: the app must run ['python', '-m', "
+            "'shared.runtime.subscription', '--function', 'ingest_stock_file']; it runs the "
+            "image default (run `retailfn infra generate`)") in problems

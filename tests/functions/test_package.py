@@ -105,13 +105,17 @@ def test_every_function_is_packaged_with_its_code_the_layers_and_a_size_report(d
         assert (dist / f"{name}.zip").stat().st_size == entry["archive_bytes"]
 
 
-def test_commands_start_functions_framework_or_the_runtime_for_batch_functions(
+def test_commands_start_functions_framework_the_subscription_app_or_the_worker(
         dist: Path) -> None:
     manifest = {p["function"]: p for p in json.loads((dist / "manifest.json").read_text())[
         "packages"]}
-    assert manifest["ingest_stock"]["command"] == [
-        "functions-framework", "--target", "ingest_stock", "--source",
-        "functions/ingest_stock/main.py", "--asgi"]
+    assert manifest["report_stock"]["command"] == [
+        "functions-framework", "--target", "report_stock", "--source",
+        "functions/report_stock/main.py", "--asgi"]
+    assert manifest["ingest_stock_file"]["command"] == [
+        "python", "-m", "shared.runtime.subscription", "--function", "ingest_stock_file"]
+    assert "python -m shared.cli --config serverless.yaml worker --functions ingest_stock " in \
+        manifest["ingest_stock"]["command"][-1]
     assert manifest["report_stock"]["kind"] == "http"
     assert manifest["archive_events"]["kind"] == "batch"
     assert "python -m shared.cli --config serverless.yaml worker --functions archive_events" in \
@@ -423,13 +427,11 @@ def packaged_ingest_stock_file(dist: Path, fresh_python: Path,
     folder = dist / "ingest_stock_file"
     port = free_port()
     cmd = command_for(SERVICE, "ingest_stock_file")
-    assert cmd[0] == "functions-framework"
-    # `python -m functions_framework` is the console script's module; PYTHONPATH as in the
-    # Dockerfile (functions-framework adds only the source file's own folder to sys.path).
+    assert cmd[:3] == ["python", "-m", "shared.runtime.subscription"]
+    # The fresh venv's python; PYTHONPATH as in the Dockerfile.
     log = (tmp_path / "function.log").open("wb")
     process = subprocess.Popen(
-        [str(fresh_python), "-m", "functions_framework", *cmd[1:], "--host", "127.0.0.1",
-         "--port", str(port)],
+        [str(fresh_python), *cmd[1:], "--host", "127.0.0.1", "--port", str(port)],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT,
         env=_clean_env(PYTHONPATH=str(folder), RETAILFN_STAGE="local",
                        RETAILFN_DATA_DIR=os.environ["RETAILFN_DATA_DIR"]))

@@ -888,3 +888,59 @@ def test_the_readmes_serverless_s3_example_is_refused_pointing_at_cos() -> None:
 
     assert "functions.ingest_stock_file.events[0].s3: unknown field; storage events are on IBM " \
            "COS: write cos: with the same bucket, event and rules" in caught.value.problems
+
+
+# --- deploy: how an event function runs where ops deploy it -------------------------------
+
+
+def deploying(deploy: str, event: str) -> str:
+    return one_function(f"handler: pkg.mod:fn\ndeploy: {deploy}\nevents:\n  - {event}\n")
+
+
+def test_a_subscription_for_an_ordered_kafka_trigger_is_refused_naming_worker() -> None:
+    problems = problems_of(deploying("subscription", "kafka: {topic: inventory.stock-reported}"))
+
+    assert problems == ["functions.fn.deploy: a subscription keeps no per-key order, but "
+                        "events[0].kafka has ordering: ordered (the default); use deploy: "
+                        "worker, or ordering: unordered"]
+
+
+def test_a_subscription_for_a_batch_kafka_trigger_is_refused_naming_worker() -> None:
+    problems = problems_of(deploying(
+        "subscription", "kafka: {topic: '*', mode: batch, ordering: unordered}"))
+
+    assert problems == ["functions.fn.deploy: subscription delivers one event at a time, but "
+                        "events[0].kafka has mode: batch; use deploy: worker"]
+
+
+def test_deploy_on_an_http_function_is_refused() -> None:
+    problems = problems_of(deploying("worker", "http: {path: /stock}"))
+
+    assert problems == ["functions.fn.deploy: deploy is for event functions (kafka, cos, "
+                        "schedule); an HTTP function is served by its own app"]
+
+
+def test_an_unknown_deploy_mode_is_reported_with_the_known_ones() -> None:
+    problems = problems_of(deploying("lambda", "cos: {bucket: partner-drops}"))
+
+    assert len(problems) == 1
+    assert problems[0].startswith("functions.fn.deploy: ")
+    assert "'subscription'" in problems[0] and "'worker'" in problems[0]
+
+
+def test_an_unordered_kafka_trigger_may_run_behind_a_subscription() -> None:
+    service = parse(deploying(
+        "subscription", "kafka: {topic: inventory.stock-reported, ordering: unordered}"))
+
+    assert service.functions["fn"].deployment == "subscription"
+
+
+def test_without_deploy_a_function_runs_as_its_triggers_need() -> None:
+    functions = parse(VALID).functions
+
+    assert {name: fn.deployment for name, fn in functions.items()} == {
+        "report_stock": None,  # HTTP: its own app
+        "ingest_stock": "worker",  # ordered by default
+        "ingest_stock_file": "subscription",
+        "detect_slow_movers": "subscription",
+    }
