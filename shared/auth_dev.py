@@ -28,10 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from filelock import FileLock
 from jwt.algorithms import RSAAlgorithm
 
-from shared.settings import Settings, get_settings
-
-LOCAL_STAGE = "local"
-DEV_ISSUER = "http://127.0.0.1/dev-issuer"
+from shared.settings import DEV_ISSUER, LOCAL_STAGE, Settings, get_settings
 DEV_AUDIENCE = "retailfn"
 DEV_PARTNERS = ("acme", "globex", "initech")
 DEV_SCOPES = ("stock:write", "catalog:write", "inventory:read")

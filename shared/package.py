@@ -4,7 +4,7 @@
 
 * ``functions/__init__.py`` and ``functions/<function>/`` (its own code only);
 * ``shared/`` (the common layer) and ``events/`` (contracts, samples, schemas);
-* ``serverless.yaml`` (the runtime reads it for batch functions; Terraform and ops read it too);
+* ``serverless.yaml`` (worker and subscription apps read it; Terraform and ops read it too);
 * ``requirements.txt``: what this function's code imports, with the distributions' own
   dependencies, each line pinned exactly as in the project's requirements.txt (the one lock):
   :mod:`shared.requirements` computes it, so an image carries numpy and scipy only when its
@@ -71,13 +71,9 @@ def _ignore(directory: str, names: list[str]) -> set[str]:
 
 
 def kind_of(service: ServiceConfig, name: str) -> str:
-    """``http``, ``event`` (one CloudEvent per request) or ``batch`` (runs the retailfn runtime)."""
-    fn = service.functions[name]
-    if any(t.mode == "batch" for t in fn.triggers("kafka")):
-        return "batch"
-    if fn.triggers("http"):
-        return "http"
-    return "event"
+    """``http``, or an event function's ``deploy:`` mode: ``worker`` (the retailfn runtime
+    consuming its consumer group) or ``subscription`` (the app a subscription POSTs events to)."""
+    return service.functions[name].deployment or "http"
 
 
 def command_for(service: ServiceConfig, name: str) -> list[str]:
@@ -100,17 +96,20 @@ IMAGE_ENV: dict[str, str] = {
 def entries_for(service: ServiceConfig, name: str) -> list[Entry]:
     """The modules the image's command starts from (see :mod:`shared.requirements`)."""
     fn = service.functions[name]
-    if kind_of(service, name) == "batch":
+    kind = kind_of(service, name)
+    if kind == "worker":
         # `python -m shared.cli worker`: the command group, then what the worker command runs.
         return [Entry("shared.cli", nested=False), Entry("shared.runtime.app"), Entry(fn.module)]
+    if kind == "subscription":
+        return [Entry("shared.runtime.subscription"), Entry(fn.module)]
     return [Entry(fn.module)]
 
 
 def requirements_for(service: ServiceConfig, root: Path, name: str) -> list[str]:
     """The pinned lines of ``root/requirements.txt`` this function's image needs."""
     _modules, imports = import_closure(root, entries_for(service, name))
-    if kind_of(service, name) != "batch":
-        imports.add("functions_framework")  # the command itself
+    if kind_of(service, name) != "worker":
+        imports.add("functions_framework")  # the command itself, or what loads the function
     try:
         return pinned((root / "requirements.txt").read_text(encoding="utf-8"),
                       distributions_for(imports))

@@ -26,6 +26,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "RETAILFN_"
 
 
+LOCAL_STAGE = "local"
+"""The one stage that may run on the embedded adapters and trust the dev issuer."""
+DEV_ISSUER = "http://127.0.0.1/dev-issuer"
+"""The local dev token issuer (:mod:`shared.auth_dev`); never trusted outside ``local``."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETAILFN_", extra="ignore", frozen=True)
 

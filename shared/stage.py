@@ -16,9 +16,15 @@ from __future__ import annotations
 import logging
 import os
 
-from shared.auth_dev import DEV_ISSUER, LOCAL_STAGE
 from shared.config import ServiceConfig, Stage
-from shared.settings import ENV_PREFIX, Settings, build_settings, install_process_settings
+from shared.settings import (
+    DEV_ISSUER,
+    ENV_PREFIX,
+    LOCAL_STAGE,
+    Settings,
+    build_settings,
+    install_process_settings,
+)
 
 log = logging.getLogger("retailfn.stage")
 

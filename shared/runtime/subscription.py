@@ -77,7 +77,7 @@ def start_command(function_name: str, fn: FunctionConfig) -> list[str]:
     if fn.deployment == "worker":
         return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
                 f"--functions {function_name} --host \"${{HOST:-0.0.0.0}}\" "
-                "--port \"${{PORT:-8080}}\""]
+                "--port \"${PORT:-8080}\""]
     return ["python", "-m", "shared.runtime.subscription", "--function", function_name]
 
 

@@ -300,7 +300,7 @@ def test_an_app_whose_command_is_not_its_images_is_reported(copy: Path) -> None:
 
     problems = _validate(copy)
 
-    assert any(p.startswith("serverless.yaml functions.archive_events vs "
+    assert any(p.startswith("serverless.yaml functions.archive_events (deploy: worker) vs "
                             "infra/generated/apps.tf.json: the app must run its image's command "
                             "['sh', '-c', 'exec python -m shared.cli") and
                "it runs ['retailfn', 'worker'" in p for p in problems), problems
@@ -438,6 +438,6 @@ def test_an_app_that_does_not_run_its_deploy_modes_command_fails_validation(copy
     problems = _validate(copy)
 
     assert ("serverless.yaml functions.ingest_stock_file (deploy: subscription) vs "
-            "infra/generated/apps.tf.json: the app must run ['python', '-m', "
+            "infra/generated/apps.tf.json: the app must run its image's command ['python', '-m', "
             "'shared.runtime.subscription', '--function', 'ingest_stock_file']; it runs the "
             "image default (run `retailfn infra generate`)") in problems

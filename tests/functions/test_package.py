@@ -117,7 +117,8 @@ def test_commands_start_functions_framework_the_subscription_app_or_the_worker(
     assert "python -m shared.cli --config serverless.yaml worker --functions ingest_stock " in \
         manifest["ingest_stock"]["command"][-1]
     assert manifest["report_stock"]["kind"] == "http"
-    assert manifest["archive_events"]["kind"] == "batch"
+    assert manifest["archive_events"]["kind"] == "worker"
+    assert manifest["ingest_stock_file"]["kind"] == "subscription"
     assert "python -m shared.cli --config serverless.yaml worker --functions archive_events" in \
         manifest["archive_events"]["command"][-1]
     for name in SERVICE.functions:
@@ -263,12 +264,14 @@ def test_no_image_installs_the_tooling_only_dependencies(dist: Path) -> None:
         assert "python-hcl2" not in names and "lark" not in names, name
 
 
-def test_an_event_function_image_leaves_out_what_only_auth_and_the_worker_use(
-        dist: Path) -> None:
-    # ingest_stock is served by functions-framework: no click-based worker, no prometheus, no
-    # JWT (its closure does not reach the CLI, observability's metrics or auth).
+def test_an_event_function_image_leaves_out_what_only_auth_uses(dist: Path) -> None:
+    # ingest_stock (worker) and ingest_stock_file (subscription) authenticate nobody: no JWT
+    # (their closures reach the runtime and its metrics, not shared.auth).
+    for name in ("ingest_stock", "ingest_stock_file"):
+        names = _requirement_names(dist / name)
+        assert {"pyjwt", "cryptography"}.isdisjoint(names), name
+        assert {"prometheus_client", "kafka-python", "ibm-cos-sdk", "pydantic"} <= names, name
     names = _requirement_names(dist / "ingest_stock")
-    assert {"pyjwt", "cryptography", "prometheus-client"}.isdisjoint(names)
     assert {"functions-framework", "kafka-python", "ibm-cos-sdk", "pydantic"} <= names
 
 
@@ -366,7 +369,7 @@ def test_every_packaged_app_starts_with_its_generated_command_and_environment(
                 assert process.poll() is None, f"{name} exited:\n{log_path.read_text()}"
                 assert time.monotonic() < deadline, f"{name} did not listen on {port}"
                 try:
-                    if kind_of(SERVICE, name) == "batch":
+                    if kind_of(SERVICE, name) != "http":  # a worker's or subscription's probes
                         status, body = _get(f"http://127.0.0.1:{port}/healthz")
                     else:
                         # functions-framework routes every path to the function: any answer
@@ -375,7 +378,7 @@ def test_every_packaged_app_starts_with_its_generated_command_and_environment(
                     break
                 except OSError:
                     time.sleep(0.2)
-            if kind_of(SERVICE, name) == "batch":
+            if kind_of(SERVICE, name) != "http":
                 assert status == 200, body
                 deadline = time.monotonic() + 30
                 while (ready := _get(f"http://127.0.0.1:{port}/readyz"))[0] != 200:
