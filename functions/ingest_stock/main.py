@@ -3,6 +3,9 @@
 Triggered by ``inventory.stock-reported`` (our CloudEvents, or Code Engine's
 ``dev.knative.kafka.event`` around a partner's raw JSON). Published event ids derive from the
 input's (source, id), so a redelivered input re-publishes the same ids and consumers drop them.
+
+A report refused for what it says (a partner SKU never introduced, a rule it breaks) is recorded
+for its partner (``GET /v1/partners/{partner}/rejections``) and then dead-lettered as before.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from events.inventory import StockReported
 from shared.domain.inventory import InventoryRuleViolation, check_not_ahead, normalize
 from shared.errors import PermanentError
 from shared.inventory import AvailabilityView, ProductCatalog
+from shared.inventory.rejections import StockRejections, rejection_of
 from shared.publisher import publish_many
 from shared.settings import get_settings
 
@@ -36,23 +40,31 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
     report = event.data
     sku = ProductCatalog().sku_for(report.partner_id, report.partner_sku)
     if sku is None:
-        raise PermanentError(
+        raise _rejected(event, report, (
             f"partner_sku: {report.partner_id}/{report.partner_sku} is not in the catalog; "
             "the partner must introduce the product first"
-        )
+        ))
     try:
         check_not_ahead(report.reported_at, datetime.now(UTC),
                         timedelta(seconds=get_settings().stock_max_future_skew_s))
         normalized = normalize(report)
         decision = AvailabilityView().apply(sku, normalized, event_id=f"{event.source} {event.id}")
     except InventoryRuleViolation as violation:
-        raise PermanentError(str(violation)) from violation
+        raise _rejected(event, report, str(violation)) from violation
     if decision.events:
         publish_many(_announce(event, sku, payload) for payload in decision.events)
     log.info("stock report %s", decision.outcome, extra={
         "event_id": event.id, "sku": sku, "partner_id": report.partner_id,
         "location_id": report.location_id, "published": len(decision.events),
     })
+
+
+def _rejected(event: Event[Any], report: StockReported, reason: str) -> PermanentError:
+    """Record the refusal where the partner can see it; the caller raises the dead letter's error.
+    Recording is idempotent on the event, so a redelivery or a replay lists it once."""
+    StockRejections().record(rejection_of(report, source=event.source, event_id=event.id,
+                                          reason=reason))
+    return PermanentError(reason)
 
 
 def _announce(cause: Event[Any], sku: str, payload: Any) -> Event[Any]:
