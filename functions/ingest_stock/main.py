@@ -3,9 +3,6 @@
 Triggered by ``inventory.stock-reported`` (our CloudEvents, or Code Engine's
 ``dev.knative.kafka.event`` around a partner's raw JSON). Published event ids derive from the
 input's (source, id), so a redelivered input re-publishes the same ids and consumers drop them.
-
-A report refused for what it says (a partner SKU never introduced, a rule it breaks) is recorded
-for its partner (``GET /v1/partners/{partner}/rejections``) and then dead-lettered as before.
 """
 
 from __future__ import annotations
@@ -23,9 +20,9 @@ from events.inventory import StockReported
 from shared.domain.inventory import InventoryRuleViolation, check_not_ahead, normalize
 from shared.errors import PermanentError
 from shared.inventory import AvailabilityView, ProductCatalog
-from shared.inventory.rejections import StockRejections, rejection_of
 from shared.publisher import publish_many
 from shared.settings import get_settings
+from shared.stock_rejections import StockRejections, rejection_of
 
 SOURCE = "/functions/ingest_stock"
 _IDS = uuid.UUID("0b9f6a3e-3c39-5d2e-9b7a-6f0e1d2c3b4a")
@@ -59,15 +56,17 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
     })
 
 
-def _rejected(event: Event[Any], report: StockReported, reason: str) -> PermanentError:
-    """Record the refusal where the partner can see it; the caller raises the dead letter's error.
-    Recording is idempotent on the event, so a redelivery or a replay lists it once."""
-    StockRejections().record(rejection_of(report, source=event.source, event_id=event.id,
-                                          reason=reason))
-    return PermanentError(reason)
-
-
 def _announce(cause: Event[Any], sku: str, payload: Any) -> Event[Any]:
     event_id = uuid.uuid5(_IDS, f"{cause.source}\n{cause.id}\n{payload.ce_type}")
     extensions = {k: v for k, v in cause.extensions.items() if k in ("traceparent", "tracestate")}
     return new_event(payload, source=SOURCE, subject=sku, id=str(event_id), extensions=extensions)
+
+
+def _rejected(event: Event[Any], report: StockReported, reason: str) -> PermanentError:
+    """A report refused for what it says (a partner SKU never introduced, a rule it breaks) is
+    recorded for its partner (``GET /v1/partners/{partner}/rejections``); the caller raises the
+    returned error, so it is dead-lettered as before. Recording is idempotent on the event, so a
+    redelivery or a replay lists it once."""
+    StockRejections().record(rejection_of(report, source=event.source, event_id=event.id,
+                                          reason=reason))
+    return PermanentError(reason)

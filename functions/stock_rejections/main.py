@@ -4,7 +4,7 @@
 over HTTP, a record on Kafka) can still be refused when it is applied: a partner SKU the partner
 never introduced, a ``reported_at`` too far ahead, a quantity its unit does not allow. Such a
 report is dead-lettered for operators and listed here for its partner (see
-:mod:`shared.inventory.rejections`). A partner sees only its own.
+:mod:`shared.stock_rejections`). A partner sees only its own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from events.fields import Identifier
 from shared.auth import authenticate, require_partner
 from shared.httpfn import path_params
 from shared.inventory import InvalidCursor
-from shared.inventory.rejections import StockRejection, StockRejections
 from shared.objectstore import ObjectStoreError
 from shared.openapi import Answer, operation
 from shared.problems import (
@@ -30,6 +29,7 @@ from shared.problems import (
     problem_type,
     unavailable,
 )
+from shared.stock_rejections import StockRejection, StockRejections
 
 PATH = "/v1/partners/{partner}/rejections"
 PATH_PARAMS = {"partner": Identifier}
