@@ -38,7 +38,7 @@ def examples() -> dict[str, str]:
     """The guide's runnable examples by name (``<!-- example: name -->`` before the fence)."""
     found = {m["name"]: m["code"] for m in _EXAMPLE.finditer(GUIDE.read_text(encoding="utf-8"))}
     assert {"http-setup", "http-product", "http-stock", "http-inventory", "http-rejections",
-            "file-drop", "kafka"} <= set(found), sorted(found)
+            "file-drop", "kafka-bind", "kafka"} <= set(found), sorted(found)
     return found
 
 
@@ -198,7 +198,7 @@ def test_the_file_drop_example_runs_as_written_and_its_report_lists_the_bad_line
 
 def test_the_kafka_example_runs_as_written_and_a_sku_never_introduced_is_in_the_rejections(
         service: Service) -> None:
-    run_shell(service, "http-product")
+    run_shell(service, "http-product", "kafka-bind")  # the partner's product; our operator's bind
 
     run_python(service, "kafka", {"BOOTSTRAP": service.broker.bootstrap, "SECURITY": {}})
 
