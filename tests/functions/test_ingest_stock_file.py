@@ -24,7 +24,8 @@ KEY = "acme/2026-11-27/stock.csv"
 HEADER = ",".join(COLUMNS)
 
 
-INTRODUCED = [f"SKU-{i}" for i in range(10)] + ["YM-1"]
+SKUS = [f"SKU-{i}" for i in range(12)]
+INTRODUCED = [*SKUS, "YM-1"]
 """The partner SKUs acme introduced; a line of any other is a bad line of the report."""
 
 
@@ -39,7 +40,7 @@ def _provisioned() -> None:
 
 
 def row(i: int, on_hand: int | str = 5) -> str:
-    return f"SKU-{i % 10},LOC-{i % 3},eu,{on_hand},0,0,each,,2026-11-27T10:00:00Z,{i}"
+    return f"SKU-{i % len(SKUS)},LOC-{i % 3},eu,{on_hand},0,0,each,,2026-11-27T10:00:00Z,{i}"
 
 
 def drop(text: str, key: str = KEY) -> ObjectInfo:
@@ -118,7 +119,7 @@ def test_the_catalog_is_asked_once_per_distinct_partner_sku_of_a_file(
     trigger(drop(good_file(500)))
 
     assert len(published()) == 500
-    assert sorted(asked) == sorted(f"SKU-{i}" for i in range(10))
+    assert sorted(asked) == sorted(SKUS)
 
 
 def test_a_file_with_an_unknown_column_publishes_nothing_and_reports_why() -> None:
