@@ -28,6 +28,7 @@ from shared.errors import PermanentError
 from shared.inventory import AvailabilityView, PartnerRegistry, ProductCatalog
 from shared.publisher import publish_many
 from shared.settings import get_settings
+from shared.stock_rejections import StockRejections, rejection_of
 
 SOURCE = "/functions/ingest_stock"
 _IDS = uuid.UUID("0b9f6a3e-3c39-5d2e-9b7a-6f0e1d2c3b4a")
@@ -43,10 +44,10 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
     _check_channel(event.source, report.partner_id)
     sku = ProductCatalog().sku_for(report.partner_id, report.partner_sku)
     if sku is None:
-        raise PermanentError(
+        raise _rejected(event, report, (
             f"partner_sku: {report.partner_id}/{report.partner_sku} is not in the catalog; "
             "the partner must introduce the product first"
-        )
+        ))
     try:
         check_not_ahead(report.reported_at, datetime.now(UTC),
                         timedelta(seconds=get_settings().stock_max_future_skew_s))
@@ -54,7 +55,7 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
         decision = AvailabilityView().apply(sku, normalized,
                                             event_id=identity(event.source, event.id))
     except InventoryRuleViolation as violation:
-        raise PermanentError(str(violation)) from violation
+        raise _rejected(event, report, str(violation)) from violation
     if decision.events:
         publish_many(_announce(event, sku, payload) for payload in decision.events)
     log.info("stock report %s", decision.outcome, extra={
@@ -74,3 +75,13 @@ def _announce(cause: Event[Any], sku: str, payload: Any) -> Event[Any]:
     event_id = uuid.uuid5(_IDS, identity(cause.source, cause.id, payload.ce_type))
     extensions = {k: v for k, v in cause.extensions.items() if k in ("traceparent", "tracestate")}
     return new_event(payload, source=SOURCE, subject=sku, id=str(event_id), extensions=extensions)
+
+
+def _rejected(event: Event[Any], report: StockReported, reason: str) -> PermanentError:
+    """A report refused for what it says (a partner SKU never introduced, a rule it breaks) is
+    recorded for its partner (``GET /v1/partners/{partner}/rejections``); the caller raises the
+    returned error, so it is dead-lettered as before. Recording is idempotent on the event, so a
+    redelivery or a replay lists it once."""
+    StockRejections().record(rejection_of(report, source=event.source, event_id=event.id,
+                                          reason=reason))
+    return PermanentError(reason)

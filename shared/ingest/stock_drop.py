@@ -19,6 +19,8 @@ program is still writing is not read half-way.
 
 Bad lines never stop the file; they are listed in a report object beside the drop
 (``{key}.report.json``). A file that cannot be read at all gets a report with its ``error``.
+A line whose partner SKU the partner never introduced is a bad line too (it could only be
+refused later, where the partner would not see it); the catalog is asked once per distinct SKU.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -40,6 +43,7 @@ from events.inventory import StockReported
 from events.platform import ObjectChanged
 from shared.errors import PermanentError
 from shared.ingest.stockfile import StockFileError, parse_stock_file, stock_file_format
+from shared.inventory.catalog import ProductCatalog
 from shared.objectstore.port import ObjectNotFound, ObjectStore, PreconditionFailed
 
 log = logging.getLogger("retailfn.ingest_stock_file")
@@ -47,6 +51,8 @@ log = logging.getLogger("retailfn.ingest_stock_file")
 CHUNK_SIZE = 1000
 """Events per publish and per checkpoint: at most this many are repeated after a crash."""
 MAX_REPORTED_LINES = 10_000
+KNOWN_SKUS_CACHED = 100_000
+"""Distinct partner SKUs per file whose catalog answer is kept (memory stays bounded)."""
 REPORT_SUFFIX = ".report.json"
 PROGRESS_PREFIX = "ingest/stock-files"
 
@@ -130,7 +136,8 @@ def ingest_stock_drop(
             progress = Checkpoint.begin(store, state_bucket, version)
             if progress is None:
                 return IngestOutcome("already_done", report_key=change.key + REPORT_SUFFIX)
-            return _ingest(stream, version, progress, store, publish, chunk_size)
+            return _ingest(stream, version, progress, store, publish, chunk_size,
+                           ProductCatalog(store, state_bucket))
     except ObjectNotFound:
         return IngestOutcome("skipped", "object no longer exists")
     except Superseded as lost:
@@ -138,7 +145,7 @@ def ingest_stock_drop(
 
 
 def _ingest(stream: BinaryIO, version: FileVersion, progress: Checkpoint, store: ObjectStore,
-            publish: Publish, chunk_size: int) -> IngestOutcome:
+            publish: Publish, chunk_size: int, catalog: ProductCatalog) -> IngestOutcome:
     report = Report(version)
     resume_after = progress.lines_done
     log.info("ingesting stock file", extra={
@@ -159,9 +166,13 @@ def _ingest(stream: BinaryIO, version: FileVersion, progress: Checkpoint, store:
     try:
         if partner is None:
             raise StockFileError("a stock file must be in its partner's folder: {partner}/...")
+        known = _known_skus(catalog, partner)
         for line, parsed in parse_stock_file(stream, key=version.key, partner_id=partner):
             if isinstance(parsed, str):
                 report.reject(line, parsed)
+                continue
+            if not known(parsed.partner_sku):
+                report.reject(line, unknown_sku_reason(partner, parsed.partner_sku))
                 continue
             report.accept(line)
             if line > resume_after:
@@ -179,6 +190,22 @@ def _ingest(stream: BinaryIO, version: FileVersion, progress: Checkpoint, store:
         "failed" if report.error else "ingested", report.error or "",
         report.lines_total, report.lines_published, report.lines_rejected, published_now,
         report_key)
+
+
+def unknown_sku_reason(partner: str, partner_sku: str) -> str:
+    return (f"partner_sku: {partner_sku!r} is not in the catalog for partner {partner!r}; "
+            f"introduce the product first (POST /v1/partners/{partner}/products), then drop "
+            "the line again")
+
+
+def _known_skus(catalog: ProductCatalog, partner: str) -> Callable[[str], bool]:
+    """Whether the partner introduced a SKU, asked once per distinct SKU of this file."""
+
+    @lru_cache(maxsize=KNOWN_SKUS_CACHED)
+    def known(partner_sku: str) -> bool:
+        return catalog.sku_for(partner, partner_sku) is not None
+
+    return known
 
 
 # --- the report -------------------------------------------------------------------------------

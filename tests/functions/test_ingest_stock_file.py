@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 import functions.ingest_stock_file.main as fn
-from events.envelope import from_kafka
+from events.envelope import event_from_sample, from_kafka
 from functions.ingest_stock_file.main import ingest_stock_file
 from shared.adapters import bucket, get_bus, get_store
 from shared.config import CosTrigger, Delivery
 from shared.ingest import COLUMNS, event_id
 from shared.ingest.stock_drop import FileVersion
+from shared.inventory import ProductCatalog
 from shared.objectstore.port import ObjectInfo
 from shared.runtime.app import provision
 from shared.runtime.cos_trigger import CosSubscription, CosWatcher, cos_event
@@ -30,13 +31,23 @@ KEY = "acme/2026-11-27/stock.csv"
 HEADER = ",".join(COLUMNS)
 
 
+SKUS = [f"SKU-{i}" for i in range(12)]
+INTRODUCED = [*SKUS, "YM-1"]
+"""The partner SKUs acme introduced; a line of any other is a bad line of the report."""
+
+
 @pytest.fixture(autouse=True)
 def _provisioned() -> None:
     provision(get_bus(), get_store())
+    sample = event_from_sample("product-introduced").data
+    catalog = ProductCatalog()
+    for partner_sku in INTRODUCED:
+        catalog.put(sample.model_copy(update={"sku": f"ACME-{partner_sku}",
+                                              "partner_sku": partner_sku}))
 
 
 def row(i: int, on_hand: int | str = 5) -> str:
-    return f"SKU-{i},LOC-{i % 3},eu,{on_hand},0,0,each,,2026-11-27T10:00:00Z,{i}"
+    return f"SKU-{i % len(SKUS)},LOC-{i % 3},eu,{on_hand},0,0,each,,2026-11-27T10:00:00Z,{i}"
 
 
 def drop(text: str, key: str = KEY) -> ObjectInfo:
@@ -88,6 +99,34 @@ def test_the_report_beside_the_drop_lists_the_bad_lines() -> None:
         {"line": 4, "reason": "on_hand: Field required"}]
     head = get_store().head(bucket("partner-drops"), KEY + ".report.json")
     assert head.content_type == "application/json"
+
+
+def test_a_line_of_a_partner_sku_never_introduced_is_a_bad_line_not_published() -> None:
+    trigger(drop("\n".join([HEADER, row(1), "NEVER-SEEN" + row(2).removeprefix("SKU-2"),
+                             row(3)]) + "\n"))
+
+    assert sorted(e.data.partner_sku for e in published()) == ["SKU-1", "SKU-3"]
+    doc = report()
+    assert (doc["lines_published"], doc["lines_rejected"]) == (2, 1)
+    assert doc["rejected"] == [{"line": 3, "reason": (
+        "partner_sku: 'NEVER-SEEN' is not in the catalog for partner 'acme'; introduce the "
+        "product first (POST /v1/partners/acme/products), then drop the line again")}]
+
+
+def test_the_catalog_is_asked_once_per_distinct_partner_sku_of_a_file(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    real = ProductCatalog.sku_for
+
+    def counting(self: ProductCatalog, partner_id: str, partner_sku: str) -> str | None:
+        asked.append(partner_sku)
+        return real(self, partner_id, partner_sku)
+
+    monkeypatch.setattr(ProductCatalog, "sku_for", counting)
+    trigger(drop(good_file(500)))
+
+    assert len(published()) == 500
+    assert sorted(asked) == sorted(SKUS)
 
 
 def test_a_file_with_an_unknown_column_publishes_nothing_and_reports_why() -> None:

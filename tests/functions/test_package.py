@@ -28,11 +28,12 @@ from click.testing import CliRunner
 from cloudevents.conversion import to_binary
 
 import shared.cli
-from events.envelope import from_kafka
+from events.envelope import event_from_sample, from_kafka
 from shared.adapters import bucket, get_bus, get_store
 from shared.cli import main
 from shared.config import load_service
 from shared.ingest import COLUMNS
+from shared.inventory import ProductCatalog
 from shared.package import IMAGE_ENV, IMAGE_WORKDIR, command_for, kind_of
 from shared.requirements import (
     Entry,
@@ -466,6 +467,10 @@ def test_a_packaged_function_runs_from_its_folder_in_a_fresh_venv_and_takes_a_co
         packaged_ingest_stock_file: tuple[int, Path]) -> None:
     port, log = packaged_ingest_stock_file
     provision(get_bus(), get_store())
+    product = event_from_sample("product-introduced").data
+    for partner_sku in ("SKU-1", "SKU-2"):  # acme introduced them: the lines are good lines
+        ProductCatalog().put(product.model_copy(update={"sku": f"ACME-{partner_sku}",
+                                                        "partner_sku": partner_sku}))
     csv = "\n".join([",".join(COLUMNS),
                      "SKU-1,LOC-1,eu,7,0,0,each,,2026-11-27T10:00:00Z,1",
                      "SKU-2,LOC-2,eu,3,0,0,each,,2026-11-27T10:00:00Z,1"]) + "\n"
