@@ -32,7 +32,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, BinaryIO, Literal
 
@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict
 from events.envelope import Event, new_event
 from events.inventory import StockReported
 from events.platform import ObjectChanged
+from shared.domain.inventory import InventoryRuleViolation, check_not_ahead
 from shared.errors import PermanentError
 from shared.ingest.stockfile import StockFileError, parse_stock_file, stock_file_format
 from shared.inventory.catalog import ProductCatalog
@@ -118,8 +119,12 @@ def ingest_stock_drop(
     state_bucket: str,
     publish: Publish,
     chunk_size: int = CHUNK_SIZE,
+    max_future_skew: timedelta | None = None,
 ) -> IngestOutcome:
-    """Publish every good line of the dropped file once; write its report. See the module doc."""
+    """Publish every good line of the dropped file once; write its report. See the module doc.
+
+    With ``max_future_skew``, a line dated more than that after the file is read is a bad line
+    (``ingest_stock`` would refuse it where the partner cannot see it)."""
     if not isinstance(change, ObjectChanged):
         raise PermanentError(f"expected an object-storage event, got {type(change).__name__}")
     if change.operation != "write":
@@ -137,7 +142,7 @@ def ingest_stock_drop(
             if progress is None:
                 return IngestOutcome("already_done", report_key=change.key + REPORT_SUFFIX)
             return _ingest(stream, version, progress, store, publish, chunk_size,
-                           ProductCatalog(store, state_bucket))
+                           ProductCatalog(store, state_bucket), max_future_skew)
     except ObjectNotFound:
         return IngestOutcome("skipped", "object no longer exists")
     except Superseded as lost:
@@ -145,7 +150,8 @@ def ingest_stock_drop(
 
 
 def _ingest(stream: BinaryIO, version: FileVersion, progress: Checkpoint, store: ObjectStore,
-            publish: Publish, chunk_size: int, catalog: ProductCatalog) -> IngestOutcome:
+            publish: Publish, chunk_size: int, catalog: ProductCatalog,
+            max_future_skew: timedelta | None = None) -> IngestOutcome:
     report = Report(version)
     resume_after = progress.lines_done
     log.info("ingesting stock file", extra={
@@ -167,6 +173,7 @@ def _ingest(stream: BinaryIO, version: FileVersion, progress: Checkpoint, store:
         if partner is None:
             raise StockFileError("a stock file must be in its partner's folder: {partner}/...")
         known = _known_skus(catalog, partner)
+        read_at = datetime.now(UTC)
         for line, parsed in parse_stock_file(stream, key=version.key, partner_id=partner):
             if isinstance(parsed, str):
                 report.reject(line, parsed)
@@ -174,6 +181,12 @@ def _ingest(stream: BinaryIO, version: FileVersion, progress: Checkpoint, store:
             if not known(parsed.partner_sku):
                 report.reject(line, unknown_sku_reason(partner, parsed.partner_sku))
                 continue
+            if max_future_skew is not None:
+                try:
+                    check_not_ahead(parsed.reported_at, read_at, max_future_skew)
+                except InventoryRuleViolation as ahead:
+                    report.reject(line, str(ahead))
+                    continue
             report.accept(line)
             if line > resume_after:
                 chunk.append(stock_event(parsed, version, line))

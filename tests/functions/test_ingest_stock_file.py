@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,19 @@ def test_a_line_of_a_partner_sku_never_introduced_is_a_bad_line_not_published() 
     assert doc["rejected"] == [{"line": 3, "reason": (
         "partner_sku: 'NEVER-SEEN' is not in the catalog for partner 'acme'; introduce the "
         "product first (POST /v1/partners/acme/products), then drop the line again")}]
+
+
+def test_a_line_dated_beyond_the_clock_skew_is_a_bad_line_not_published() -> None:
+    ahead = (datetime.now(UTC) + timedelta(days=400)).isoformat().replace("+00:00", "Z")
+    trigger(drop("\n".join([HEADER, row(1), row(2).replace("2026-11-27T10:00:00Z", ahead),
+                             row(3)]) + "\n"))
+
+    assert sorted(e.data.partner_sku for e in published()) == ["SKU-1", "SKU-3"]
+    doc = report()
+    assert (doc["lines_published"], doc["lines_rejected"]) == (2, 1)
+    assert doc["rejected"] == [{"line": 3, "reason": (
+        "reported_at: more than 300 s ahead of the time the report was received; check the "
+        "sending system's clock")}]
 
 
 def test_the_catalog_is_asked_once_per_distinct_partner_sku_of_a_file(
