@@ -178,6 +178,10 @@ CSV = ("\n".join([",".join(COLUMNS),
 def drop_app(stack: Stack, tmp_path: Path) -> Iterator[App]:
     service = deployed(load_service(REPO / "serverless.yaml", stage="local", env={}))
     assert service.functions["ingest_stock_file"].deployment == "subscription"
+    product = event_from_sample("product-introduced").data
+    for partner_sku in ("SKU-1", "SKU-2"):  # acme introduced them: the drop's lines are good
+        ProductCatalog().put(product.model_copy(update={"sku": f"ACME-{partner_sku}",
+                                                        "partner_sku": partner_sku}))
     folder, command = packaged(service, "ingest_stock_file", tmp_path / "dist")
     app = start_app(folder, command, stack.env, tmp_path / "app.log", pythonpath=folder)
     yield app
