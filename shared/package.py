@@ -11,11 +11,13 @@
   function reaches the cross-sell model, and never the tooling (python-hcl2);
 * ``Dockerfile`` (+ ``.dockerignore``) and a ``Procfile`` for buildpack builds.
 
-Each app starts with :func:`shared.runtime.subscription.start_command` (port from ``$PORT``,
-8080 by default, as Code Engine sets it). HTTP functions start as ``functions-framework --target
-<fn> --source functions/<fn>/main.py --asgi``. ``PYTHONPATH=/app`` lets the function import
-``shared`` and ``events``: functions-framework puts only the source file's own folder on
-``sys.path``.
+Each app starts with :func:`shared.runtime.commands.start_command` (port from ``$PORT``,
+8080 by default, as Code Engine sets it). HTTP functions start as ``python -m
+shared.runtime.http_app --function <fn>``: the local runtime's HTTP front for that one function
+(its routes, ``/healthz``, ``/readyz``, ``/metrics``, problem documents, JSON access logs); the
+function itself still runs under ``functions-framework --target <fn> --source
+functions/<fn>/main.py --asgi`` too. ``PYTHONPATH=/app`` lets the function import ``shared`` and
+``events`` (functions-framework puts only the source file's own folder on ``sys.path``).
 
 An event function keeps its delivery promises in either ``deploy:`` mode: ``subscription`` runs
 ``python -m shared.runtime.subscription --function <fn>`` (each POSTed event deduplicated,
@@ -53,7 +55,7 @@ from shared.requirements import (
     installed_bytes,
     pinned,
 )
-from shared.runtime.subscription import start_command
+from shared.runtime.commands import start_command
 
 EXCLUDED_PARTS = frozenset({"tests", "bench", "__pycache__", ".pytest_cache", ".mypy_cache",
                             ".ruff_cache", ".retailfn", "dist", ".venv"})
@@ -102,7 +104,7 @@ def entries_for(service: ServiceConfig, name: str) -> list[Entry]:
         return [Entry("shared.cli", nested=False), Entry("shared.runtime.app"), Entry(fn.module)]
     if kind == "subscription":
         return [Entry("shared.runtime.subscription"), Entry(fn.module)]
-    return [Entry(fn.module)]
+    return [Entry("shared.runtime.http_app"), Entry(fn.module)]
 
 
 def requirements_for(service: ServiceConfig, root: Path, name: str) -> list[str]:

@@ -19,9 +19,9 @@ the app keeps the promises itself, the same ones the local runtime keeps
    An app stopping while an event waits for a retry dead-letters it too: nobody redelivers it.
 
 Start it as ``python -m shared.runtime.subscription --function <name>`` (what
-:func:`start_command` gives the package's Dockerfile and the generated Terraform); it reads
-``serverless.yaml`` from the working folder and serves on ``$PORT`` (8080), with ``/healthz``,
-``/readyz`` and ``/metrics`` beside the event endpoint.
+:func:`shared.runtime.commands.start_command` gives the package's Dockerfile and the generated
+Terraform); it reads ``serverless.yaml`` from the working folder and serves on ``$PORT`` (8080),
+with ``/healthz``, ``/readyz`` and ``/metrics`` beside the event endpoint.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.config import FunctionConfig, ServiceConfig
+from shared.config import ServiceConfig
 from shared.observability import EVENTS
 from shared.runtime.deadletter import dead_letter_id, make_dead_letter
 from shared.runtime.dedup import ClaimStore
@@ -61,24 +61,6 @@ COS_TYPES = {"com.ibm.cloud.cos.document.write": "write",
 KNATIVE_KAFKA_TYPE = "dev.knative.kafka.event"
 _PARTITION_OFFSET = re.compile(r"^partition:(\d+)/offset:(\d+)$")
 SWEEP_EVERY_S = 3600.0
-
-
-def start_command(function_name: str, fn: FunctionConfig) -> list[str]:
-    """The command a function's app starts with, in its image and in the generated Terraform.
-
-    * an HTTP function: functions-framework, as is;
-    * ``deploy: worker``: the project's runtime consuming the function's consumer group, with
-      the health probes and metrics on ``$PORT``;
-    * ``deploy: subscription``: this module, taking the subscription's POSTs on ``$PORT``.
-    """
-    if fn.deployment is None:
-        source = fn.module.replace(".", "/") + ".py"
-        return ["functions-framework", "--target", fn.target, "--source", source, "--asgi"]
-    if fn.deployment == "worker":
-        return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
-                f"--functions {function_name} --host \"${{HOST:-0.0.0.0}}\" "
-                "--port \"${PORT:-8080}\""]
-    return ["python", "-m", "shared.runtime.subscription", "--function", function_name]
 
 
 # --- what makes two deliveries the same event ----------------------------------------------------

@@ -39,7 +39,7 @@ from shared.ingest import COLUMNS
 from shared.inventory import ProductCatalog
 from shared.package import build_packages
 from shared.runtime.cos_trigger import cos_event
-from shared.runtime.subscription import start_command
+from shared.runtime.commands import start_command
 from shared.settings import reset_settings
 from tests.e2e.conftest import E2E_CONFIG, _real_env, deployed, eventually
 from tests.servers import MotoS3, Tansu, free_port

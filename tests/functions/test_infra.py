@@ -18,7 +18,7 @@ from shared.cli import main as cli
 from shared.config import load_service
 from shared.infra import GENERATED, generate, tf_name
 from shared.infra import write as write_generated
-from shared.runtime.subscription import start_command
+from shared.runtime.commands import start_command
 from shared.validate import load_terraform, read_infra, terraform_files, validate_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,6 +145,18 @@ def test_subscription_functions_have_their_subscriptions_and_workers_consume_by_
                 assert mine == []
             seen += len(mine)
     assert seen == len(infra.subscriptions)
+
+
+def test_http_functions_apps_run_the_runtimes_http_front_for_their_function() -> None:
+    infra = read_infra(INFRA)
+    svc = service()
+    http = [name for name, fn in svc.functions.items() if fn.deployment is None]
+    assert http  # report_stock, inventory_api, ...
+    for name in http:
+        app = infra.apps[tf_name(name)]
+        assert app["run_commands"] == ["python", "-m", "shared.runtime.http_app", "--function",
+                                       name], name
+        assert "run_arguments" not in app
 
 
 def test_every_topic_has_the_catalogs_partitions_retention_and_cleanup_policy() -> None:

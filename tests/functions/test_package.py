@@ -106,13 +106,12 @@ def test_every_function_is_packaged_with_its_code_the_layers_and_a_size_report(d
         assert (dist / f"{name}.zip").stat().st_size == entry["archive_bytes"]
 
 
-def test_commands_start_functions_framework_the_subscription_app_or_the_worker(
+def test_commands_start_the_http_app_the_subscription_app_or_the_worker(
         dist: Path) -> None:
     manifest = {p["function"]: p for p in json.loads((dist / "manifest.json").read_text())[
         "packages"]}
     assert manifest["report_stock"]["command"] == [
-        "functions-framework", "--target", "report_stock", "--source",
-        "functions/report_stock/main.py", "--asgi"]
+        "python", "-m", "shared.runtime.http_app", "--function", "report_stock"]
     assert manifest["ingest_stock_file"]["command"] == [
         "python", "-m", "shared.runtime.subscription", "--function", "ingest_stock_file"]
     assert "python -m shared.cli --config serverless.yaml worker --functions ingest_stock " in \
@@ -346,6 +345,34 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+ROUTE_CHECKS: dict[str, tuple[str, str, int, str]] = {
+    # One request per HTTP app that only its function answers this way (the front answers no
+    # 401 or 422, and its own 404 says no function serves the path): the route reaches the
+    # function. Method, path, status, and a piece of the function's answer.
+    "report_stock": ("POST", "/v1/partners/acme/stock", 401, "missing credentials"),
+    "introduce_product": ("POST", "/v1/partners/acme/products", 401, "missing credentials"),
+    "stock_rejections": ("GET", "/v1/partners/acme/rejections", 401, "missing credentials"),
+    "inventory_api": ("GET", "/v1/inventory?region=eu", 200, '"items":[]'),
+    "recommend": ("GET", "/v1/recommendations/ACME-SKU-1?region=eu", 404,
+                  "not in the eu catalog"),
+    "record_click": ("POST", "/v1/recommendations/nope/clicks", 422, "failed validation"),
+}
+
+
+def _request(method: str, url: str) -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url, data=b"{}" if method == "POST" else None,
+                                     headers={"Content-Type": "application/json"}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+def test_every_http_function_has_a_route_check() -> None:
+    assert set(ROUTE_CHECKS) == {n for n in SERVICE.functions if kind_of(SERVICE, n) == "http"}
+
+
 @pytest.mark.parametrize("name", list(SERVICE.functions))
 def test_every_packaged_app_starts_with_its_generated_command_and_environment(
         name: str, dist: Path, venvs: Venvs, tmp_path: Path) -> None:
@@ -353,13 +380,17 @@ def test_every_packaged_app_starts_with_its_generated_command_and_environment(
     python = venvs.python_for(folder)
     command = app_command(name)  # the image's CMD too (tests/functions/test_infra.py)
     port = free_port()
+    if kind_of(SERVICE, name) == "http":
+        # An HTTP app provisions nothing (Terraform does, in the cloud): the buckets are there
+        # before it starts, in the data folder it is given.
+        provision(get_bus(), get_store())
     # The image's ENV with /app where the package is, the app's config map for stage local
     # (embedded bus and store: the cloud stages need the platform's secrets), and what Code
     # Engine sets. PATH starts at the venv's bin, as pip's /usr/local/bin in the image.
     env = {k: v.replace(IMAGE_WORKDIR, str(folder)) for k, v in IMAGE_ENV.items()}
     env.update(app_environment(name, "local"))
     env.update(PATH=f"{python.parent}:/usr/bin:/bin", HOME=str(tmp_path), HOST="127.0.0.1",
-               PORT=str(port), RETAILFN_DATA_DIR=str(tmp_path / "data"))
+               PORT=str(port), RETAILFN_DATA_DIR=os.environ["RETAILFN_DATA_DIR"])
     log_path = tmp_path / "app.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=folder, env=env, stdout=log,
@@ -370,23 +401,22 @@ def test_every_packaged_app_starts_with_its_generated_command_and_environment(
                 assert process.poll() is None, f"{name} exited:\n{log_path.read_text()}"
                 assert time.monotonic() < deadline, f"{name} did not listen on {port}"
                 try:
-                    if kind_of(SERVICE, name) != "http":  # a worker's or subscription's probes
-                        status, body = _get(f"http://127.0.0.1:{port}/healthz")
-                    else:
-                        # functions-framework routes every path to the function: any answer
-                        # below 500 comes from the loaded function (or its routing).
-                        status, body = _get(f"http://127.0.0.1:{port}/")
+                    status, body = _get(f"http://127.0.0.1:{port}/healthz")
                     break
                 except OSError:
                     time.sleep(0.2)
-            if kind_of(SERVICE, name) != "http":
-                assert status == 200, body
-                deadline = time.monotonic() + 30
-                while (ready := _get(f"http://127.0.0.1:{port}/readyz"))[0] != 200:
-                    assert time.monotonic() < deadline, ready
-                    time.sleep(0.2)
-            else:
-                assert status < 500, (status, body, log_path.read_text())
+            assert status == 200, body
+            deadline = time.monotonic() + 30
+            while (ready := _get(f"http://127.0.0.1:{port}/readyz"))[0] != 200:
+                assert time.monotonic() < deadline, ready
+                time.sleep(0.2)
+            if kind_of(SERVICE, name) == "http":
+                method, path, expected, answer = ROUTE_CHECKS[name]
+                status, content_type, body = _request(method, f"http://127.0.0.1:{port}{path}")
+                assert (status, answer in body.decode()) == (expected, True), (
+                    status, body, log_path.read_text())
+                assert content_type == ("application/json" if status < 400
+                                        else "application/problem+json"), content_type
         finally:
             process.terminate()
             try:

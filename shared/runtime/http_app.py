@@ -1,0 +1,136 @@
+"""One HTTP function's app: the local runtime's HTTP front, serving that one function.
+
+``functions-framework --target <fn> --asgi`` routes every path to the function: a deployed
+function would have no ``/healthz`` for the platform's probes, no ``/metrics``, no access log and
+its own plain-text answers for a path it does not serve. This app is what ``retailfn up`` serves
+(:func:`shared.runtime.http.build_http_app`, on uvicorn as :mod:`shared.runtime.server` runs it),
+for the one function: its routes from ``serverless.yaml`` (each forwarded unchanged to the
+function's own functions-framework ASGI app), ``/healthz``, ``/readyz`` (200 once serving, 503
+while it drains on SIGTERM), ``/metrics``, ``/openapi.json`` and ``/docs`` for its routes,
+``application/problem+json`` for an unknown path or method, a body limit and a JSON access-log
+line per request. Nothing is provisioned and no event trigger runs.
+
+The function module stays a plain functions-framework function: it still runs under
+``functions-framework --target <fn> --source functions/<fn>/main.py --asgi`` on any platform.
+
+Start it as ``python -m shared.runtime.http_app --function <name>`` (what
+:func:`shared.runtime.commands.start_command` gives the package's Dockerfile and the generated
+Terraform); it reads ``serverless.yaml`` from the working folder, applies the function's
+environment from it (provider, stage, its own) as the process's, refuses a stage other than
+``local`` on embedded adapters or the dev issuer (:func:`shared.stage.check_stage`), and listens
+on ``$HOST:$PORT`` (``0.0.0.0:8080``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from shared.config import ServiceConfig
+from shared.runtime.http import HttpApp, build_http_app
+from shared.runtime.loader import load_function
+
+log = logging.getLogger("retailfn.http_app")
+
+
+def build_app(service: ServiceConfig, name: str, *,
+              ready: Callable[[], bool] = lambda: True) -> HttpApp:
+    """The HTTP front for function ``name`` alone (its routes, probes, metrics, API document).
+
+    Raises :class:`ValueError` when ``name`` is not an HTTP function and
+    :class:`~shared.runtime.loader.HandlerError` when its handler cannot be loaded."""
+    fn = service.functions[name]
+    if fn.deployment is not None:
+        raise ValueError(f"functions.{name} is deploy: {fn.deployment}, not an HTTP function; "
+                         "start it with its own start command")
+    if not fn.triggers("http"):
+        raise ValueError(f"functions.{name} has no http event: there is nothing to serve")
+    loaded = load_function(name, fn.handler)
+    if loaded.signature != "http":
+        raise ValueError(f"functions.{name}: {fn.handler} is not an HTTP function "
+                         "(@functions_framework.aio.http)")
+    # The other functions are other apps: left out of the service, their routes answer 404
+    # here without the front warning about each one, and the API document lists only this one.
+    alone = service.model_copy(update={"functions": {name: fn}})
+    return build_http_app(alone, {name: loaded}, ready=ready)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shared.config import ConfigError, load_service
+    from shared.observability import configure_logging, configure_metrics
+    from shared.runtime.loader import HandlerError
+    from shared.runtime.server import HttpServer
+    from shared.settings import build_settings, get_settings, install_process_settings
+    from shared.stage import StageGuardError, check_stage, function_environment
+
+    parser = argparse.ArgumentParser(prog="python -m shared.runtime.http_app",
+                                     description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--function", default=os.environ.get("RETAILFN_FUNCTION"),
+                        help="the function in serverless.yaml (default: $RETAILFN_FUNCTION)")
+    parser.add_argument("--config", default="serverless.yaml")
+    parser.add_argument("--stage", default=None)
+    parser.add_argument("--host", default=os.environ.get("HOST") or "0.0.0.0")  # noqa: S104
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8080))
+    args = parser.parse_args(argv)
+    if not args.function:
+        print("Error: no function: give --function or set RETAILFN_FUNCTION", file=sys.stderr)
+        return 2
+    serving = threading.Event()
+    try:
+        service = load_service(args.config, stage=args.stage)
+        if args.function not in service.functions:
+            raise ConfigError([f"functions: no function {args.function!r}; known: "
+                               f"{', '.join(sorted(service.functions))}"], args.config)
+        # One function per app: its serverless.yaml environment (provider, stage, its own) is
+        # the process's, checked like any stage's.
+        env = function_environment(service, args.function)
+        settings = build_settings(env, source=f"serverless.yaml, function {args.function}")
+        check_stage(settings)
+        os.environ.update({k: v for k, v in env.items() if not k.upper().startswith("RETAILFN_")})
+        install_process_settings(settings)
+        configure_logging(get_settings().log_level)
+        configure_metrics(created=settings.metrics_created)
+        app = build_app(service, args.function, ready=serving.is_set)
+    except (ConfigError, HandlerError, StageGuardError, ValueError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    # A request may run for the function's timeout (the app's request timeout on Code Engine):
+    # a stop lets the ones in flight finish within it.
+    timeout_s = service.functions[args.function].timeout.total_seconds()
+    server = HttpServer(app, host=args.host, port=args.port, graceful_timeout_s=timeout_s)
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
+        done.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            server.start()
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            print(f"Error: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        serving.set()
+        log.info("http app ready", extra={"function": args.function, "stage": service.stage,
+                                          "url": server.url})
+        done.wait()
+        serving.clear()  # /readyz answers 503 while the requests in flight finish
+        server.stop()
+        from shared.publisher import flush_background
+
+        flush_background()
+        log.info("http app stopped", extra={"function": args.function})
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
