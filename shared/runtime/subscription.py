@@ -42,14 +42,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from cloudevents.http import CloudEvent, from_http
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shared.config import ServiceConfig
-from shared.observability import EVENTS
+from shared.observability import EVENTS, REGISTRY
 from shared.runtime.deadletter import dead_letter_id, make_dead_letter
 from shared.runtime.dedup import ClaimStore
 from shared.runtime.invoker import Invoker, Outcome

@@ -173,3 +173,16 @@ def test_a_structured_mode_event_is_taken_and_a_post_that_is_no_event_is_a_400_p
                                                "dead_letter_id": None})
     assert refused[:2] == (400, "application/problem+json")
     assert refused[2]["title"] == "Not a CloudEvent"
+
+
+def test_the_apps_metrics_count_the_events_it_handled(service) -> None:  # type: ignore[no-untyped-def]
+    fn = SubscriptionFunction(service, "record_order")
+    with HttpServer(build_app(fn)) as server:
+        post(f"{server.url}/", json.dumps({"specversion": "1.0", **order_event(14).get_attributes(),
+                                           "data": order_event(14).get_data()}).encode(),
+             "application/cloudevents+json")
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+
+    assert 'retailfn_events_total{function="record_order",outcome="ok",trigger="subscription"}' \
+        in metrics, metrics
