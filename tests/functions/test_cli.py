@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -16,6 +18,7 @@ import shared.cli
 from events.registry import EVENT_TYPES
 from events.samples import load_sample
 from shared.cli import main
+from shared.observability import _StderrHandler
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,11 +37,20 @@ COMMANDS = [
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Logging setup is process-wide; the tests here look at the commands' own output.
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Logging setup is process-wide; the tests here look at the commands' own output, so the
+    # JSON log handler an earlier test may have installed (it writes to whatever sys.stderr is
+    # at the time, here the runner's) is taken off for the test.
     monkeypatch.setattr(shared.cli, "configure_logging", lambda *args, **kwargs: None)
+    root = logging.getLogger()
+    json_handlers = [h for h in root.handlers if isinstance(h, _StderrHandler)]
+    for handler in json_handlers:
+        root.removeHandler(handler)
     # The runtime exports a function's environment into os.environ; let monkeypatch undo it.
     monkeypatch.setenv("FLAKY_SWITCH", "/nonexistent")
+    yield
+    for handler in json_handlers:
+        root.addHandler(handler)
 
 
 def retailfn(*args: str, config: Path = CONFIG) -> Result:
