@@ -28,6 +28,7 @@ from events.envelope import InvalidEvent, identity, kafka_cloudevent
 from events.platform import KAFKA_BATCH_TYPE
 from shared.bus.port import BusError, BusUnavailable, Consumer, EventBus, Record, TopicPartition
 from shared.config import KafkaTrigger
+from shared.objectstore.port import ObjectStoreError
 from shared.observability import CONSUMER_LAG, EVENTS
 from shared.runtime.dedup import SeenLog
 from shared.runtime.invoker import Invoker
@@ -273,8 +274,17 @@ class KafkaTriggerWorker:
             return
         # The ids are durable before the offsets are committed: one object per commit, named
         # after its first record, so a re-delivered range overwrites its own.
-        self.seen.persist(self._pending[0].name,
-                          [k for done in self._pending for k in done.keys])
+        try:
+            self.seen.persist(self._pending[0].name,
+                              [k for done in self._pending for k in done.keys])
+        except ObjectStoreError:
+            # The store is away: commit nothing (the records stay uncommitted, so nothing is
+            # lost) and try again after the interval; a blip must not end the consumer.
+            self._committed_at = now
+            log.warning("dedup ids not written; the commit waits for the object store",
+                        exc_info=True, extra={"function": self.function,
+                                              "waiting": waiting})
+            return
         offsets: dict[TopicPartition, int] = {}
         for done in self._pending:
             for tp, offset in done.offsets.items():

@@ -16,6 +16,7 @@ from events.samples import load_sample
 from shared.adapters import bucket, get_bus, get_store
 from shared.bus.port import BusUnavailable, Consumer, Record, TopicPartition
 from shared.config import Delivery, KafkaTrigger
+from shared.objectstore.port import ObjectStoreError
 from shared.runtime.app import DeadLetterSink, provision
 from shared.runtime.deadletter import DeadLetterStore
 from shared.runtime.dedup import SeenLog
@@ -95,6 +96,48 @@ def test_a_broker_outage_is_waited_out_and_the_records_after_it_are_handled() ->
     assert handled == [event_from_sample("order-completed").id]
     assert {TP: 8} in consumer.commits
     assert consumer.closed
+
+
+class FlakySeenLog(SeenLog):
+    """A dedup log whose first ``failures`` writes find the object store away."""
+
+    def __init__(self, *args: Any, failures: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = failures
+
+    def persist(self, batch_name: str, keys: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ObjectStoreError("object store away")
+        super().persist(batch_name, keys)
+
+
+def test_an_object_store_away_at_commit_time_delays_the_commit_and_the_consumer_carries_on(
+        ) -> None:
+    store = get_store()
+    store.create_bucket(bucket("state"))
+    key, value, headers = to_kafka(event_from_sample("order-completed"))
+    consumer = ScriptedConsumer([[Record(TP.topic, 0, 7, key, value, tuple(headers), 0)]])
+    stop = threading.Event()
+    function = LoadedFunction("record_ids", "tests:record_ids", lambda ce: None, "cloudevent",
+                              False)
+    seen = FlakySeenLog(store, bucket("state"), "f", failures=2)
+    worker = KafkaTriggerWorker(function="record_order", group="g",
+                                trigger=KafkaTrigger(topic=TP.topic), bus=ScriptedBus(consumer),
+                                invoker=Invoker(function, Delivery(), "kafka", lambda *_: None,
+                                                stop),
+                                seen=seen, stop=stop, commit_interval_s=0)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not consumer.commits and worker.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = worker.alive
+    stop.set()
+    worker.join(10)
+
+    assert alive, "a store blip at commit time must not end the consumer"
+    assert seen.failures == 0 and consumer.commits[0] == {TP: 8}
+    assert list(store.list(bucket("state"), "runtime/seen/f/"))  # the ids, before the commit
 
 
 # --- records that are not what they claim to be ----------------------------------------------
