@@ -222,8 +222,9 @@ class KafkaTriggerWorker:
                         self._commit_finished(consumer, finished)
                 self._report_lag(consumer)
         except Exception:
+            # Logged once, as JSON; the thread then ends, which turns /readyz to 503 so the
+            # platform restarts the process (re-raising would only print a plain traceback).
             log.exception("consumer failed", extra={"function": self.function})
-            raise
         finally:
             halt.set()
             with contextlib.suppress(queue.Full):
@@ -251,7 +252,7 @@ class KafkaTriggerWorker:
                 # Only a dead letter that could not be written gets here: the trigger stops
                 # (uncommitted, so nothing is lost) and /readyz turns 503 for a restart.
                 log.exception("handler failed; trigger stops", extra={"function": self.function})
-                raise
+                return  # logged once, as JSON; re-raising would print a plain traceback too
             if done is not None:
                 finished.put(done)
 
