@@ -79,6 +79,20 @@ def function_settings(service: ServiceConfig, functions: list[str]) -> dict[str,
     return chosen
 
 
+def apply_function(service: ServiceConfig, function: str) -> Settings:
+    """One function per process (its Code Engine app): the function's environment (provider,
+    stage, its own) becomes the process's settings, checked like any stage's.
+
+    Raises :class:`~shared.settings.SettingsError` for a bad value and :class:`StageGuardError`.
+    """
+    env = function_environment(service, function)
+    settings = build_settings(env, source=f"serverless.yaml, function {function}")
+    check_stage(settings)
+    _export(env)
+    install_process_settings(settings)
+    return settings
+
+
 def check_stage(settings: Settings, *, allow_embedded: bool = False) -> None:
     """Outside ``local``: no embedded bus or folder store unless allowed, never the dev issuer."""
     if settings.stage == LOCAL_STAGE:

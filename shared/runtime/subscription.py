@@ -26,12 +26,10 @@ with ``/healthz``, ``/readyz`` and ``/metrics`` beside the event endpoint.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -331,38 +329,23 @@ def build_app(function: SubscriptionFunction) -> Starlette:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from shared.config import ConfigError, load_service
-    from shared.observability import configure_logging
+    from shared.config import ConfigError
+    from shared.observability import configure_logging, configure_metrics
     from shared.runtime.loader import HandlerError
-    from shared.settings import build_settings, get_settings, install_process_settings
-    from shared.stage import StageGuardError, check_stage, function_environment
+    from shared.runtime.commands import app_arguments, load_app_service
+    from shared.settings import get_settings
+    from shared.stage import StageGuardError, apply_function
 
-    parser = argparse.ArgumentParser(prog="python -m shared.runtime.subscription",
-                                     description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--function", default=os.environ.get("RETAILFN_FUNCTION"),
-                        help="the function in serverless.yaml (default: $RETAILFN_FUNCTION)")
-    parser.add_argument("--config", default="serverless.yaml")
-    parser.add_argument("--stage", default=None)
-    parser.add_argument("--host", default=os.environ.get("HOST") or "0.0.0.0")  # noqa: S104
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8080))
-    args = parser.parse_args(argv)
+    args = app_arguments("python -m shared.runtime.subscription", __doc__.split("\n", 1)[0]).parse_args(argv)
     if not args.function:
         print("Error: no function: give --function or set RETAILFN_FUNCTION", file=sys.stderr)
         return 2
     try:
-        service = load_service(args.config, stage=args.stage)
-        if args.function not in service.functions:
-            raise ConfigError([f"functions: no function {args.function!r}; known: "
-                               f"{', '.join(sorted(service.functions))}"], args.config)
-        # One function per app: its serverless.yaml environment (provider, stage, its own) is
-        # the process's, checked like any stage's (no embedded adapters or dev issuer outside
-        # local unless explicitly allowed).
-        env = function_environment(service, args.function)
-        settings = build_settings(env, source=f"serverless.yaml, function {args.function}")
-        check_stage(settings)
-        os.environ.update({k: v for k, v in env.items() if not k.upper().startswith("RETAILFN_")})
-        install_process_settings(settings)
+        service = load_app_service(args)
+        # One function per app: its environment is the process's (see apply_function).
+        settings = apply_function(service, args.function)
         configure_logging(get_settings().log_level)
+        configure_metrics(created=settings.metrics_created)
         function = SubscriptionFunction(service, args.function)
     except (ConfigError, HandlerError, StageGuardError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
