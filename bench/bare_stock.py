@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.publisher import publish_many
-from shared.stock_reports import StockPost, stock_events
+from shared.inventory.reports import StockPost, stock_events
+from shared.platform.publisher import publish_many
 
 
 @ff.http

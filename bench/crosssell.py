@@ -9,13 +9,13 @@ process, so peak memory is that process's peak RSS (``VmHWM``, reset after its i
 minus its RSS at that point: the memory the work itself needed.
 
 Measured, all in one run:
-  rebuild  the domain build of the whole model (``shared.domain.crosssell.build``): every pair
+  rebuild  the domain build of the whole model (``shared.crosssell.rules.cooccurrence.build``): every pair
   scipy    a bare ``scipy.sparse`` X^T X on the same baskets (indicator, duplicates collapsed)
   mlxtend  ``fpgrowth(max_len=2)`` + ``association_rules`` at the same min support, on a sparse
            DataFrame of the items that reach the min support alone; if it exceeds ``--mlxtend-timeout`` or memory, it is run on a subsample
            (``--mlxtend-baskets``) and its time scaled linearly to the full size (said so)
   fold     folding one 10,000-basket archive object into the full model
-           (``shared.domain.crosssell.fold``), and the same plus serializing the region model
+           (``shared.crosssell.rules.cooccurrence.fold``), and the same plus serializing the region model
            (what ``recalc_cross_sell`` also writes per fold)
 """
 
@@ -82,7 +82,7 @@ def _measure(fn) -> dict:  # type: ignore[no-untyped-def]
 def child(kind: str, data: Path, n_items: int, min_support: float, limit: int | None) -> dict:
     import scipy.sparse as sp
 
-    from shared.domain.crosssell import Baskets, build, fold
+    from shared.crosssell.rules.cooccurrence import Baskets, build, fold
 
     loaded = np.load(data)
     indptr, codes = loaded["indptr"], loaded["codes"]
@@ -151,11 +151,11 @@ def _fold_through_the_store(skus: np.ndarray, indptr: np.ndarray, codes: np.ndar
     from events.envelope import new_event, to_kafka
     from events.platform import BatchRecord
     from events.sales import OrderCompleted
-    from shared import archive
     from shared.crosssell import CrossSellStore
     from shared.crosssell.orders import CountedOrders, order_keys
-    from shared.domain.crosssell import Baskets, build
-    from shared.objectstore.local import LocalFolderStore
+    from shared.crosssell.rules.cooccurrence import Baskets, build
+    from shared.integration.objectstore.local import LocalFolderStore
+    from shared.platform import archive
 
     n = len(indptr) - 1
     split = indptr[n - FOLD_BASKETS]
@@ -283,7 +283,7 @@ def summary(args: argparse.Namespace, r: dict[str, dict | None], mlx_note: str) 
         "",
         "| what | time, peak memory (RSS above inputs) |",
         "| --- | --- |",
-        f"| rebuild: `shared.domain.crosssell.build`, all {rebuild.get('pairs', 0):,} pairs "
+        f"| rebuild: `shared.crosssell.rules.cooccurrence.build`, all {rebuild.get('pairs', 0):,} pairs "
         f"| {fig('rebuild')} |",
         f"| bare `scipy.sparse` X^T X | {fig('scipy')} |",
         f"| mlxtend fpgrowth(max_len=2) + association_rules{mlx_note} | {fig('mlxtend')} |",

@@ -47,7 +47,7 @@ WARMUP = 500
 
 
 def runtime_app() -> Any:
-    from shared.config import load_service
+    from shared.runtime.config import load_service
     from shared.runtime.http import build_http_app
     from shared.runtime.loader import load_function
 
@@ -62,11 +62,11 @@ def runtime_app() -> Any:
 
 def use_data_dir(path: Path, *, fsync: bool = True) -> int:
     """Fresh embedded adapters in ``path``; returns the records already on the topic (0)."""
-    import shared.adapters as adapters
-    from shared.auth import ensure_dev_api_keys, reset_auth_caches
-    from shared.bus.embedded import EmbeddedBus
+    import shared.platform.adapters as adapters
+    from shared.integration.bus.embedded import EmbeddedBus
+    from shared.platform.auth import ensure_dev_api_keys, reset_auth_caches
+    from shared.platform.settings import reset_settings
     from shared.runtime.app import provision
-    from shared.settings import reset_settings
 
     os.environ["RETAILFN_DATA_DIR"] = str(path)
     reset_settings()
@@ -80,7 +80,7 @@ def use_data_dir(path: Path, *, fsync: bool = True) -> int:
 
 
 def published() -> int:
-    from shared.adapters import get_bus
+    from shared.platform.adapters import get_bus
 
     return len(get_bus().read_all("inventory.stock-reported"))
 
@@ -96,8 +96,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="retailfn-bench-http-"))
     for name in [n for n in os.environ if n.startswith("RETAILFN_")]:
         del os.environ[name]
-    from shared.auth import dev_api_key
-    from shared.observability import configure_logging
+    from shared.platform.auth import dev_api_key
+    from shared.platform.observability import configure_logging
 
     log_file = (tmp / "access.log").open("a", encoding="utf-8")
     configure_logging("INFO", stream=log_file)

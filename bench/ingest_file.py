@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared.ingest.stockfile import COLUMNS
+from shared.inventory.stockfile import COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "partner-drops"
@@ -79,7 +79,7 @@ def introduce_products() -> None:
 
 def child_function() -> dict[str, float]:
     from functions.ingest_stock_file.main import ingest_stock_file
-    from shared.adapters import get_store
+    from shared.platform.adapters import get_store
     from shared.runtime.cos_trigger import cos_event
 
     info = get_store().head(BUCKET, KEY)
@@ -90,7 +90,7 @@ def child_function() -> dict[str, float]:
 
 
 def child_baseline() -> dict[str, float]:
-    from shared.adapters import get_store
+    from shared.platform.adapters import get_store
 
     start = time.perf_counter()
     rows = 0
@@ -122,9 +122,9 @@ def main() -> None:
         env = {**os.environ, "RETAILFN_DATA_DIR": str(Path(tmp) / "data"),
                "PYTHONPATH": str(REPO), "RETAILFN_LOG_LEVEL": "WARNING"}
         os.environ.update(env)
-        from shared.adapters import get_bus, get_store, reset_adapters
+        from shared.platform.adapters import get_bus, get_store, reset_adapters
+        from shared.platform.settings import reset_settings
         from shared.runtime.app import provision
-        from shared.settings import reset_settings
 
         reset_settings()
         reset_adapters()

@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bench.loadgen import measure, serve
-from shared.recommendations import RecommendQuery
+from shared.crosssell.recommendations import RecommendQuery
 
 WARMUP = 300
 SKU = "SKU-00000"
@@ -68,12 +68,12 @@ def seed(products: int, orders: int) -> str:
     from events.inventory import ProductIntroduced
     from events.sales import OrderCompleted, OrderLine
     from functions.archive_events.main import archive_events
-    from shared.adapters import bucket, get_bus, get_store
-    from shared.bus.port import TopicPartition
     from shared.crosssell import CrossSellStore
-    from shared.domain.inventory import NormalizedReport
+    from shared.integration.bus.port import TopicPartition
     from shared.inventory import AvailabilityView, ProductCatalog
-    from shared.publisher import publish_many
+    from shared.inventory.rules import NormalizedReport
+    from shared.platform.adapters import bucket, get_bus, get_store
+    from shared.platform.publisher import publish_many
     from shared.runtime.app import provision
     from shared.runtime.kafka_trigger import batch_event
 
@@ -120,7 +120,7 @@ def seed(products: int, orders: int) -> str:
 
 
 def runtime_app() -> Any:
-    from shared.config import load_service
+    from shared.runtime.config import load_service
     from shared.runtime.http import build_http_app
     from shared.runtime.loader import load_function
 
@@ -150,7 +150,7 @@ def main() -> None:
     version = seed(args.products, args.orders)
     seeded_s = time.perf_counter() - started
 
-    from shared.adapters import get_bus
+    from shared.platform.adapters import get_bus
     from shared.runtime.loader import load_function
 
     bare = load_function("bare_recommend", "bench.recommend:bare_recommend").asgi_app()

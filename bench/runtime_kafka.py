@@ -58,10 +58,10 @@ def bare(bootstrap: str, n: int) -> float:
 
 
 def through_runtime(n: int) -> float:
-    from shared.adapters import reset_adapters
-    from shared.config import load_service
+    from shared.platform.adapters import reset_adapters
+    from shared.platform.settings import reset_settings
     from shared.runtime.app import Runtime
-    from shared.settings import reset_settings
+    from shared.runtime.config import load_service
 
     reset_settings()
     reset_adapters()
@@ -95,7 +95,7 @@ def main() -> None:
         "RETAILFN_KAFKA_MAX_POLL_INTERVAL_MS": "8000", "RETAILFN_DATA_DIR": data,
         "RETAILFN_LOG_LEVEL": "WARNING"})
     try:
-        from shared.adapters import get_bus
+        from shared.platform.adapters import get_bus
         from shared.runtime.app import topic_specs
 
         bus = get_bus()

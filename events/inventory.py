@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from events.fields import (
+    CurrencyCode,
     Identifier,
     Locale,
     LongText,
@@ -19,7 +20,6 @@ from events.fields import (
     Sku,
     Text,
     UtcDatetime,
-    CurrencyCode,
 )
 
 Unit = Literal["each", "pack", "case", "kg", "g", "l", "ml"]

@@ -1,5 +1,5 @@
 # App ID issues the OIDC tokens of partners (client credentials) and members (loyalty app);
-# shared/auth.py validates them against the JWKS at <oauth_server_url>/publickeys.
+# shared/platform/auth.py validates them against the JWKS at <oauth_server_url>/publickeys.
 
 resource "ibm_resource_instance" "appid" {
   name              = "${local.name}-appid"

@@ -1,5 +1,5 @@
 # Credentials of the functions' service ID, handed to the apps as Code Engine secrets; the
-# non-secret connection settings as a config map. Names match shared/settings.py (RETAILFN_*).
+# non-secret connection settings as a config map. Names match shared/platform/settings.py (RETAILFN_*).
 
 # Resource keys bound to the service ID: the key's role is the least one (Reader); writes come
 # from the service ID's topic and bucket policies (iam.tf, generated buckets.tf.json).

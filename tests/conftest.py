@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import reset_settings
+from shared.platform.settings import reset_settings
 from tests.servers import MotoS3, Tansu
 
 # Moto needs some credentials to sign with; they never leave loopback.
@@ -54,8 +54,8 @@ def moto_s3() -> Iterator[MotoS3]:
 @pytest.fixture(autouse=True)
 def _fresh_adapters() -> Iterator[None]:
     """Adapters are process-wide singletons built from settings; each test gets its own."""
-    from shared.adapters import reset_adapters
-    from shared.publisher import flush_background
+    from shared.platform.adapters import reset_adapters
+    from shared.platform.publisher import flush_background
 
     reset_adapters()
     yield

@@ -8,9 +8,9 @@ import functions_framework.aio as ff
 from cloudevents.http import CloudEvent
 
 from events.platform import KafkaBatch
-from shared import archive
-from shared.adapters import bucket, get_store
-from shared.settings import get_settings
+from shared.platform import archive
+from shared.platform.adapters import bucket, get_store
+from shared.platform.settings import get_settings
 
 log = logging.getLogger("retailfn.archive_events")
 

@@ -22,13 +22,13 @@ from cloudevents.http import CloudEvent
 
 from events.envelope import Event, identity, new_event, parse_event
 from events.inventory import StockReported
-from shared.adapters import bucket
-from shared.domain.inventory import InventoryRuleViolation, check_not_ahead, normalize
-from shared.errors import PermanentError
 from shared.inventory import AvailabilityView, PartnerRegistry, ProductCatalog
-from shared.publisher import publish_many
-from shared.settings import get_settings
-from shared.stock_rejections import StockRejections, rejection_of
+from shared.inventory.rejections import StockRejections, rejection_of
+from shared.inventory.rules import InventoryRuleViolation, check_not_ahead, normalize
+from shared.platform.adapters import bucket
+from shared.platform.errors import PermanentError
+from shared.platform.publisher import publish_many
+from shared.platform.settings import get_settings
 
 SOURCE = "/functions/ingest_stock"
 _IDS = uuid.UUID("0b9f6a3e-3c39-5d2e-9b7a-6f0e1d2c3b4a")

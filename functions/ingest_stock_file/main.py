@@ -1,7 +1,7 @@
 """ingest_stock_file: a partner dropped a stock file; each good line becomes a stock-reported event.
 
 Triggered by writes to the ``partner-drops`` bucket (``{partner}/.../stock.csv``). The work is in
-:mod:`shared.ingest`: stream the file, publish in chunks with checkpoints, write the report.
+:mod:`shared.inventory.drops`: stream the file, publish in chunks with checkpoints, write the report.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import functions_framework.aio as ff
 from cloudevents.http import CloudEvent
 
 from events.envelope import parse_event
-from shared.adapters import bucket, get_store
-from shared.ingest import ingest_stock_drop
-from shared.publisher import publish_many
-from shared.settings import get_settings
+from shared.inventory.drops import ingest_stock_drop
+from shared.platform.adapters import bucket, get_store
+from shared.platform.publisher import publish_many
+from shared.platform.settings import get_settings
 
 log = logging.getLogger("retailfn.ingest_stock_file")
 

@@ -17,14 +17,20 @@ from starlette.responses import JSONResponse, Response
 from events.envelope import new_event
 from events.fields import Identifier
 from events.inventory import ProductIntroduced
-from shared.auth import authenticate, require_partner
-from shared.bus import BusError
-from shared.httpfn import json_body, path_params
+from shared.integration.bus import BusError
 from shared.inventory import CatalogConflict, ProductCatalog
-from shared.problems import Problem, from_validation_error, problem_responses, problem_type, unavailable
-from shared.openapi import Answer, operation
-from shared.products import ProductPost, ProductRegistered, product_event_id
-from shared.publisher import publish
+from shared.inventory.products import ProductPost, ProductRegistered, product_event_id
+from shared.platform.auth import authenticate, require_partner
+from shared.platform.httpfn import json_body, path_params
+from shared.platform.operations import Answer, operation
+from shared.platform.problems import (
+    Problem,
+    from_validation_error,
+    problem_responses,
+    problem_type,
+    unavailable,
+)
+from shared.platform.publisher import publish
 
 PATH_PARAMS = {"partner": Identifier}
 PATH = "/v1/partners/{partner}/products"

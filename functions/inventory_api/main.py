@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from events.fields import Region, Sku
-from shared.httpfn import path_params
 from shared.inventory import InvalidCursor
 from shared.inventory.query import InventoryItem, InventoryQueries, ItemQuery, SearchQuery
-from shared.openapi import ACCEPT_LANGUAGE, IF_NONE_MATCH, Answer, operation
-from shared.problems import (
+from shared.platform.httpfn import path_params
+from shared.platform.operations import ACCEPT_LANGUAGE, IF_NONE_MATCH, Answer, operation
+from shared.platform.problems import (
     Problem,
     from_validation_error,
     not_found,

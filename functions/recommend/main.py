@@ -20,17 +20,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from events.fields import Sku
-from shared.httpfn import path_params
-from shared.openapi import ACCEPT_LANGUAGE, Answer, operation
-from shared.problems import (
+from shared.crosssell.recommendations import (
+    Recommendations,
+    Recommender,
+    RecommendQuery,
+    shown_events,
+)
+from shared.platform.httpfn import path_params
+from shared.platform.operations import ACCEPT_LANGUAGE, Answer, operation
+from shared.platform.problems import (
     Problem,
     from_validation_error,
     not_found,
     problem_responses,
     problem_type,
 )
-from shared.publisher import publish_later
-from shared.recommendations import Recommendations, Recommender, RecommendQuery, shown_events
+from shared.platform.publisher import publish_later
 
 PATH = "/v1/recommendations/{sku}"
 log = logging.getLogger("retailfn.recommend")

@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from events.fields import Identifier
-from shared.bus import BusError
-from shared.httpfn import json_body, path_params
-from shared.openapi import Answer, operation
-from shared.problems import not_found, problem_responses, unavailable
-from shared.publisher import publish_many
-from shared.recommendations import ClickAccepted, ClickPost, click_event
+from shared.crosssell.recommendations import ClickAccepted, ClickPost, click_event
+from shared.integration.bus import BusError
+from shared.platform.httpfn import json_body, path_params
+from shared.platform.operations import Answer, operation
+from shared.platform.problems import not_found, problem_responses, unavailable
+from shared.platform.publisher import publish_many
 
 PATH = "/v1/recommendations/{request_id}/clicks"
 _REQUEST_ID = TypeAdapter(Identifier)

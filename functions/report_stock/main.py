@@ -13,16 +13,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from events.fields import Identifier
-from shared.auth import authenticate, require_partner
-from shared.bus import BusError
-from shared.httpfn import parse_body, path_params
-from shared.idempotency import Idempotency, StoredAnswer, idempotency_key, request_fingerprint
-from shared.objectstore import ObjectStoreError
-from shared.openapi import IDEMPOTENCY_KEY, Answer, operation
-from shared.problems import payload_too_large, problem_responses, unavailable
-from shared.publisher import publish_many
-from shared.settings import get_settings
-from shared.stock_reports import StockAccepted, StockPost, stock_events
+from shared.integration.bus import BusError
+from shared.integration.objectstore import ObjectStoreError
+from shared.inventory.reports import StockAccepted, StockPost, stock_events
+from shared.platform.auth import authenticate, require_partner
+from shared.platform.httpfn import parse_body, path_params
+from shared.platform.idempotency import (
+    Idempotency,
+    StoredAnswer,
+    idempotency_key,
+    request_fingerprint,
+)
+from shared.platform.operations import IDEMPOTENCY_KEY, Answer, operation
+from shared.platform.problems import payload_too_large, problem_responses, unavailable
+from shared.platform.publisher import publish_many
+from shared.platform.settings import get_settings
 
 log = logging.getLogger("retailfn.report_stock")
 

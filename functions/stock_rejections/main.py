@@ -4,7 +4,7 @@
 over HTTP, a record on Kafka) can still be refused when it is applied: a partner SKU the partner
 never introduced, a ``reported_at`` too far ahead, a quantity its unit does not allow. Such a
 report is dead-lettered for operators and listed here for its partner (see
-:mod:`shared.stock_rejections`). A partner sees only its own.
+:mod:`shared.inventory.rejections`). A partner sees only its own.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from events.fields import Identifier
-from shared.auth import authenticate, require_partner
-from shared.httpfn import path_params
+from shared.integration.objectstore import ObjectStoreError
 from shared.inventory import InvalidCursor
-from shared.objectstore import ObjectStoreError
-from shared.openapi import Answer, operation
-from shared.problems import (
+from shared.inventory.rejections import StockRejection, StockRejections
+from shared.platform.auth import authenticate, require_partner
+from shared.platform.httpfn import path_params
+from shared.platform.operations import Answer, operation
+from shared.platform.problems import (
     Problem,
     from_validation_error,
     problem_responses,
     problem_type,
     unavailable,
 )
-from shared.stock_rejections import StockRejection, StockRejections
 
 PATH = "/v1/partners/{partner}/rejections"
 PATH_PARAMS = {"partner": Identifier}

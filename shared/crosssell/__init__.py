@@ -2,7 +2,7 @@
 
 ``recommend`` reads ``CrossSellStore().current()`` and asks ``.region(r).iter_complements(sku)``;
 ``recalc_cross_sell`` calls ``fold_archive_object``; ``retailfn crosssell rebuild`` calls
-``rebuild``. The counting itself is pure and lives in :mod:`shared.domain.crosssell`.
+``rebuild``. The counting itself is pure and lives in :mod:`shared.crosssell.rules.cooccurrence`.
 """
 
 from __future__ import annotations

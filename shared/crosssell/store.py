@@ -49,10 +49,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events.sales import OrderCompleted
-from shared import archive
 from shared.crosssell.orders import CountedOrders, order_keys
-from shared.domain.crosssell import Baskets, CrossSellModel, build, fold
-from shared.objectstore.port import ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.crosssell.rules.cooccurrence import Baskets, CrossSellModel, build, fold
+from shared.integration.objectstore.port import ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.platform import archive
 
 log = logging.getLogger("retailfn.crosssell")
 
@@ -278,7 +278,7 @@ class ModelSet:
 
 
 def configured_half_life_days() -> float | None:
-    from shared.settings import get_settings
+    from shared.platform.settings import get_settings
 
     return get_settings().crosssell_half_life_days
 
@@ -298,8 +298,8 @@ class CrossSellStore:
     def __init__(self, store: ObjectStore | None = None, bucket: str | None = None, *,
                  half_life_days: float | None | Literal["configured"] = "configured") -> None:
         if store is None or bucket is None:
-            from shared.adapters import bucket as logical_bucket
-            from shared.adapters import get_store
+            from shared.platform.adapters import bucket as logical_bucket
+            from shared.platform.adapters import get_store
 
             store = store or get_store()
             bucket = bucket or logical_bucket("state")
@@ -427,7 +427,7 @@ class CrossSellStore:
     def rebuild(self, archive_bucket: str | None = None) -> str:
         """Recount the whole order archive into a new version and publish it; the version."""
         if archive_bucket is None:
-            from shared.adapters import bucket as logical_bucket
+            from shared.platform.adapters import bucket as logical_bucket
 
             archive_bucket = logical_bucket("events-archive")
         for _ in range(MAX_ATTEMPTS):

@@ -16,9 +16,14 @@ from datetime import UTC, datetime
 from pydantic import TypeAdapter, ValidationError
 
 from events.fields import Sku
-from shared.domain.inventory import NormalizedReport, SkuAvailability, StockDecision, decide
+from shared.integration.objectstore.port import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    PreconditionFailed,
+)
 from shared.inventory.pages import Page, decode_cursor, encode_cursor, scan
-from shared.objectstore.port import ObjectInfo, ObjectNotFound, ObjectStore, PreconditionFailed
+from shared.inventory.rules import NormalizedReport, SkuAvailability, StockDecision, decide
 
 PREFIX = "availability/"
 JSON = "application/json"
@@ -49,7 +54,7 @@ class AvailabilityView:
         max_attempts: int = 100,
     ) -> None:
         if store is None or bucket is None:
-            from shared import adapters
+            from shared.platform import adapters
 
             store = store or adapters.get_store()
             bucket = bucket or adapters.bucket("state")

@@ -20,8 +20,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from events.fields import Identifier, PartnerSku, Sku
 from events.inventory import Category, ProductIntroduced
+from shared.integration.objectstore.port import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    PreconditionFailed,
+)
 from shared.inventory.pages import Page, scan
-from shared.objectstore.port import ObjectInfo, ObjectNotFound, ObjectStore, PreconditionFailed
 
 T = TypeVar("T")
 
@@ -73,7 +78,7 @@ class ProductCatalog:
 
     def __init__(self, store: ObjectStore | None = None, bucket: str | None = None) -> None:
         if store is None or bucket is None:
-            from shared import adapters
+            from shared.platform import adapters
 
             store = store or adapters.get_store()
             bucket = bucket or adapters.bucket("state")

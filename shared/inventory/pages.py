@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from shared.objectstore.port import ObjectInfo, ObjectStore
+from shared.integration.objectstore.port import ObjectInfo, ObjectStore
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ Layout (bucket ``state``)::
 
 retailfn's own channels need no entry: ``/partners/{p}/...`` (``report_stock``, after it
 authenticated ``p``) and ``/cos/{partner-drops}/{p}/...`` (``ingest_stock_file``, a file in ``p``'s
-folder) are bound by :func:`shared.domain.inventory.source_partner`. A partner that produces to
+folder) are bound by :func:`shared.inventory.rules.source_partner`. A partner that produces to
 ``inventory.stock-reported`` directly is bound here, by an operator (``retailfn partners bind``),
 to the source prefixes its records carry. A prefix belongs to one partner, may not cover another
 partner's prefix, and may not lie under ``/partners/`` or ``/cos/``.
@@ -29,13 +29,18 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from events.fields import Identifier
-from shared.domain.inventory import (
+from shared.integration.objectstore.port import (
+    NoSuchBucket,
+    ObjectNotFound,
+    ObjectStore,
+    PreconditionFailed,
+)
+from shared.inventory.rules import (
     InventoryRuleViolation,
     check_source_binding,
     reserved_source,
     source_covers,
 )
-from shared.objectstore.port import NoSuchBucket, ObjectNotFound, ObjectStore, PreconditionFailed
 
 REGISTRY_KEY = "partners/sources.json"
 CACHE_TTL_S = 30.0
@@ -66,7 +71,7 @@ class PartnerRegistry:
 
     def __init__(self, store: ObjectStore | None = None, bucket: str | None = None) -> None:
         if store is None or bucket is None:
-            from shared import adapters
+            from shared.platform import adapters
 
             store = store or adapters.get_store()
             bucket = bucket or adapters.bucket("state")

@@ -10,11 +10,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from events.fields import CurrencyCode, Identifier, Region
 from events.inventory import BaseUnit, Category, ProductIntroduced
-from shared.domain.inventory import SkuAvailability, StockLevel
-from shared.domain.localization import check_locale, currency_for, negotiate, pick_text, price_in
 from shared.inventory.availability import AvailabilityView
 from shared.inventory.catalog import ProductCatalog
 from shared.inventory.pages import Page
+from shared.inventory.rules import SkuAvailability, StockLevel
+from shared.kernel.localization import check_locale, currency_for, negotiate, pick_text, price_in
 
 MAX_PAGE = 200
 

@@ -16,21 +16,21 @@ from dataclasses import dataclass, field
 from events.catalog import BUCKETS, TOPICS
 from events.deadletter import DeadLetter
 from events.envelope import new_event, to_kafka
-from shared.adapters import bucket, get_bus, get_store
-from shared.bus.port import EventBus, TopicSpec
-from shared.config import DEAD_LETTER_BUCKET, ServiceConfig
-from shared.objectstore.port import ObjectStore
-from shared.observability import configure_metrics
-from shared.publisher import flush_background
+from shared.integration.bus.port import EventBus, TopicSpec
+from shared.integration.objectstore.port import ObjectStore
+from shared.platform.adapters import bucket, get_bus, get_store
+from shared.platform.dedup import ClaimStore, SeenLog
+from shared.platform.observability import configure_metrics
+from shared.platform.publisher import flush_background
+from shared.platform.settings import Settings, get_settings
+from shared.runtime.config import DEAD_LETTER_BUCKET, ServiceConfig
 from shared.runtime.cos_trigger import CosSubscription, CosWatcher
 from shared.runtime.deadletter import DeadLetterStore, within
-from shared.runtime.dedup import ClaimStore, SeenLog
 from shared.runtime.invoker import Invoker
 from shared.runtime.kafka_trigger import KafkaTriggerWorker
 from shared.runtime.loader import LoadedFunction, load_function
 from shared.runtime.schedule import ScheduledFunction, Scheduler
-from shared.settings import Settings, get_settings
-from shared.stage import apply_stage, function_settings
+from shared.runtime.stage import apply_stage, function_settings
 
 log = logging.getLogger("retailfn.runtime")
 
@@ -80,7 +80,7 @@ class Runtime:
     cos_interval_s: float = 0.5
     provision: bool = True
     allow_embedded: bool = False
-    """Let a stage other than ``local`` run on the embedded adapters (see shared/stage.py)."""
+    """Let a stage other than ``local`` run on the embedded adapters (see shared/runtime/stage.py)."""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:

@@ -1,5 +1,5 @@
 """The command each function's app starts with: its image's ``CMD`` and the generated
-Code Engine app's ``run_commands`` (:func:`shared.package.command_for`, :mod:`shared.infra`).
+Code Engine app's ``run_commands`` (the package and Terraform generators of :mod:`shared.tools`).
 
 Kept apart from the apps themselves so that packaging and Terraform generation can name a command
 without importing the app it starts.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from shared.config import ConfigError, FunctionConfig, ServiceConfig, load_service
+from shared.runtime.config import ConfigError, FunctionConfig, ServiceConfig, load_service
 
 
 def start_command(function_name: str, fn: FunctionConfig) -> list[str]:
@@ -21,16 +21,14 @@ def start_command(function_name: str, fn: FunctionConfig) -> list[str]:
 
     * an HTTP function: :mod:`shared.runtime.http_app`, the local runtime's HTTP front for that
       one function (its routes from serverless.yaml, problem documents, JSON access logs);
-    * ``deploy: worker``: the project's runtime consuming the function's consumer group;
+    * ``deploy: worker``: :mod:`shared.runtime.worker`, the function's event triggers;
     * ``deploy: subscription``: :mod:`shared.runtime.subscription`, taking the subscription's
       POSTs.
     """
     if fn.deployment is None:
         return ["python", "-m", "shared.runtime.http_app", "--function", function_name]
     if fn.deployment == "worker":
-        return ["sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
-                f"--functions {function_name} --host \"${{HOST:-0.0.0.0}}\" "
-                "--port \"${PORT:-8080}\""]
+        return ["python", "-m", "shared.runtime.worker", "--function", function_name]
     return ["python", "-m", "shared.runtime.subscription", "--function", function_name]
 
 

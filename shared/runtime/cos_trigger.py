@@ -33,9 +33,14 @@ from typing import Literal
 
 from cloudevents.http import CloudEvent
 
-from shared.config import CosTrigger
-from shared.objectstore.port import NoSuchBucket, ObjectInfo, ObjectNotFound, ObjectStore
-from shared.runtime.dedup import ClaimStore
+from shared.integration.objectstore.port import (
+    NoSuchBucket,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+)
+from shared.platform.dedup import ClaimStore
+from shared.runtime.config import CosTrigger
 from shared.runtime.invoker import Invoker
 
 log = logging.getLogger("retailfn.runtime")

@@ -30,7 +30,7 @@ from events.deadletter import (
     Failure,
 )
 from events.envelope import identity
-from shared.objectstore.port import ObjectNotFound, ObjectStore
+from shared.integration.objectstore.port import ObjectNotFound, ObjectStore
 
 _ATTRIBUTES = ("id", "source", "type", "subject", "time", "datacontenttype")
 

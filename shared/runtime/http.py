@@ -28,10 +28,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import compile_path
 
-from shared.config import ServiceConfig
-from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
-from shared.openapi import openapi_document, render_docs
-from shared.problems import (
+from shared.platform.observability import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
+from shared.platform.problems import (
     PROBLEM_JSON,
     Problem,
     bad_request,
@@ -41,8 +39,10 @@ from shared.problems import (
     payload_too_large,
     unavailable,
 )
+from shared.platform.settings import Settings, enter_settings, exit_settings
+from shared.runtime.config import ServiceConfig
 from shared.runtime.loader import LoadedFunction
-from shared.settings import Settings, enter_settings, exit_settings
+from shared.runtime.openapi import openapi_document, render_docs
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

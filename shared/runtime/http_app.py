@@ -17,19 +17,18 @@ Start it as ``python -m shared.runtime.http_app --function <name>`` (what
 :func:`shared.runtime.commands.start_command` gives the package's Dockerfile and the generated
 Terraform); it reads ``serverless.yaml`` from the working folder, applies the function's
 environment from it (provider, stage, its own) as the process's, refuses a stage other than
-``local`` on embedded adapters or the dev issuer (:func:`shared.stage.check_stage`), and listens
+``local`` on embedded adapters or the dev issuer (:func:`shared.runtime.stage.check_stage`), and listens
 on ``$HOST:$PORT`` (``0.0.0.0:8080``).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable
 
-from shared.config import ServiceConfig
+from shared.runtime.config import ServiceConfig
 from shared.runtime.http import HttpApp, build_http_app
 from shared.runtime.loader import load_function
 
@@ -59,13 +58,14 @@ def build_app(service: ServiceConfig, name: str, *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shared.config import ConfigError
-    from shared.observability import configure_logging, configure_metrics
+    from shared.platform.observability import configure_logging, configure_metrics
+    from shared.platform.settings import get_settings
+    from shared.runtime.commands import app_arguments, load_app_service
+    from shared.runtime.config import ConfigError
     from shared.runtime.loader import HandlerError
     from shared.runtime.server import HttpServer
-    from shared.runtime.commands import app_arguments, load_app_service
-    from shared.settings import get_settings
-    from shared.stage import StageGuardError, apply_function
+    from shared.runtime.signals import stop_signals
+    from shared.runtime.stage import StageGuardError, apply_function
 
     args = app_arguments("python -m shared.runtime.http_app", __doc__.split("\n", 1)[0]).parse_args(argv)
     if not args.function:
@@ -86,14 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     # a stop lets the ones in flight finish within it.
     timeout_s = service.functions[args.function].timeout.total_seconds()
     server = HttpServer(app, host=args.host, port=args.port, graceful_timeout_s=timeout_s)
-    done = threading.Event()
-
-    def _stop(signum: int, _frame: object) -> None:
-        log.info("signal received, shutting down", extra={"signal": signal.Signals(signum).name})
-        done.set()
-
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with stop_signals() as done:
         try:
             server.start()
         except OSError as exc:  # the port is taken, or the host is not this machine's
@@ -105,13 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         done.wait()
         serving.clear()  # /readyz answers 503 while the requests in flight finish
         server.stop()
-        from shared.publisher import flush_background
+        from shared.platform.publisher import flush_background
 
         flush_background()
         log.info("http app stopped", extra={"function": args.function})
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     return 0
 
 

@@ -20,14 +20,14 @@ from typing import Any, Literal
 from cloudevents.http import CloudEvent
 from pydantic import ValidationError
 
-from events.envelope import InvalidEvent
-from shared.config import Delivery
-from shared.errors import PermanentError
-from shared.observability import DEAD_LETTERS, EVENT_LATENCY, EVENTS
 from events.deadletter import DeadLetter
+from events.envelope import InvalidEvent
+from shared.platform.errors import PermanentError
+from shared.platform.observability import DEAD_LETTERS, EVENT_LATENCY, EVENTS
+from shared.platform.settings import Settings, enter_settings, exit_settings
+from shared.runtime.config import Delivery
 from shared.runtime.deadletter import dead_letter_id, make_dead_letter
 from shared.runtime.loader import LoadedFunction
-from shared.settings import Settings, enter_settings, exit_settings
 
 log = logging.getLogger("retailfn.runtime")
 

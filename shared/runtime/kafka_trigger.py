@@ -26,11 +26,18 @@ from cloudevents.http import CloudEvent
 
 from events.envelope import InvalidEvent, identity, kafka_cloudevent
 from events.platform import KAFKA_BATCH_TYPE
-from shared.bus.port import BusError, BusUnavailable, Consumer, EventBus, Record, TopicPartition
-from shared.config import KafkaTrigger
-from shared.objectstore.port import ObjectStoreError
-from shared.observability import CONSUMER_LAG, EVENTS
-from shared.runtime.dedup import SeenLog
+from shared.integration.bus.port import (
+    BusError,
+    BusUnavailable,
+    Consumer,
+    EventBus,
+    Record,
+    TopicPartition,
+)
+from shared.integration.objectstore.port import ObjectStoreError
+from shared.platform.dedup import SeenLog
+from shared.platform.observability import CONSUMER_LAG, EVENTS
+from shared.runtime.config import KafkaTrigger
 from shared.runtime.invoker import Invoker
 
 log = logging.getLogger("retailfn.runtime")

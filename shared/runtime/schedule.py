@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from cloudevents.http import CloudEvent
 from cronsim import CronSim
 
-from shared.config import ScheduleTrigger
-from shared.runtime.dedup import ClaimStore
+from shared.platform.dedup import ClaimStore
+from shared.runtime.config import ScheduleTrigger
 from shared.runtime.invoker import Invoker
 
 log = logging.getLogger("retailfn.runtime")

@@ -46,10 +46,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.config import ServiceConfig
-from shared.observability import EVENTS, REGISTRY
+from shared.platform.dedup import ClaimStore
+from shared.platform.observability import EVENTS, REGISTRY
+from shared.runtime.config import ServiceConfig
 from shared.runtime.deadletter import dead_letter_id, make_dead_letter
-from shared.runtime.dedup import ClaimStore
 from shared.runtime.invoker import Invoker, Outcome
 
 log = logging.getLogger("retailfn.subscription")
@@ -162,7 +162,7 @@ class SubscriptionFunction:
 
     def __init__(self, service: ServiceConfig, name: str, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        from shared.adapters import bucket, get_bus, get_store
+        from shared.platform.adapters import bucket, get_bus, get_store
         from shared.runtime.app import DeadLetterSink
         from shared.runtime.loader import load_function
 
@@ -314,7 +314,7 @@ def build_app(function: SubscriptionFunction) -> Starlette:
         log.info("subscription app ready", extra={"function": function.name})
         yield
         function.stop.set()  # a delivery waiting for a retry is abandoned and answered 503
-        from shared.publisher import flush_background
+        from shared.platform.publisher import flush_background
 
         flush_background()
 
@@ -329,12 +329,12 @@ def build_app(function: SubscriptionFunction) -> Starlette:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from shared.config import ConfigError
-    from shared.observability import configure_logging, configure_metrics
-    from shared.runtime.loader import HandlerError
+    from shared.platform.observability import configure_logging, configure_metrics
+    from shared.platform.settings import get_settings
     from shared.runtime.commands import app_arguments, load_app_service
-    from shared.settings import get_settings
-    from shared.stage import StageGuardError, apply_function
+    from shared.runtime.config import ConfigError
+    from shared.runtime.loader import HandlerError
+    from shared.runtime.stage import StageGuardError, apply_function
 
     args = app_arguments("python -m shared.runtime.subscription", __doc__.split("\n", 1)[0]).parse_args(argv)
     if not args.function:

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from events.envelope import event_from_sample
-from shared.domain.inventory import NormalizedReport
+from shared.integration.objectstore import ObjectStore
+from shared.integration.objectstore.local import LocalFolderStore
 from shared.inventory import AvailabilityView, CatalogConflict, ProductCatalog, pages
-from shared.objectstore import ObjectStore, object_store_from_settings
-from shared.objectstore.local import LocalFolderStore
-from shared.settings import Settings
+from shared.inventory.rules import NormalizedReport
+from shared.platform.adapters import object_store_from_settings
+from shared.platform.settings import Settings
 from tests.servers import MotoS3
 
 T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from kafka.partitioner.default import DefaultPartitioner
-from shared.bus import (
+
+from shared.integration.bus import (
     BusUnavailable,
     Consumer,
     EventBus,
@@ -23,11 +23,11 @@ from shared.bus import (
     TopicPartition,
     TopicSpec,
     UnknownTopic,
-    event_bus_from_settings,
 )
-from shared.bus.embedded import EmbeddedBus, partition_for_key
-from shared.bus.kafka import KafkaBus
-from shared.settings import Settings
+from shared.integration.bus.embedded import EmbeddedBus, partition_for_key
+from shared.integration.bus.kafka import KafkaBus
+from shared.platform.adapters import event_bus_from_settings
+from shared.platform.settings import Settings
 from tests.servers import Tansu
 
 PARTITIONS = 3

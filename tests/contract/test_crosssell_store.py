@@ -17,11 +17,12 @@ import pytest
 from events.envelope import new_event, to_kafka
 from events.platform import BatchRecord
 from events.sales import OrderCompleted
-from shared import archive
 from shared.crosssell import CrossSellStore
-from shared.objectstore import ObjectStore, object_store_from_settings
-from shared.objectstore.local import LocalFolderStore
-from shared.settings import Settings
+from shared.integration.objectstore import ObjectStore
+from shared.integration.objectstore.local import LocalFolderStore
+from shared.platform import archive
+from shared.platform.adapters import object_store_from_settings
+from shared.platform.settings import Settings
 from tests.servers import MotoS3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +111,7 @@ def republished_objects(store: ObjectStore, archive_bucket: str) -> dict[str, st
 _CHILD = """
 import sys
 from shared.crosssell import CrossSellStore
-from shared.objectstore.local import LocalFolderStore
+from shared.integration.objectstore.local import LocalFolderStore
 
 root, archive_bucket, state_bucket, key, etag = sys.argv[1:]
 folds = CrossSellStore(LocalFolderStore(root), state_bucket, half_life_days=None)

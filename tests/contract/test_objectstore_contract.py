@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from shared.objectstore import (
+from shared.integration.objectstore import (
     InvalidKey,
     NoSuchBucket,
     ObjectNotFound,
     ObjectStore,
     PreconditionFailed,
-    object_store_from_settings,
 )
-from shared.objectstore.local import LocalFolderStore
-from shared.settings import Settings
+from shared.integration.objectstore.local import LocalFolderStore
+from shared.platform.adapters import object_store_from_settings
+from shared.platform.settings import Settings
 from tests.servers import MotoS3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -308,8 +308,8 @@ def test_streaming_put_and_read_of_a_large_body(store: ObjectStore, bucket: str)
 
 _CHILD = """
 import sys
-from shared.objectstore.local import LocalFolderStore
-from shared.objectstore.port import PreconditionFailed
+from shared.integration.objectstore.local import LocalFolderStore
+from shared.integration.objectstore.port import PreconditionFailed
 
 root, bucket, key, mode, n = sys.argv[1:]
 store = LocalFolderStore(root)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from shared.adapters import reset_adapters
-from shared.settings import reset_settings
+from shared.platform.adapters import reset_adapters
+from shared.platform.settings import reset_settings
 from tests.servers import MotoS3, Tansu
 
 E2E_CONFIG = Path(__file__).parent / "serverless.yaml"
@@ -78,7 +78,7 @@ def deployed(service: Any) -> Any:
     """``retailfn deploy --stage local`` against the test's stack, twice: the first run creates
     every topic and bucket, the second changes nothing. The runtime then starts with
     ``provision=False``, so the e2e suite runs on exactly what the deploy made."""
-    from shared.deploy import deploy_direct
+    from shared.tools.deploy import deploy_direct
 
     first = deploy_direct(service)
     assert first.changed and not first.drift, first.summary()

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import yaml
 
-from shared.auth import dev_api_key
-from shared.domain.experiments import ExperimentsConfig, assign
+from shared.crosssell.rules.experiments import ExperimentsConfig, assign
+from shared.platform.auth import dev_api_key
 from tests.e2e.conftest import eventually
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).with_name("retailfn")
-RETAILFN = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shared.cli"]
+RETAILFN = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shared.tools.cli"]
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$")
 
 # A service whose `prod` stage sets no adapters: it would run on the embedded default.

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from shared.auth import dev_api_key
+from shared.platform.auth import dev_api_key
 from tests.e2e.conftest import eventually
 from tests.servers import free_port
 
@@ -36,7 +36,7 @@ def test_up_serves_every_http_trigger_reports_ready_and_stops_cleanly_on_sigterm
                RETAILFN_LOG_LEVEL="INFO")
     log = tmp_path / "up.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "shared.tools.cli", "up", "--port", str(port)],
                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}"

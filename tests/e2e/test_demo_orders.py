@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.config import load_service
 from shared.crosssell import CrossSellStore
-from shared.demo import a_day_of_orders
 from shared.runtime.app import Runtime
+from shared.runtime.config import load_service
+from shared.tools.demo import a_day_of_orders
 from tests.e2e.conftest import eventually
 
 REPO = Path(__file__).resolve().parents[2]

@@ -33,14 +33,14 @@ from cloudevents.http import CloudEvent
 from ibm_botocore.client import Config
 
 from events.envelope import event_from_sample, from_kafka, new_event, to_kafka
-from shared.adapters import bucket, get_bus, get_store, reset_adapters
-from shared.config import ServiceConfig, load_service
-from shared.ingest import COLUMNS
 from shared.inventory import ProductCatalog
-from shared.package import build_packages
-from shared.runtime.cos_trigger import cos_event
+from shared.inventory.stockfile import COLUMNS
+from shared.platform.adapters import bucket, get_bus, get_store, reset_adapters
+from shared.platform.settings import reset_settings
 from shared.runtime.commands import start_command
-from shared.settings import reset_settings
+from shared.runtime.config import ServiceConfig, load_service
+from shared.runtime.cos_trigger import cos_event
+from shared.tools.package import build_packages
 from tests.e2e.conftest import E2E_CONFIG, _real_env, deployed, eventually
 from tests.servers import MotoS3, Tansu, free_port
 
@@ -78,7 +78,7 @@ class App:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``retailfn`` as ops run it beside the app: same folder, same environment."""
-        return subprocess.run([sys.executable, "-m", "shared.cli", "--config", "serverless.yaml",
+        return subprocess.run([sys.executable, "-m", "shared.tools.cli", "--config", "serverless.yaml",
                                *args], cwd=self.folder, env=self.env, capture_output=True,
                               text=True, timeout=120)
 
@@ -315,7 +315,7 @@ def knative_kafka_event(partition: int, offset: int, data: dict[str, Any]) -> Cl
 
 
 def recorded_orders() -> list[dict[str, Any]]:
-    from shared.objectstore.port import ObjectNotFound
+    from shared.integration.objectstore.port import ObjectNotFound
 
     try:
         return json.loads(get_store().get(bucket("state"), "effects/record_order.json").body)

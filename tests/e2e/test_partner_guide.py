@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from shared.auth import dev_api_key
+from shared.platform.auth import dev_api_key
 from tests.e2e.conftest import eventually
 from tests.servers import MotoS3, Tansu, free_port
 
@@ -97,7 +97,7 @@ def service(moto_s3: MotoS3, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     })
     port = free_port()
     log = (tmp / "up.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "shared.tools.cli", "up", "--port", str(port)],
                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

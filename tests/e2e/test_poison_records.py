@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from shared.adapters import bucket, get_bus, get_store
-from shared.auth import dev_api_key
-from shared.config import load_service
-from shared.demo import raw_record_source
 from shared.inventory import PartnerRegistry
+from shared.platform.adapters import bucket, get_bus, get_store
+from shared.platform.auth import dev_api_key
 from shared.runtime.app import Runtime
+from shared.runtime.config import load_service
 from shared.runtime.deadletter import DeadLetterStore
+from shared.tools.demo import raw_record_source
 from tests.e2e.conftest import Stack, deployed, eventually
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,12 +16,12 @@ import pytest
 
 from events.envelope import from_kafka, new_event
 from events.sales import OrderCompleted, OrderLine
-from shared.adapters import get_bus
-from shared.auth import dev_api_key
-from shared.config import load_service
 from shared.crosssell import CrossSellStore
-from shared.publisher import publish_many
+from shared.platform.adapters import get_bus
+from shared.platform.auth import dev_api_key
+from shared.platform.publisher import publish_many
 from shared.runtime.app import Runtime
+from shared.runtime.config import load_service
 from tests.e2e.conftest import Stack, deployed, eventually
 from tests.e2e.test_partner_inventory import Client, product
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from events.envelope import event_from_sample, new_event, to_kafka
-from shared.adapters import bucket, get_bus, get_store
-from shared.config import load_service
-from shared.objectstore.port import ObjectNotFound
+from shared.integration.objectstore.port import ObjectNotFound
+from shared.platform.adapters import bucket, get_bus, get_store
 from shared.runtime.app import Runtime
+from shared.runtime.config import load_service
 from tests.e2e.conftest import E2E_CONFIG, Stack, deployed, eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def runtime(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **stack.env, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "shared.cli", "--config", str(E2E_CONFIG),
+    return subprocess.run([sys.executable, "-m", "shared.tools.cli", "--config", str(E2E_CONFIG),
                            *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
 
 

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from shared.bus.kafka import KafkaBus
-from shared.objectstore.local import LocalFolderStore
+from shared.integration.bus.kafka import KafkaBus
+from shared.integration.objectstore.local import LocalFolderStore
 from shared.runtime.app import topic_specs
 from tests.e2e.conftest import E2E_CONFIG, eventually
 from tests.servers import Tansu
@@ -52,7 +52,7 @@ def test_two_workers_one_killed_apply_every_event_once_in_key_order(tmp_path: Pa
 
         for n in range(2):
             workers.append(subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", "--config", str(E2E_CONFIG), "worker",
+                [sys.executable, "-m", "shared.tools.cli", "--config", str(E2E_CONFIG), "worker",
                  "--functions", "sequence"],
                 env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                 stderr=open(tmp_path / f"worker{n}.log", "wb")))  # noqa: SIM115

@@ -9,8 +9,8 @@ import pytest
 
 from events.envelope import event_from_sample, to_kafka
 from functions.archive_events.main import archive_events
-from shared.adapters import bucket, get_bus, get_store
-from shared.bus.port import Record, TopicPartition
+from shared.integration.bus.port import Record, TopicPartition
+from shared.platform.adapters import bucket, get_bus, get_store
 from shared.runtime.app import provision
 from shared.runtime.kafka_trigger import batch_event
 
@@ -62,7 +62,7 @@ def test_files_roll_when_the_record_hour_changes() -> None:
 
 
 def test_files_roll_at_the_configured_record_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.settings import reset_settings
+    from shared.platform.settings import reset_settings
 
     monkeypatch.setenv("RETAILFN_ARCHIVE_MAX_RECORDS", "2")
     reset_settings()

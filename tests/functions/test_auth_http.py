@@ -15,11 +15,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-import shared.auth as auth
-from shared.auth import create_api_key, dev_api_key, issue_dev_token
-from shared.config import ServiceConfig, parse_service
+import shared.platform.auth as auth
+from shared.platform.auth import create_api_key, dev_api_key, issue_dev_token
+from shared.platform.settings import reset_settings
+from shared.runtime.config import ServiceConfig, parse_service
 from shared.runtime.http import HttpApp
-from shared.settings import reset_settings
 from tests.functions.test_http_server import Reply, build, call, is_problem
 
 SERVICE_YAML = """
@@ -253,11 +253,11 @@ def test_an_unreachable_jwks_is_a_503_not_a_401(
 def retailfn(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     from click.testing import CliRunner
 
-    import shared.cli
+    import shared.tools.cli
 
     # configure_logging binds the stream it is first given; leave it alone under CliRunner.
-    monkeypatch.setattr(shared.cli, "configure_logging", lambda *a, **k: None)
-    return CliRunner().invoke(shared.cli.main, list(args), catch_exceptions=False)
+    monkeypatch.setattr(shared.tools.cli, "configure_logging", lambda *a, **k: None)
+    return CliRunner().invoke(shared.tools.cli.main, list(args), catch_exceptions=False)
 
 
 def test_a_key_made_with_the_cli_works_until_revoked_with_the_cli(

@@ -14,11 +14,11 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-import shared.cli
+import shared.tools.cli
 from events.registry import EVENT_TYPES
 from events.samples import load_sample
-from shared.cli import main
-from shared.observability import _StderrHandler
+from shared.platform.observability import _StderrHandler
+from shared.tools.cli import main
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Logging setup is process-wide; the tests here look at the commands' own output, so the
     # JSON log handler an earlier test may have installed (it writes to whatever sys.stderr is
     # at the time, here the runner's) is taken off for the test.
-    monkeypatch.setattr(shared.cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(shared.tools.cli, "configure_logging", lambda *args, **kwargs: None)
     root = logging.getLogger()
     json_handlers = [h for h in root.handlers if isinstance(h, _StderrHandler)]
     for handler in json_handlers:
@@ -263,7 +263,7 @@ def test_dlq_replay_of_a_still_invalid_event_fails_and_keeps_it_pending(bad_orde
 
 def test_dlq_replay_refuses_a_dead_letter_whose_data_was_cut_and_keeps_it_pending(
         bad_order: Path) -> None:
-    from shared.adapters import get_store
+    from shared.platform.adapters import get_store
     from shared.runtime.deadletter import DeadLetterStore
 
     retailfn("invoke", "record_order", "--event", str(bad_order))
@@ -515,7 +515,7 @@ def stages(tmp_path: Path) -> Path:
 
 
 def test_experiments_assign_uses_the_experiments_configured_on_recommend(stages: Path) -> None:
-    from shared.domain.experiments import ExperimentsConfig, assign
+    from shared.crosssell.rules.experiments import ExperimentsConfig, assign
 
     raw = yaml.safe_load(STAGES)["functions"]["recommend"]["environment"]["RETAILFN_EXPERIMENTS"]
     running = ExperimentsConfig.model_validate_json(raw).running()

@@ -6,8 +6,8 @@ import os
 import time
 from datetime import timedelta
 
-from shared.adapters import get_store
-from shared.runtime.dedup import ClaimStore, SeenLog
+from shared.platform.adapters import get_store
+from shared.platform.dedup import ClaimStore, SeenLog
 
 
 def _store():  # type: ignore[no-untyped-def]

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import shared.cli
+import shared.tools.cli
 from events.catalog import BUCKETS, TOPICS
-from shared.bus.embedded import EmbeddedBus
-from shared.cli import main
-from shared.objectstore.local import LocalFolderStore
+from shared.integration.bus.embedded import EmbeddedBus
+from shared.integration.objectstore.local import LocalFolderStore
+from shared.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "serverless.yaml"
@@ -26,7 +26,7 @@ N_T, N_B = len(TOPICS), len(BUCKETS)
 
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shared.cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(shared.tools.cli, "configure_logging", lambda *args, **kwargs: None)
 
 
 def retailfn(*args: str, config: Path = CONFIG) -> Result:
@@ -148,8 +148,8 @@ def project(tmp_path: Path) -> Path:
 def required_elsewhere(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TF_VAR_<name> for every required variable of infra/ that serverless.yaml does not give
     (resource group, image registry and tag ... whatever infra/ declares today)."""
-    from shared.config import load_service
-    from shared.deploy import declared_variables, terraform_variables
+    from shared.runtime.config import load_service
+    from shared.tools.deploy import declared_variables, terraform_variables
 
     ours = terraform_variables(load_service(project / "serverless.yaml", stage="prod"))
     for name, has_default in (declared_variables(project / "infra") or {}).items():
@@ -324,7 +324,7 @@ def test_each_cloud_stage_gets_its_own_remote_state_in_cos(project: Path,
 
 
 def test_infra_declares_the_s3_backend_the_deploy_configures() -> None:
-    from shared.deploy import declares_s3_backend
+    from shared.tools.deploy import declares_s3_backend
 
     assert declares_s3_backend(ROOT / "infra")
 

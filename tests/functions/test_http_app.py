@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-import shared.observability
-from shared.config import ServiceConfig, load_service
+import shared.platform.observability
 from shared.runtime import http_app
+from shared.runtime.config import ServiceConfig, load_service
 from shared.runtime.http_app import build_app
 from shared.runtime.server import HttpServer
 
@@ -59,7 +59,7 @@ def echo_app(service: ServiceConfig) -> Iterator[str]:
 @pytest.fixture
 def quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     # main() would make the root logger JSON on stderr for the rest of the test session.
-    monkeypatch.setattr(shared.observability, "configure_logging", lambda *a, **k: None)
+    monkeypatch.setattr(shared.platform.observability, "configure_logging", lambda *a, **k: None)
 
 
 def test_the_functions_route_reaches_the_function_with_its_path_and_a_request_id(

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import requests
 
-from shared.config import ServiceConfig, parse_service
-from shared.observability import REGISTRY
-from shared.problems import problem_response, unauthorized
+from shared.platform.observability import REGISTRY
+from shared.platform.problems import problem_response, unauthorized
+from shared.runtime.config import ServiceConfig, parse_service
 from shared.runtime.http import HttpApp, build_http_app
 from shared.runtime.loader import load_function
 from shared.runtime.server import HttpServer

@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from events.catalog import BUCKETS, TOPICS
-from shared.cli import main as cli
-from shared.config import load_service
-from shared.infra import GENERATED, generate, tf_name
-from shared.infra import write as write_generated
 from shared.runtime.commands import start_command
-from shared.validate import load_terraform, read_infra, terraform_files, validate_project
+from shared.runtime.config import load_service
+from shared.tools.cli import main as cli
+from shared.tools.infra import GENERATED, generate, tf_name
+from shared.tools.infra import write as write_generated
+from shared.tools.validate import load_terraform, read_infra, terraform_files, validate_project
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -121,8 +121,7 @@ def test_subscription_functions_have_their_subscriptions_and_workers_consume_by_
             assert subs == [], name
             # The image installs the function's requirements, not the project: no `retailfn`.
             assert infra.apps[tf_name(name)]["run_commands"] == [
-                "sh", "-c", "exec python -m shared.cli --config serverless.yaml worker "
-                f"--functions {name} --host \"$${{HOST:-0.0.0.0}}\" --port \"$${{PORT:-8080}}\""]
+                "python", "-m", "shared.runtime.worker", "--function", name]
             assert "run_arguments" not in infra.apps[tf_name(name)]
             assert infra.apps[tf_name(name)]["scale_min_instances"] == 1
             continue
@@ -314,12 +313,12 @@ def test_an_app_whose_command_is_not_its_images_is_reported(copy: Path) -> None:
 
     assert any(p.startswith("serverless.yaml functions.archive_events (deploy: worker) vs "
                             "infra/generated/apps.tf.json: the app must run its image's command "
-                            "['sh', '-c', 'exec python -m shared.cli") and
+                            "['python', '-m', 'shared.runtime.worker', '--function', 'archive_events']") and
                "it runs ['retailfn', 'worker'" in p for p in problems), problems
 
 
 def test_every_app_runs_the_command_its_image_starts_with() -> None:
-    from shared.package import command_for
+    from shared.tools.package import command_for
 
     infra = read_infra(INFRA)
     svc = service()

@@ -13,9 +13,9 @@ from events.envelope import Event, event_from_sample, from_kafka, new_event, par
 from events.inventory import BackInStock, OutOfStock, StockChanged, StockReported
 from events.samples import load_sample
 from functions.ingest_stock.main import ingest_stock
-from shared.adapters import get_bus, get_store
-from shared.errors import PermanentError
 from shared.inventory import AvailabilityView, PartnerRegistry, ProductCatalog
+from shared.platform.adapters import get_bus, get_store
+from shared.platform.errors import PermanentError
 from shared.runtime.app import provision
 
 T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)

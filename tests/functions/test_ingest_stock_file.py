@@ -14,18 +14,18 @@ import pytest
 import functions.ingest_stock_file.main as fn
 from events.envelope import event_from_sample, from_kafka
 from functions.ingest_stock_file.main import ingest_stock_file
-from shared.adapters import bucket, get_bus, get_store
-from shared.config import CosTrigger, Delivery
-from shared.ingest import COLUMNS, event_id
-from shared.ingest.stock_drop import FileVersion
+from shared.integration.objectstore.port import ObjectInfo
 from shared.inventory import ProductCatalog
-from shared.objectstore.port import ObjectInfo
+from shared.inventory.drops import FileVersion, event_id
+from shared.inventory.stockfile import COLUMNS
+from shared.platform.adapters import bucket, get_bus, get_store
+from shared.platform.dedup import ClaimStore
+from shared.platform.settings import get_settings
 from shared.runtime.app import provision
+from shared.runtime.config import CosTrigger, Delivery
 from shared.runtime.cos_trigger import CosSubscription, CosWatcher, cos_event
-from shared.runtime.dedup import ClaimStore
 from shared.runtime.invoker import Invoker
 from shared.runtime.loader import LoadedFunction
-from shared.settings import get_settings
 
 TOPIC = "inventory.stock-reported"
 KEY = "acme/2026-11-27/stock.csv"

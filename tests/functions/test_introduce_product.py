@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-import shared.auth as auth
+import shared.platform.auth as auth
 from events.envelope import Event, from_kafka
 from events.samples import load_sample
-from shared.adapters import get_bus, get_store
-from shared.auth import create_api_key, dev_api_key
-from shared.config import load_service
 from shared.inventory import ProductCatalog
+from shared.platform.adapters import get_bus, get_store
+from shared.platform.auth import create_api_key, dev_api_key
 from shared.runtime.app import provision
+from shared.runtime.config import load_service
 from shared.runtime.http import HttpApp, build_http_app
 from shared.runtime.loader import load_function
 from tests.functions.test_http_server import Reply, call, is_problem

@@ -6,11 +6,11 @@ import pytest
 
 from events.envelope import event_from_sample
 from events.inventory import ProductIntroduced
-from shared.adapters import get_bus, get_store
-from shared.config import parse_service
-from shared.domain.inventory import NormalizedReport
 from shared.inventory import AvailabilityView, ProductCatalog
+from shared.inventory.rules import NormalizedReport
+from shared.platform.adapters import get_bus, get_store
 from shared.runtime.app import provision
+from shared.runtime.config import parse_service
 from shared.runtime.http import HttpApp
 from tests.functions.test_http_server import Reply, build, call, is_problem
 

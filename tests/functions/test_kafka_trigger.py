@@ -13,13 +13,13 @@ from typing import Any
 from events.deadletter import MAX_DATA_CHARS, DeadLetter
 from events.envelope import Event, event_from_sample, parse_event, to_kafka
 from events.samples import load_sample
-from shared.adapters import bucket, get_bus, get_store
-from shared.bus.port import BusUnavailable, Consumer, Record, TopicPartition
-from shared.config import Delivery, KafkaTrigger
-from shared.objectstore.port import ObjectStoreError
+from shared.integration.bus.port import BusUnavailable, Consumer, Record, TopicPartition
+from shared.integration.objectstore.port import ObjectStoreError
+from shared.platform.adapters import bucket, get_bus, get_store
+from shared.platform.dedup import SeenLog
 from shared.runtime.app import DeadLetterSink, provision
+from shared.runtime.config import Delivery, KafkaTrigger
 from shared.runtime.deadletter import DeadLetterStore
-from shared.runtime.dedup import SeenLog
 from shared.runtime.invoker import Invoker
 from shared.runtime.kafka_trigger import KafkaTriggerWorker
 from shared.runtime.loader import LoadedFunction

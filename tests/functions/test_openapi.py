@@ -12,15 +12,15 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-import shared.auth as auth
+import shared.platform.auth as auth
 from events.envelope import event_from_sample
-from shared.adapters import get_bus, get_store
-from shared.auth import dev_api_key
-from shared.config import ServiceConfig, load_service, parse_service
 from shared.inventory import ProductCatalog
-from shared.openapi import openapi_document
+from shared.platform.adapters import get_bus, get_store
+from shared.platform.auth import dev_api_key
 from shared.runtime.app import provision
+from shared.runtime.config import ServiceConfig, load_service, parse_service
 from shared.runtime.http import HttpApp
+from shared.runtime.openapi import openapi_document
 from tests.functions.test_http_server import Reply, build, call
 
 STOCK = "/v1/partners/{partner}/stock"

@@ -27,23 +27,23 @@ import pytest
 from click.testing import CliRunner
 from cloudevents.conversion import to_binary
 
-import shared.cli
+import shared.tools.cli
 from events.envelope import event_from_sample, from_kafka
-from shared.adapters import bucket, get_bus, get_store
-from shared.cli import main
-from shared.config import load_service
-from shared.ingest import COLUMNS
 from shared.inventory import ProductCatalog
-from shared.package import IMAGE_ENV, IMAGE_WORKDIR, command_for, kind_of
-from shared.requirements import (
+from shared.inventory.stockfile import COLUMNS
+from shared.platform.adapters import bucket, get_bus, get_store
+from shared.runtime.app import provision
+from shared.runtime.config import load_service
+from shared.runtime.cos_trigger import cos_event
+from shared.tools.cli import main
+from shared.tools.package import IMAGE_ENV, IMAGE_WORKDIR, command_for, kind_of
+from shared.tools.requirements import (
     Entry,
     RequirementsError,
     distributions_for,
     import_closure,
     pinned,
 )
-from shared.runtime.app import provision
-from shared.runtime.cos_trigger import cos_event
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ FORBIDDEN = {"tests", "bench", "__pycache__"}
 
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shared.cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(shared.tools.cli, "configure_logging", lambda *args, **kwargs: None)
 
 
 def package(out: Path, *args: str) -> dict:
@@ -88,7 +88,7 @@ def test_every_function_is_packaged_with_its_code_the_layers_and_a_size_report(d
         assert (folder / "functions/__init__.py").is_file()
         others = {p.name for p in (folder / "functions").iterdir() if p.is_dir()}
         assert others == {name}  # only its own function
-        assert (folder / "shared/config.py").is_file()
+        assert (folder / "shared/runtime/config.py").is_file()
         assert (folder / "events/catalog.py").is_file()
         assert list((folder / "events/samples").glob("*.json"))
         assert list((folder / "events/schemas").glob("*.json"))
@@ -114,13 +114,13 @@ def test_commands_start_the_http_app_the_subscription_app_or_the_worker(
         "python", "-m", "shared.runtime.http_app", "--function", "report_stock"]
     assert manifest["ingest_stock_file"]["command"] == [
         "python", "-m", "shared.runtime.subscription", "--function", "ingest_stock_file"]
-    assert "python -m shared.cli --config serverless.yaml worker --functions ingest_stock " in \
-        manifest["ingest_stock"]["command"][-1]
+    assert manifest["ingest_stock"]["command"] == [
+        "python", "-m", "shared.runtime.worker", "--function", "ingest_stock"]
     assert manifest["report_stock"]["kind"] == "http"
     assert manifest["archive_events"]["kind"] == "worker"
     assert manifest["ingest_stock_file"]["kind"] == "subscription"
-    assert "python -m shared.cli --config serverless.yaml worker --functions archive_events" in \
-        manifest["archive_events"]["command"][-1]
+    assert manifest["archive_events"]["command"] == [
+        "python", "-m", "shared.runtime.worker", "--function", "archive_events"]
     for name in SERVICE.functions:
         assert command_for(SERVICE, name) == manifest[name]["command"]
         assert kind_of(SERVICE, name) == manifest[name]["kind"]
@@ -135,6 +135,10 @@ def test_nothing_from_tests_bench_or_caches_is_inside(dist: Path) -> None:
             names = zf.namelist()
         assert not {part for n in names for part in n.split("/")} & FORBIDDEN
         assert f"functions/{folder.name}/main.py" in names and "Dockerfile" in names
+        # The tools (CLI, deploy, infra, package...) run on an operator's machine only.
+        assert not (folder / "shared" / "tools").exists(), folder.name
+        assert not [n for n in names if n.startswith("shared/tools/")], folder.name
+        assert "shared/runtime/app.py" in names and "shared/platform/settings.py" in names
 
 
 def test_a_subset_rebuild_keeps_the_others_in_the_manifest(tmp_path: Path) -> None:
@@ -244,7 +248,7 @@ def test_the_fresh_environment_sees_the_libraries_but_not_the_repository(
 # --- what each image installs --------------------------------------------------------------------
 
 CROSS_SELL = {"recommend", "record_click", "recalc_cross_sell"}
-"""The functions whose code reaches shared/domain/crosssell.py (numpy, scipy.sparse)."""
+"""The functions whose code reaches shared/crosssell/rules/cooccurrence.py (numpy, scipy.sparse)."""
 
 
 def _requirement_names(folder: Path) -> set[str]:
@@ -266,7 +270,7 @@ def test_no_image_installs_the_tooling_only_dependencies(dist: Path) -> None:
 
 def test_an_event_function_image_leaves_out_what_only_auth_uses(dist: Path) -> None:
     # ingest_stock (worker) and ingest_stock_file (subscription) authenticate nobody: no JWT
-    # (their closures reach the runtime and its metrics, not shared.auth).
+    # (their closures reach the runtime and its metrics, not shared.platform.auth).
     for name in ("ingest_stock", "ingest_stock_file"):
         names = _requirement_names(dist / name)
         assert {"pyjwt", "cryptography"}.isdisjoint(names), name

@@ -12,9 +12,9 @@ from events.envelope import new_event, to_kafka
 from events.sales import OrderCompleted
 from functions.archive_events.main import archive_events
 from functions.recalc_cross_sell.main import recalc_cross_sell
-from shared.adapters import bucket, get_bus, get_store
-from shared.bus.port import Record, TopicPartition
 from shared.crosssell import CrossSellStore
+from shared.integration.bus.port import Record, TopicPartition
+from shared.platform.adapters import bucket, get_bus, get_store
 from shared.runtime.app import provision
 from shared.runtime.cos_trigger import cos_event
 from shared.runtime.kafka_trigger import batch_event

@@ -1,5 +1,5 @@
 """recommend and record_click through the runtime's HTTP app on the embedded adapters, with a
-co-occurrence model built by shared.domain.crosssell from hand-made baskets."""
+co-occurrence model built by shared.crosssell.rules.cooccurrence from hand-made baskets."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from events.envelope import Event, from_kafka, new_event
 from events.inventory import ProductIntroduced
 from events.sales import OrderCompleted, OrderLine
 from functions.archive_events.main import archive_events
-from shared.adapters import bucket, get_bus, get_store
-from shared.bus.port import Record, TopicPartition
-from shared.config import parse_service
 from shared.crosssell import CrossSellStore
-from shared.domain.crosssell import Baskets, CrossSellModel, build
-from shared.domain.inventory import NormalizedReport
+from shared.crosssell.recommendations import experiment_report
+from shared.crosssell.rules.cooccurrence import Baskets, CrossSellModel, build
+from shared.integration.bus.port import Record, TopicPartition
 from shared.inventory import AvailabilityView, ProductCatalog
-from shared.publisher import flush_background, publish_many
-from shared.recommendations import experiment_report
+from shared.inventory.rules import NormalizedReport
+from shared.platform.adapters import bucket, get_bus, get_store
+from shared.platform.publisher import flush_background, publish_many
 from shared.runtime.app import provision
+from shared.runtime.config import parse_service
 from shared.runtime.http import HttpApp
 from shared.runtime.kafka_trigger import batch_event
 from tests.functions.test_http_server import Reply, call, is_problem
@@ -110,7 +110,7 @@ class FakeStore:
 @pytest.fixture
 def models(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     store = FakeStore(ModelSet({"eu": build(Baskets.of(EU_BASKETS))}))
-    monkeypatch.setattr("shared.recommendations.model_store", lambda: store)
+    monkeypatch.setattr("shared.crosssell.recommendations.model_store", lambda: store)
     return store
 
 
@@ -161,7 +161,7 @@ def events_on(topic: str) -> list[Event[Any]]:
 
 def test_a_pair_bought_together_no_more_than_by_chance_is_no_cross_sell(
         app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.settings import reset_settings
+    from shared.platform.settings import reset_settings
 
     monkeypatch.setenv("RETAILFN_CROSSSELL_MIN_LIFT", "2.5")  # the block's lift is 2.0
     reset_settings()
@@ -200,7 +200,7 @@ def test_the_mat_is_gone_as_soon_as_the_partner_reports_zero_in_the_region(
 
 def test_a_stock_figure_is_reused_for_at_most_the_configured_time(
         app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.settings import reset_settings
+    from shared.platform.settings import reset_settings
 
     monkeypatch.setenv("RETAILFN_RECOMMEND_STOCK_TTL_S", "0.3")
     reset_settings()
@@ -217,7 +217,7 @@ def test_a_stock_figure_is_reused_for_at_most_the_configured_time(
 
 def test_pairs_below_the_minimum_count_are_not_recommended(
         app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.settings import reset_settings
+    from shared.platform.settings import reset_settings
 
     monkeypatch.setenv("RETAILFN_CROSSSELL_MIN_COUNT", "4")  # the block is in 3 pants baskets
     reset_settings()
@@ -278,7 +278,7 @@ def test_an_item_the_model_has_no_complements_for_gets_the_category_best_sellers
 
 
 def test_the_variant_is_named_and_decides_the_list_length(app: HttpApp) -> None:
-    from shared.domain.experiments import ExperimentsConfig, assign
+    from shared.crosssell.rules.experiments import ExperimentsConfig, assign
 
     experiment = ExperimentsConfig.model_validate(EXPERIMENTS).running()
     user = next(f"M-{n}" for n in range(100) if assign(experiment, f"M-{n}").name == "lift")
@@ -320,7 +320,7 @@ def test_a_bus_that_cannot_take_the_event_does_not_fail_the_read(
     def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("broker down")
 
-    monkeypatch.setattr("shared.publisher.publish_many", broken)
+    monkeypatch.setattr("shared.platform.publisher.publish_many", broken)
 
     reply = get(app, "/v1/recommendations/YOGA-PANTS-M?region=eu")
     flush_background()
@@ -405,7 +405,7 @@ def test_the_published_model_folded_from_archived_orders_drives_the_cross_sell(
 
 def test_the_experiment_report_joins_shown_clicked_and_orders_from_the_archive(
         live_app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.domain.experiments import ExperimentsConfig, assign
+    from shared.crosssell.rules.experiments import ExperimentsConfig, assign
 
     experiment = ExperimentsConfig.model_validate(EXPERIMENTS).running()
     users = {assign(experiment, f"M-{n}").name: f"M-{n}" for n in range(20)}

@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 from kafka.admin import KafkaAdminClient
 
-import shared.auth as auth
-import shared.idempotency as idempotency
+import shared.platform.auth as auth
+import shared.platform.idempotency as idempotency
 from events.envelope import Event, from_kafka
-from shared.adapters import get_bus, get_store, reset_adapters
-from shared.auth import create_api_key, dev_api_key, issue_dev_token, revoke_api_key
-from shared.config import ServiceConfig, load_service
-from shared.idempotency import Idempotency, request_fingerprint
+from shared.platform.adapters import get_bus, get_store, reset_adapters
+from shared.platform.auth import create_api_key, dev_api_key, issue_dev_token, revoke_api_key
+from shared.platform.idempotency import Idempotency, request_fingerprint
+from shared.platform.settings import reset_settings
 from shared.runtime.app import provision
+from shared.runtime.config import ServiceConfig, load_service
 from shared.runtime.http import HttpApp, build_http_app
 from shared.runtime.loader import load_function
-from shared.settings import reset_settings
 from tests.functions.test_http_server import Reply, call, is_problem
 
 TOPIC = "inventory.stock-reported"

@@ -11,16 +11,16 @@ from decimal import Decimal
 import pytest
 from cloudevents.http import CloudEvent
 
-import shared.auth as auth
+import shared.platform.auth as auth
 from events.envelope import event_from_sample, new_event
 from events.inventory import StockReported
 from functions.ingest_stock.main import ingest_stock
-from shared.adapters import get_bus, get_store
-from shared.auth import create_api_key, dev_api_key
-from shared.config import ServiceConfig, load_service
-from shared.errors import PermanentError
 from shared.inventory import ProductCatalog
+from shared.platform.adapters import get_bus, get_store
+from shared.platform.auth import create_api_key, dev_api_key
+from shared.platform.errors import PermanentError
 from shared.runtime.app import provision
+from shared.runtime.config import ServiceConfig, load_service
 from shared.runtime.http import HttpApp, build_http_app
 from shared.runtime.loader import load_function
 from tests.functions.test_http_server import Reply, call, is_problem

@@ -12,12 +12,12 @@ import pytest
 from cloudevents.http import CloudEvent
 
 from events.envelope import event_from_sample
-from shared.adapters import bucket, get_bus, get_store
-from shared.config import load_service
-from shared.objectstore.port import ObjectNotFound
+from shared.integration.objectstore.port import ObjectNotFound
+from shared.platform.adapters import bucket, get_bus, get_store
+from shared.platform.dedup import ClaimStore
 from shared.runtime.app import provision
+from shared.runtime.config import load_service
 from shared.runtime.deadletter import DeadLetterStore
-from shared.runtime.dedup import ClaimStore
 from shared.runtime.server import HttpServer
 from shared.runtime.subscription import (
     SubscriptionFunction,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_service
-from shared.validate import read_infra, validate_project
+from shared.runtime.config import load_service
+from shared.tools.validate import read_infra, validate_project
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = [p for p in (ROOT / "serverless.yaml", ROOT / "tests/e2e/serverless.yaml") if p.exists()]
@@ -226,8 +226,8 @@ def test_terraform_that_does_not_parse_is_reported(project: Path) -> None:
 
 def test_a_broken_experiments_configuration_fails_validation_not_a_request(
         tmp_path: Path) -> None:
-    from shared.config import parse_service
-    from shared.validate import validate_project
+    from shared.runtime.config import parse_service
+    from shared.tools.validate import validate_project
 
     text = (ROOT / "serverless.yaml").read_text(encoding="utf-8").replace(
         '"weight": 50, "strategy": "lift"', '"weight": -5, "strategy": "lift"')

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import shared.cli
+import shared.tools.cli
 from events.catalog import BUCKETS, TOPICS
-from shared.adapters import bucket, get_bus, get_store, reset_adapters
-from shared.auth import dev_api_key
-from shared.cli import main
-from shared.config import load_service
+from shared.platform.adapters import bucket, get_bus, get_store, reset_adapters
+from shared.platform.auth import dev_api_key
+from shared.platform.settings import reset_settings
 from shared.runtime.app import Runtime
-from shared.settings import reset_settings
+from shared.runtime.config import load_service
+from shared.tools.cli import main
 from tests.e2e.conftest import _real_env, eventually
 from tests.e2e.test_partner_inventory import Client
 from tests.servers import MotoS3, Tansu
@@ -34,7 +34,7 @@ def real_stack(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch,
     env = _real_env(broker, moto_s3, f"dep{uuid.uuid4().hex[:8]}")
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(shared.cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(shared.tools.cli, "configure_logging", lambda *args, **kwargs: None)
     reset_settings()
     reset_adapters()
     try:

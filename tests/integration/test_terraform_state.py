@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 from click.testing import CliRunner
 
-from shared.cli import main
+from shared.tools.cli import main
 from tests.servers import MotoS3
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Example HTTP functions guarded by ``shared.auth``, written like real ones in ``functions/``."""
+"""Example HTTP functions guarded by ``shared.platform.auth``, written like real ones in ``functions/``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from events.fields import Identifier
-from shared.auth import authenticate, require_partner
-from shared.httpfn import path_params
-from shared.problems import problem_responses
+from shared.platform.auth import authenticate, require_partner
+from shared.platform.httpfn import path_params
+from shared.platform.problems import problem_responses
 
 STOCK_PATH = "/v1/partners/{partner}/stock"
 

@@ -13,8 +13,8 @@ import functions_framework.aio as ff
 from cloudevents.http import CloudEvent
 
 from events.envelope import parse_event
-from shared.adapters import bucket, get_store
-from shared.objectstore.port import ObjectNotFound, PreconditionFailed
+from shared.integration.objectstore.port import ObjectNotFound, PreconditionFailed
+from shared.platform.adapters import bucket, get_store
 
 EFFECTS = "effects"
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.httpfn import json_body, path_params
-from shared.problems import problem_responses
+from shared.platform.httpfn import json_body, path_params
+from shared.platform.problems import problem_responses
 from shared.runtime.http import current_request_id
 
 ECHO_PATH = "/v1/partners/{partner}/items/{sku}"

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-import shared.auth as auth
-import shared.auth_dev as auth_dev
-from shared.adapters import bucket, get_store
-from shared.auth import (
+import shared.platform.auth as auth
+import shared.platform.auth_dev as auth_dev
+from shared.platform.adapters import bucket, get_store
+from shared.platform.auth import (
     DevOnlyError,
     Principal,
     UnknownApiKey,
@@ -36,8 +36,8 @@ from shared.auth import (
     require_partner,
     revoke_api_key,
 )
-from shared.problems import Problem
-from shared.settings import reset_settings
+from shared.platform.problems import Problem
+from shared.platform.settings import reset_settings
 
 ISSUER = "https://us-south.appid.example/oauth/v4/tenant-1"
 AUDIENCE = "retailfn-app"
@@ -215,7 +215,7 @@ def test_an_unsupported_scheme_is_a_401() -> None:
 
 
 def test_an_unreadable_key_store_is_a_503_not_a_401(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.objectstore import ObjectStoreError
+    from shared.integration.objectstore import ObjectStoreError
 
     _, key = create_api_key("acme", "stock:write")
     auth.reset_auth_caches()

@@ -10,7 +10,7 @@ from textwrap import dedent, indent
 import pytest
 
 from events.catalog import TOPICS
-from shared.config import (
+from shared.runtime.config import (
     DEAD_LETTER_TOPIC,
     ConfigError,
     CosTrigger,

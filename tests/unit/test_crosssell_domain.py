@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from shared.domain.crosssell import (
+from shared.crosssell.rules.cooccurrence import (
     Baskets,
     Complement,
     CrossSellModel,

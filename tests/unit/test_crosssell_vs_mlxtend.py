@@ -14,7 +14,7 @@ import pytest
 from mlxtend.frequent_patterns import association_rules, fpgrowth
 from mlxtend.preprocessing import TransactionEncoder
 
-from shared.domain.crosssell import Baskets, Complement, CrossSellModel, build
+from shared.crosssell.rules.cooccurrence import Baskets, Complement, CrossSellModel, build
 
 MIN_SUPPORT = 0.002
 ORDERS = 15_183

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.bus import TopicPartition, TopicSpec
-from shared.bus.embedded import EmbeddedBus
+from shared.integration.bus import TopicPartition, TopicSpec
+from shared.integration.bus.embedded import EmbeddedBus
 
 
 def _bus_with_topic(root: Path, partitions: int = 3) -> EmbeddedBus:
@@ -225,7 +225,7 @@ def test_a_publish_returns_only_after_the_sync_that_covers_its_record(
 ) -> None:
     import os
 
-    from shared.bus.embedded import _Partition
+    from shared.integration.bus.embedded import _Partition
 
     synced: dict[str, int] = {}  # log file -> its size at the last fdatasync
     synced_lock = threading.Lock()

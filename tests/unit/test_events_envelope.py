@@ -25,8 +25,8 @@ from events import (
 from events.envelope import Event, event_from_sample, identity
 from events.inventory import StockReported
 from events.platform import ObjectChanged
-from events.samples import load_sample
 from events.sales import OrderCompleted
+from events.samples import load_sample
 
 STOCK_REPORTED = "com.retailfn.inventory.stock-reported.v1"
 

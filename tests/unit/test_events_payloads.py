@@ -13,8 +13,8 @@ from events.deadletter import DeadLetter
 from events.inventory import ProductIntroduced, StockChanged, StockReported
 from events.loyalty import CampaignCreated, CouponIssued
 from events.registry import EVENT_TYPES
-from events.samples import load_sample
 from events.sales import OrderCompleted
+from events.samples import load_sample
 
 
 def data_of(name: str) -> dict[str, Any]:

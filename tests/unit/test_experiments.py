@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from events.recommendations import RecommendationClicked, RecommendationShown
 from events.sales import OrderCompleted, OrderLine
-from shared.domain.experiments import (
+from shared.crosssell.rules.experiments import (
     Experiment,
     ExperimentsConfig,
     Variant,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from events.inventory import BackInStock, OutOfStock, StockChanged, StockReported
-from shared.domain.inventory import (
+from shared.inventory.rules import (
     InventoryRuleViolation,
     NormalizedReport,
     SkuAvailability,

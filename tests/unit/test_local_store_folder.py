@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.objectstore import InvalidKey, ObjectNotFound, PreconditionFailed
-from shared.objectstore.local import LocalFolderStore
+from shared.integration.objectstore import InvalidKey, ObjectNotFound, PreconditionFailed
+from shared.integration.objectstore.local import LocalFolderStore
 
 
 @pytest.fixture

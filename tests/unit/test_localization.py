@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from shared.domain.localization import (
+from shared.kernel.localization import (
     InvalidLocale,
     check_locale,
     currency_for,

@@ -1,4 +1,4 @@
-"""Settings per stage and per function (shared/settings.py, shared/stage.py), logs and metrics."""
+"""Settings per stage and per function (shared/platform/settings.py, shared/runtime/stage.py), logs and metrics."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from shared.auth_dev import DEV_ISSUER
-from shared.config import parse_service
-from shared.observability import LogFormatter, configure_metrics
-from shared.settings import SettingsError, build_settings, get_settings, using_settings
-from shared.stage import StageGuardError, apply_stage, check_stage, function_settings
+from shared.platform.auth_dev import DEV_ISSUER
+from shared.platform.observability import LogFormatter, configure_metrics
+from shared.platform.settings import SettingsError, build_settings, get_settings, using_settings
+from shared.runtime.config import parse_service
+from shared.runtime.stage import StageGuardError, apply_stage, check_stage, function_settings
 
 SERVICE = """
 service: retailfn-stages
@@ -137,7 +137,7 @@ def test_metrics_have_no_created_series_unless_asked() -> None:
 def test_an_event_is_delivered_with_its_functions_settings_current() -> None:
     from cloudevents.http import CloudEvent
 
-    from shared.config import Delivery
+    from shared.runtime.config import Delivery
     from shared.runtime.invoker import Invoker
     from shared.runtime.loader import LoadedFunction
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from events.inventory import StockReported
-from shared.ingest.stockfile import COLUMNS, StockFileError, parse_stock_file, stock_file_format
+from shared.inventory.stockfile import COLUMNS, StockFileError, parse_stock_file, stock_file_format
 
 HEADER = ",".join(COLUMNS)
 GOOD = "YM-1,LOC-1,eu,12,2,0,each,,2026-11-27T10:00:00+01:00,7"

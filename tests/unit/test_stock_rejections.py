@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.stock_rejections import channel_of
+from shared.inventory.rejections import channel_of
 
 
 @pytest.mark.parametrize(("source", "channel"), [

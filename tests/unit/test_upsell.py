@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 from events.inventory import ProductIntroduced
-from shared.domain.upsell import match_attributes, up_sells
+from shared.crosssell.rules.upsell import match_attributes, up_sells
 
 
 def product(sku: str, *, category: str = "sports/yoga/apparel", eur: str | None = "49.00",

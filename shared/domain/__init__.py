@@ -1,1 +1,0 @@
-"""Pure business rules: typed values in, typed decisions out. No I/O, no environment, no SDKs."""
