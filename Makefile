@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-unit test-integration run schemas bench lint clean
+.PHONY: venv test test-unit test-integration run schemas bench lint fmt clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,19 @@ schemas: venv
 
 bench: venv
 	$(BIN)/python -m bench
+
+# The habits, checked: ruff (lint and format), mypy --strict, and the layering (import-linter,
+# contracts in pyproject.toml). Each tool reads its settings from pyproject.toml.
+LINTED := shared events functions tests bench
+lint: venv
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: venv
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .retailfn build *.egg-info

@@ -29,5 +29,6 @@ async def bare_stock_publishing(request: Request) -> Response:
     post = StockPost.model_validate_json(await request.body())
     events = stock_events("acme", post)
     await run_in_threadpool(publish_many, events)
-    return JSONResponse({"accepted": len(events), "event_ids": [e.id for e in events]},
-                        status_code=202)
+    return JSONResponse(
+        {"accepted": len(events), "event_ids": [e.id for e in events]}, status_code=202
+    )

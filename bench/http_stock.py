@@ -37,9 +37,11 @@ from typing import Any
 from bench.loadgen import measure, serve
 
 PATH = "/v1/partners/acme/stock"
-BODY = (b'{"lines": [{"partner_sku": "YM-4MM-PURPLE", "location_id": "BERLIN-1", "region": "eu",'
-        b' "on_hand": 12, "reserved": 2}, {"partner_sku": "YM-4MM-BLUE", "location_id":'
-        b' "BERLIN-1", "region": "eu", "on_hand": 3}]}')
+BODY = (
+    b'{"lines": [{"partner_sku": "YM-4MM-PURPLE", "location_id": "BERLIN-1", "region": "eu",'
+    b' "on_hand": 12, "reserved": 2}, {"partner_sku": "YM-4MM-BLUE", "location_id":'
+    b' "BERLIN-1", "region": "eu", "on_hand": 3}]}'
+)
 WARMUP = 500
 
 
@@ -62,8 +64,8 @@ def runtime_app() -> Any:
 
 def use_data_dir(path: Path, *, fsync: bool = True) -> int:
     """Fresh embedded adapters in ``path``; returns the records already on the topic (0)."""
-    import shared.platform.adapters as adapters
     from shared.integration.bus.embedded import EmbeddedBus
+    from shared.platform import adapters
     from shared.platform.auth import ensure_dev_api_keys, reset_auth_caches
     from shared.platform.settings import reset_settings
     from shared.runtime.app import provision
@@ -89,8 +91,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--no-fsync", action="store_true",
-                        help="also run the runtime on an embedded bus without fsync")
+    parser.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="also run the runtime on an embedded bus without fsync",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="retailfn-bench-http-"))
@@ -105,16 +110,19 @@ def main() -> None:
     n, c = args.requests, args.concurrency
 
     def load(port: int) -> dict[str, Any]:
-        request = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                   f"Authorization: ApiKey {key}\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(BODY)}\r\n\r\n").encode() + BODY
+        request = (
+            f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: ApiKey {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(BODY)}\r\n\r\n"
+        ).encode() + BODY
         return measure(port, request, n, c, WARMUP)
 
     from shared.runtime.loader import load_function
 
     bare = load_function("bare_stock", "bench.bare_stock:bare_stock").asgi_app()
-    publishing = load_function("bare_stock_publishing",
-                               "bench.bare_stock:bare_stock_publishing").asgi_app()
+    publishing = load_function(
+        "bare_stock_publishing", "bench.bare_stock:bare_stock_publishing"
+    ).asgi_app()
     runtime = runtime_app()
     variants = [("runtime, INFO", "INFO", True), ("runtime, WARNING", "WARNING", True)]
     if args.no_fsync:
@@ -136,19 +144,27 @@ def main() -> None:
     results["bare (last)"] = serve(bare, load)
     log_file.close()
 
-    print(f"POST {PATH}, 2 lines ({len(BODY)} bytes), {n} requests, concurrency {c}, "
-          f"after {WARMUP} warm-up requests; {os.cpu_count()} CPUs shared with the client, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"POST {PATH}, 2 lines ({len(BODY)} bytes), {n} requests, concurrency {c}, "
+        f"after {WARMUP} warm-up requests; {os.cpu_count()} CPUs shared with the client, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     base = (results["bare (first)"]["rps"] + results["bare (last)"]["rps"]) / 2
-    print(f"{'server':<28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}  statuses, "
-          "events on the topic")
+    print(
+        f"{'server':<28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}  statuses, "
+        "events on the topic"
+    )
     for label, r in results.items():
         events = f", {r['published']} events" if "published" in r else ""
-        print(f"{label:<28}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-              f"{r['rps'] / base:>9.2f}  {r['statuses']}{events}")
-    print(f"ratio runtime (WARNING) / bare: {results['runtime, WARNING']['rps'] / base:.2f}; "
-          f"runtime (WARNING) / bare + publish: "
-          f"{results['runtime, WARNING']['rps'] / results['bare + publish']['rps']:.2f}")
+        print(
+            f"{label:<28}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"{r['rps'] / base:>9.2f}  {r['statuses']}{events}"
+        )
+    print(
+        f"ratio runtime (WARNING) / bare: {results['runtime, WARNING']['rps'] / base:.2f}; "
+        f"runtime (WARNING) / bare + publish: "
+        f"{results['runtime, WARNING']['rps'] / results['bare + publish']['rps']:.2f}"
+    )
     print(f"(data and the INFO access log in {tmp})")
 
 

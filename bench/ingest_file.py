@@ -54,10 +54,12 @@ def generate(path: Path, lines: int) -> int:
             pack = "12" if unit == "pack" else ""
             on_hand = -1 if i % 1000 == 999 else i % 500
             bad += on_hand < 0
-            buf.append(f"SKU-{i // LOCATIONS % SKUS:07d},LOC-{i % LOCATIONS:03d},"
-                       f"{('na', 'eu', 'asia', 'au')[i % 4]},"
-                       f"{on_hand},{i % 7},{i % 11},{unit},{pack},2026-11-27T10:{i % 60:02d}:00Z,"
-                       f"{i}\n")
+            buf.append(
+                f"SKU-{i // LOCATIONS % SKUS:07d},LOC-{i % LOCATIONS:03d},"
+                f"{('na', 'eu', 'asia', 'au')[i % 4]},"
+                f"{on_hand},{i % 7},{i % 11},{unit},{pack},2026-11-27T10:{i % 60:02d}:00Z,"
+                f"{i}\n"
+            )
             if len(buf) == 10_000:
                 out.write("".join(buf))
                 buf.clear()
@@ -73,8 +75,9 @@ def introduce_products() -> None:
     sample = event_from_sample("product-introduced").data
     catalog = ProductCatalog()
     for n in range(SKUS):
-        catalog.put(sample.model_copy(update={"sku": f"BENCH-{n:07d}",
-                                              "partner_sku": f"SKU-{n:07d}"}))
+        catalog.put(
+            sample.model_copy(update={"sku": f"BENCH-{n:07d}", "partner_sku": f"SKU-{n:07d}"})
+        )
 
 
 def child_function() -> dict[str, float]:
@@ -101,8 +104,14 @@ def child_baseline() -> dict[str, float]:
 
 
 def run_child(mode: str, env: dict[str, str]) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, "-m", "bench.ingest_file", "--child", mode],
-                          env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ingest_file", "--child", mode],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{mode} child failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -119,8 +128,12 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory(prefix="retailfn-bench-ingest-") as tmp:
-        env = {**os.environ, "RETAILFN_DATA_DIR": str(Path(tmp) / "data"),
-               "PYTHONPATH": str(REPO), "RETAILFN_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "RETAILFN_DATA_DIR": str(Path(tmp) / "data"),
+            "PYTHONPATH": str(REPO),
+            "RETAILFN_LOG_LEVEL": "WARNING",
+        }
         os.environ.update(env)
         from shared.platform.adapters import get_bus, get_store, reset_adapters
         from shared.platform.settings import reset_settings
@@ -146,17 +159,25 @@ def main() -> None:
 
     fn_rate = args.lines / fn["seconds"]
     base_rate = args.lines / base["seconds"]
-    print(f"file: {args.lines:,} lines, {size_mb:.0f} MB, {bad:,} bad; "
-          f"published {report['lines_published']:,}, rejected {report['lines_rejected']:,}")
-    print(f"ingest_stock_file: {fn_rate:,.0f} lines/s ({fn['seconds']:.1f} s), "
-          f"peak RSS {fn['peak_rss_mb']:.0f} MB")
-    print(f"bare csv.reader:   {base_rate:,.0f} lines/s ({base['seconds']:.1f} s), "
-          f"peak RSS {base['peak_rss_mb']:.0f} MB")
+    print(
+        f"file: {args.lines:,} lines, {size_mb:.0f} MB, {bad:,} bad; "
+        f"published {report['lines_published']:,}, rejected {report['lines_rejected']:,}"
+    )
+    print(
+        f"ingest_stock_file: {fn_rate:,.0f} lines/s ({fn['seconds']:.1f} s), "
+        f"peak RSS {fn['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"bare csv.reader:   {base_rate:,.0f} lines/s ({base['seconds']:.1f} s), "
+        f"peak RSS {base['peak_rss_mb']:.0f} MB"
+    )
     verdict = "under" if fn["peak_rss_mb"] < MEMORY_AIM_MB else "OVER"
-    print(f"| ingest_stock_file, {args.lines:,}-line CSV, embedded adapters | "
-          f"{fn_rate:,.0f} lines/s | peak RSS {fn['peak_rss_mb']:.0f} MB ({verdict} "
-          f"{MEMORY_AIM_MB} MB) | bare csv.reader {base_rate:,.0f} lines/s, "
-          f"{base['peak_rss_mb']:.0f} MB | {fn_rate / base_rate:.3f}x |")
+    print(
+        f"| ingest_stock_file, {args.lines:,}-line CSV, embedded adapters | "
+        f"{fn_rate:,.0f} lines/s | peak RSS {fn['peak_rss_mb']:.0f} MB ({verdict} "
+        f"{MEMORY_AIM_MB} MB) | bare csv.reader {base_rate:,.0f} lines/s, "
+        f"{base['peak_rss_mb']:.0f} MB | {fn_rate / base_rate:.3f}x |"
+    )
 
 
 if __name__ == "__main__":

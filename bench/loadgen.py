@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-async def _load(port: int, request: bytes, n: int,
-                concurrency: int) -> tuple[float, list[float], dict[int, int]]:
+async def _load(
+    port: int, request: bytes, n: int, concurrency: int
+) -> tuple[float, list[float], dict[int, int]]:
     remaining = n
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -59,20 +60,26 @@ def _client(port: int, request: bytes, n: int, concurrency: int, warmup: int, ou
     out.close()
 
 
-def measure(port: int, request: bytes, n: int, concurrency: int,
-            warmup: int = 500) -> dict[str, Any]:
+def measure(
+    port: int, request: bytes, n: int, concurrency: int, warmup: int = 500
+) -> dict[str, Any]:
     """Send ``request`` (raw HTTP/1.1 bytes) ``n`` times after ``warmup``; rate and latencies."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_client, args=(port, request, n, concurrency, warmup, child),
-                       daemon=True)
+    proc = ctx.Process(
+        target=_client, args=(port, request, n, concurrency, warmup, child), daemon=True
+    )
     proc.start()
     child.close()
     elapsed, latencies, statuses = parent.recv()
     proc.join()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"rps": n / elapsed, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000,
-            "statuses": statuses}
+    return {
+        "rps": n / elapsed,
+        "p50_ms": cuts[49] * 1000,
+        "p99_ms": cuts[98] * 1000,
+        "statuses": statuses,
+    }
 
 
 def serve(app: Any, run: Callable[[int], dict[str, Any]]) -> dict[str, Any]:

@@ -83,27 +83,57 @@ def seed(products: int, orders: int) -> str:
     rng = random.Random(20261127)
     skus = [f"SKU-{n:05d}" for n in range(products)]
     for n, sku in enumerate(skus):
-        catalog.put(ProductIntroduced(
-            sku=sku, partner_id="acme", partner_sku=sku.lower(), category=f"bench/c{n // 20:03d}",
-            regions=("eu", "asia"), default_locale="en-US",
-            names={"en-US": f"Item {n}", "de-DE": f"Artikel {n}", "ja-JP": f"商品 {n}"},
-            prices={"EUR": Decimal(10 + n % 40), "JPY": Decimal(1500 + 100 * (n % 40))},
-            attributes={"size": "M" if n % 2 else "L", "upsell_match": "size"},
-            rating=Decimal(rng.randint(30, 50)) / 10, introduced_at=now))
-        view.apply(sku, NormalizedReport(partner_id="acme", location_id="BERLIN-1", region="eu",
-                                         on_hand=rng.randint(1, 50), reserved=0, incoming=0,
-                                         unit="each", reported_at=now))
+        catalog.put(
+            ProductIntroduced(
+                sku=sku,
+                partner_id="acme",
+                partner_sku=sku.lower(),
+                category=f"bench/c{n // 20:03d}",
+                regions=("eu", "asia"),
+                default_locale="en-US",
+                names={"en-US": f"Item {n}", "de-DE": f"Artikel {n}", "ja-JP": f"商品 {n}"},
+                prices={"EUR": Decimal(10 + n % 40), "JPY": Decimal(1500 + 100 * (n % 40))},
+                attributes={"size": "M" if n % 2 else "L", "upsell_match": "size"},
+                rating=Decimal(rng.randint(30, 50)) / 10,
+                introduced_at=now,
+            )
+        )
+        view.apply(
+            sku,
+            NormalizedReport(
+                partner_id="acme",
+                location_id="BERLIN-1",
+                region="eu",
+                on_hand=rng.randint(1, 50),
+                reserved=0,
+                incoming=0,
+                unit="each",
+                reported_at=now,
+            ),
+        )
     weights = [1 / (rank + 1) for rank in range(products)]
     events = []
     for n in range(orders):
         basket = set(rng.choices(skus, weights, k=rng.randint(2, 6)))
         if n % 3 == 0:
             basket |= {SKU, skus[1 + n % 8]}  # the benchmarked item has complements
-        events.append(new_event(OrderCompleted(
-            order_id=f"ORD-{n:06d}", channel="web", region="eu", country="DE", currency="EUR",
-            completed_at=now, lines=tuple(OrderLine(sku=s, quantity=Decimal(1),
-                                                    unit_price=Decimal(10))
-                                          for s in sorted(basket))), source="/bench"))
+        events.append(
+            new_event(
+                OrderCompleted(
+                    order_id=f"ORD-{n:06d}",
+                    channel="web",
+                    region="eu",
+                    country="DE",
+                    currency="EUR",
+                    completed_at=now,
+                    lines=tuple(
+                        OrderLine(sku=s, quantity=Decimal(1), unit_price=Decimal(10))
+                        for s in sorted(basket)
+                    ),
+                ),
+                source="/bench",
+            )
+        )
     publish_many(events)
     by_partition: dict[int, list[Any]] = {}
     for record in get_bus().read_all("sales.order-completed"):
@@ -127,8 +157,9 @@ def runtime_app() -> Any:
     service = load_service(Path(__file__).parent.parent / "serverless.yaml", env={})
     os.environ.update(service.environment_for("recommend"))  # as the runtime does
     logging.getLogger("retailfn.http").disabled = True  # "function ... is not served", once
-    app = build_http_app(service, {"recommend": load_function(
-        "recommend", service.functions["recommend"].handler)})
+    app = build_http_app(
+        service, {"recommend": load_function("recommend", service.functions["recommend"].handler)}
+    )
     logging.getLogger("retailfn.http").disabled = False
     return app
 
@@ -158,8 +189,10 @@ def main() -> None:
     n, c = args.requests, args.concurrency
 
     def load(port: int) -> dict[str, Any]:
-        request = (f"GET /v1/recommendations/{SKU}?{QUERY} HTTP/1.1\r\n"
-                   f"Host: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n").encode()
+        request = (
+            f"GET /v1/recommendations/{SKU}?{QUERY} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+        ).encode()
         return measure(port, request, n, c, min(WARMUP, n))
 
     shown_before = len(get_bus().read_all("recommendations.events"))
@@ -167,23 +200,30 @@ def main() -> None:
     results["bare (first)"] = serve(bare, load)
     results["runtime recommend"] = serve(runtime, load)
     results["runtime recommend"]["published"] = (
-        len(get_bus().read_all("recommendations.events")) - shown_before)
+        len(get_bus().read_all("recommendations.events")) - shown_before
+    )
     results["bare (last)"] = serve(bare, load)
 
-    print(f"GET /v1/recommendations/{SKU}?{QUERY}, {n} requests, concurrency {c}, after "
-          f"{min(WARMUP, n)} warm-up requests; {args.products} products, {args.orders} orders "
-          f"folded (model {version}, seeded in {seeded_s:.1f} s); {os.cpu_count()} CPUs shared "
-          f"with the client, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"GET /v1/recommendations/{SKU}?{QUERY}, {n} requests, concurrency {c}, after "
+        f"{min(WARMUP, n)} warm-up requests; {args.products} products, {args.orders} orders "
+        f"folded (model {version}, seeded in {seeded_s:.1f} s); {os.cpu_count()} CPUs shared "
+        f"with the client, load average {os.getloadavg()[0]:.1f}"
+    )
     base = (results["bare (first)"]["rps"] + results["bare (last)"]["rps"]) / 2
     print(f"{'server':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}  statuses")
     for label, r in results.items():
         events = f", {r['published']} shown events" if "published" in r else ""
-        print(f"{label:<22}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-              f"{r['rps'] / base:>9.2f}  {r['statuses']}{events}")
+        print(
+            f"{label:<22}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"{r['rps'] / base:>9.2f}  {r['statuses']}{events}"
+        )
     rt = results["runtime recommend"]
-    print(f"summary: recommend {rt['rps']:.0f} req/s p99 {rt['p99_ms']:.1f} ms vs bare "
-          f"{base:.0f} req/s p99 {results['bare (last)']['p99_ms']:.1f} ms; ratio "
-          f"{rt['rps'] / base:.3f}")
+    print(
+        f"summary: recommend {rt['rps']:.0f} req/s p99 {rt['p99_ms']:.1f} ms vs bare "
+        f"{base:.0f} req/s p99 {results['bare (last)']['p99_ms']:.1f} ms; ratio "
+        f"{rt['rps'] / base:.3f}"
+    )
     print(f"(data in {tmp})")
 
 

@@ -37,13 +37,19 @@ def fill(bus, n: int) -> None:  # type: ignore[no-untyped-def]
         key, value, headers = to_kafka(ev)
         batch.append((key, value, headers))
     for i in range(0, n, 5000):
-        bus.publish_many(TOPIC, batch[i:i + 5000])
+        bus.publish_many(TOPIC, batch[i : i + 5000])
 
 
 def bare(bootstrap: str, n: int) -> float:
-    consumer = KafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4()}",
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             max_poll_records=500, **CONSUMER_KW)
+    consumer = KafkaConsumer(
+        TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=f"bare-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=500,
+        **CONSUMER_KW,
+    )
     seen, start = 0, None
     while seen < n:
         for records in consumer.poll(timeout_ms=500).values():
@@ -89,11 +95,17 @@ def main() -> None:
     logging.disable(logging.WARNING)
     broker = Tansu.start()
     data = tempfile.mkdtemp(prefix="retailfn-bench-")
-    os.environ.update({
-        "RETAILFN_BUS": "kafka", "RETAILFN_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "RETAILFN_KAFKA_SESSION_TIMEOUT_MS": "2000", "RETAILFN_KAFKA_HEARTBEAT_INTERVAL_MS": "400",
-        "RETAILFN_KAFKA_MAX_POLL_INTERVAL_MS": "8000", "RETAILFN_DATA_DIR": data,
-        "RETAILFN_LOG_LEVEL": "WARNING"})
+    os.environ.update(
+        {
+            "RETAILFN_BUS": "kafka",
+            "RETAILFN_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "RETAILFN_KAFKA_SESSION_TIMEOUT_MS": "2000",
+            "RETAILFN_KAFKA_HEARTBEAT_INTERVAL_MS": "400",
+            "RETAILFN_KAFKA_MAX_POLL_INTERVAL_MS": "8000",
+            "RETAILFN_DATA_DIR": data,
+            "RETAILFN_LOG_LEVEL": "WARNING",
+        }
+    )
     try:
         from shared.platform.adapters import get_bus
         from shared.runtime.app import topic_specs
@@ -105,14 +117,19 @@ def main() -> None:
         for r in range(args.rounds):
             bare_rates.append(bare(broker.bootstrap, args.events))
             runtime_rates.append(through_runtime(args.events))
-            print(f"round {r + 1}: bare {bare_rates[-1]:,.0f} ev/s, "
-                  f"runtime {runtime_rates[-1]:,.0f} ev/s", flush=True)
+            print(
+                f"round {r + 1}: bare {bare_rates[-1]:,.0f} ev/s, "
+                f"runtime {runtime_rates[-1]:,.0f} ev/s",
+                flush=True,
+            )
         b, rt = statistics.median(bare_rates), statistics.median(runtime_rates)
         ratios = sorted(r / b_ for r, b_ in zip(runtime_rates, bare_rates, strict=True))
-        print(f"\nkafka -> runtime -> noop: {rt:,.0f} events/s; bare kafka-python consumer: "
-              f"{b:,.0f} events/s; ratio of medians {rt / b:.2f} (aim >= 0.60); per-round "
-              f"ratios {ratios[0]:.2f}..{ratios[-1]:.2f}, median {statistics.median(ratios):.2f}; "
-              f"{args.events:,} events, {args.rounds} rounds")
+        print(
+            f"\nkafka -> runtime -> noop: {rt:,.0f} events/s; bare kafka-python consumer: "
+            f"{b:,.0f} events/s; ratio of medians {rt / b:.2f} (aim >= 0.60); per-round "
+            f"ratios {ratios[0]:.2f}..{ratios[-1]:.2f}, median {statistics.median(ratios):.2f}; "
+            f"{args.events:,} events, {args.rounds} rounds"
+        )
     finally:
         broker.stop()
 

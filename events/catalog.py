@@ -185,12 +185,20 @@ TOPICS: dict[str, TopicDef] = {topic.name: topic for topic in _TOPICS}
 BUCKETS: dict[str, BucketDef] = {
     bucket.name: bucket
     for bucket in (
-        BucketDef("partner-drops", "Partners' stock files ({partner}/*.csv|json); a write "
-                  "triggers ingest_stock_file."),
-        BucketDef("events-archive", "Every topic archived as {topic}/date=/hour=/"
-                  "{topic}+{partition}+{startOffset}.ndjson.gz: the historical data."),
-        BucketDef("state", "The availability view, cross-sell model, coupon ledger and "
-                  "idempotency records, under conditional writes."),
+        BucketDef(
+            "partner-drops",
+            "Partners' stock files ({partner}/*.csv|json); a write triggers ingest_stock_file.",
+        ),
+        BucketDef(
+            "events-archive",
+            "Every topic archived as {topic}/date=/hour=/"
+            "{topic}+{partition}+{startOffset}.ndjson.gz: the historical data.",
+        ),
+        BucketDef(
+            "state",
+            "The availability view, cross-sell model, coupon ledger and "
+            "idempotency records, under conditional writes.",
+        ),
         BucketDef("erp-exports", "Redemption feedback and campaign metrics for the ERP."),
         BucketDef("dead-letters", "Dead-lettered events kept for inspection and replay."),
     )

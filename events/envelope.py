@@ -41,7 +41,14 @@ COS_DELETE_TYPE = "com.ibm.cloud.cos.document.delete"
 
 _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
 _CORE = (
-    "id", "source", "type", "specversion", "time", "subject", "partitionkey", "datacontenttype",
+    "id",
+    "source",
+    "type",
+    "specversion",
+    "time",
+    "subject",
+    "partitionkey",
+    "datacontenttype",
 )
 
 

@@ -27,8 +27,9 @@ def _to_utc(value: datetime) -> datetime:
     except OverflowError:
         # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC. pydantic only turns a
         # ValueError into a field error; anything else would escape as a 500.
-        raise ValueError("the timestamp is outside the years 1 to 9999 once converted to UTC"
-                         ) from None
+        raise ValueError(
+            "the timestamp is outside the years 1 to 9999 once converted to UTC"
+        ) from None
 
 
 def _check_currency(value: str) -> str:

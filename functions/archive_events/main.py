@@ -20,8 +20,18 @@ def archive_events(cloud_event: CloudEvent) -> None:
     batch = KafkaBatch.model_validate(cloud_event.get_data())
     store, target = get_store(), bucket("events-archive")
     for segment in archive.segments(batch, get_settings().archive_max_records):
-        info = store.put(target, segment.key,
-                         archive.encode(batch.topic, batch.partition, segment.records),
-                         content_type=archive.CONTENT_TYPE)
-        log.info("archived", extra={"event_id": cloud_event["id"], "key": segment.key,
-                                    "records": len(segment.records), "etag": info.etag})
+        info = store.put(
+            target,
+            segment.key,
+            archive.encode(batch.topic, batch.partition, segment.records),
+            content_type=archive.CONTENT_TYPE,
+        )
+        log.info(
+            "archived",
+            extra={
+                "event_id": cloud_event["id"],
+                "key": segment.key,
+                "records": len(segment.records),
+                "etag": info.etag,
+            },
+        )

@@ -44,24 +44,39 @@ def ingest_stock(cloud_event: CloudEvent) -> None:
     _check_channel(event.source, report.partner_id)
     sku = ProductCatalog().sku_for(report.partner_id, report.partner_sku)
     if sku is None:
-        raise _rejected(event, report, (
-            f"partner_sku: {report.partner_id}/{report.partner_sku} is not in the catalog; "
-            "the partner must introduce the product first"
-        ))
+        raise _rejected(
+            event,
+            report,
+            (
+                f"partner_sku: {report.partner_id}/{report.partner_sku} is not in the catalog; "
+                "the partner must introduce the product first"
+            ),
+        )
     try:
-        check_not_ahead(report.reported_at, datetime.now(UTC),
-                        timedelta(seconds=get_settings().stock_max_future_skew_s))
+        check_not_ahead(
+            report.reported_at,
+            datetime.now(UTC),
+            timedelta(seconds=get_settings().stock_max_future_skew_s),
+        )
         normalized = normalize(report)
-        decision = AvailabilityView().apply(sku, normalized,
-                                            event_id=identity(event.source, event.id))
+        decision = AvailabilityView().apply(
+            sku, normalized, event_id=identity(event.source, event.id)
+        )
     except InventoryRuleViolation as violation:
         raise _rejected(event, report, str(violation)) from violation
     if decision.events:
         publish_many(_announce(event, sku, payload) for payload in decision.events)
-    log.info("stock report %s", decision.outcome, extra={
-        "event_id": event.id, "sku": sku, "partner_id": report.partner_id,
-        "location_id": report.location_id, "published": len(decision.events),
-    })
+    log.info(
+        "stock report %s",
+        decision.outcome,
+        extra={
+            "event_id": event.id,
+            "sku": sku,
+            "partner_id": report.partner_id,
+            "location_id": report.location_id,
+            "published": len(decision.events),
+        },
+    )
 
 
 def _check_channel(source: str, partner_id: str) -> None:
@@ -82,6 +97,7 @@ def _rejected(event: Event[Any], report: StockReported, reason: str) -> Permanen
     recorded for its partner (``GET /v1/partners/{partner}/rejections``); the caller raises the
     returned error, so it is dead-lettered as before. Recording is idempotent on the event, so a
     redelivery or a replay lists it once."""
-    StockRejections().record(rejection_of(report, source=event.source, event_id=event.id,
-                                          reason=reason))
+    StockRejections().record(
+        rejection_of(report, source=event.source, event_id=event.id, reason=reason)
+    )
     return PermanentError(reason)

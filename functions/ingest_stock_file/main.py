@@ -25,7 +25,15 @@ log = logging.getLogger("retailfn.ingest_stock_file")
 def ingest_stock_file(cloud_event: CloudEvent) -> None:
     event = parse_event(cloud_event)
     skew = timedelta(seconds=get_settings().stock_max_future_skew_s)
-    outcome = ingest_stock_drop(event.data, store=get_store(), state_bucket=bucket("state"),
-                                publish=publish_many, max_future_skew=skew)
-    log.info("stock file %s", outcome.status,
-             extra={"event_id": event.id, "key": event.data.key, **outcome.log_fields()})
+    outcome = ingest_stock_drop(
+        event.data,
+        store=get_store(),
+        state_bucket=bucket("state"),
+        publish=publish_many,
+        max_future_skew=skew,
+    )
+    log.info(
+        "stock file %s",
+        outcome.status,
+        extra={"event_id": event.id, "key": event.data.key, **outcome.log_fields()},
+    )

@@ -44,23 +44,32 @@ def _register(product: ProductIntroduced) -> str:
     outcome = catalog.put(product)
     # Published even when unchanged: a retry after a failed publish must still announce it,
     # and the content-derived id lets consumers drop the copies.
-    publish(new_event(product, source=f"/partners/{product.partner_id}/products",
-                      id=product_event_id(product)))
+    publish(
+        new_event(
+            product, source=f"/partners/{product.partner_id}/products", id=product_event_id(product)
+        )
+    )
     return outcome
 
 
 @operation(
     "Introduce a product",
     description="Registers the product in the shared catalog (so the partner's SKU maps at "
-                "once for its stock reports), then publishes `catalog.product-introduced`. "
-                "Posting the same product again is harmless.",
+    "once for its stock reports), then publishes `catalog.product-introduced`. "
+    "Posting the same product again is harmless.",
     request=ProductPost,
     path_params=PATH_PARAMS,
     responses={
-        201: Answer(ProductRegistered, "The product is new in the catalog",
-                    {"Location": "The product in the inventory API"}),
-        200: Answer(ProductRegistered, "The product was updated, or was already so",
-                    {"Location": "The product in the inventory API"}),
+        201: Answer(
+            ProductRegistered,
+            "The product is new in the catalog",
+            {"Location": "The product in the inventory API"},
+        ),
+        200: Answer(
+            ProductRegistered,
+            "The product was updated, or was already so",
+            {"Location": "The product in the inventory API"},
+        ),
     },
     problems={
         404: "The partner in the path is not a partner id",
@@ -76,18 +85,26 @@ async def introduce_product(request: Request) -> Response:
     require_partner(principal, partner)
     post = await json_body(request, ProductPost)
     try:
-        product = ProductIntroduced(partner_id=partner, introduced_at=datetime.now(UTC),
-                                    **post.model_dump(exclude_none=True))
+        product = ProductIntroduced(
+            partner_id=partner,
+            introduced_at=datetime.now(UTC),
+            **post.model_dump(exclude_none=True),
+        )
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     try:
         outcome = await run_in_threadpool(_register, product)
     except CatalogConflict as exc:
-        raise Problem(409, "Catalog conflict", str(exc),
-                      type=problem_type("catalog-conflict")) from None
+        raise Problem(
+            409, "Catalog conflict", str(exc), type=problem_type("catalog-conflict")
+        ) from None
     except BusError:
-        raise unavailable("The event bus cannot take the product right now; retry",
-                          retry_after_s=5) from None
+        raise unavailable(
+            "The event bus cannot take the product right now; retry", retry_after_s=5
+        ) from None
     status = 201 if outcome == "created" else 200
-    return JSONResponse({"sku": product.sku, "outcome": outcome}, status_code=status,
-                        headers={"Location": f"/v1/inventory/{product.sku}"})
+    return JSONResponse(
+        {"sku": product.sku, "outcome": outcome},
+        status_code=status,
+        headers={"Location": f"/v1/inventory/{product.sku}"},
+    )

@@ -48,7 +48,8 @@ class InventoryAnswer(InventoryItem):
 
     age_seconds: int | None = Field(
         description="How old `as_of` is at the moment of the answer; null when nothing was "
-                    "reported.")
+        "reported."
+    )
 
 
 class InventoryPage(BaseModel):
@@ -61,12 +62,17 @@ class InventoryPage(BaseModel):
     age_seconds: int | None = Field(description="How old `as_of` is at the moment of the answer.")
 
 
-_CACHED = {"ETag": "Strong, over everything but `age_seconds`",
-           "Cache-Control": f"`max-age={MAX_AGE_S}`",
-           "Content-Language": "The language(s) of the names in the answer",
-           "Vary": "`Accept-Language`"}
-_NOT_MODIFIED = Answer(None, "The caller's copy (If-None-Match) is current",
-                       {k: v for k, v in _CACHED.items() if k != "Content-Language"})
+_CACHED = {
+    "ETag": "Strong, over everything but `age_seconds`",
+    "Cache-Control": f"`max-age={MAX_AGE_S}`",
+    "Content-Language": "The language(s) of the names in the answer",
+    "Vary": "`Accept-Language`",
+}
+_NOT_MODIFIED = Answer(
+    None,
+    "The caller's copy (If-None-Match) is current",
+    {k: v for k, v in _CACHED.items() if k != "Content-Language"},
+)
 _BAD_QUERY = "A query parameter is not valid (`errors` names each); the cursor is not ours"
 
 
@@ -75,12 +81,14 @@ _BAD_QUERY = "A query parameter is not valid (`errors` names each); the cursor i
     path=SEARCH_PATH,
     operation_id="search_inventory",
     description="Products of the region's catalog (optionally under a category), by key order, "
-                "in the caller's language and the region's (or the asked-for) currency. With "
-                "`partner` or `location`, only products with stock there, counted there alone.",
+    "in the caller's language and the region's (or the asked-for) currency. With "
+    "`partner` or `location`, only products with stock there, counted there alone.",
     query=SearchQuery,
     headers=[IF_NONE_MATCH, ACCEPT_LANGUAGE],
-    responses={200: Answer(InventoryPage, "A page; `next_cursor` asks for the next", _CACHED),
-               304: _NOT_MODIFIED},
+    responses={
+        200: Answer(InventoryPage, "A page; `next_cursor` asks for the next", _CACHED),
+        304: _NOT_MODIFIED,
+    },
     problems={400: _BAD_QUERY},
 )
 @operation(
@@ -88,12 +96,11 @@ _BAD_QUERY = "A query parameter is not valid (`errors` names each); the cursor i
     path=ITEM_PATH,
     operation_id="get_inventory_item",
     description="The product in the caller's language and the region's (or the asked-for) "
-                "currency, with its stock in the region per partner and location.",
+    "currency, with its stock in the region per partner and location.",
     query=ItemQuery,
     path_params={"sku": Sku},
     headers=[IF_NONE_MATCH, ACCEPT_LANGUAGE],
-    responses={200: Answer(InventoryAnswer, "The SKU in the region", _CACHED),
-               304: _NOT_MODIFIED},
+    responses={200: Answer(InventoryAnswer, "The SKU in the region", _CACHED), 304: _NOT_MODIFIED},
     problems={400: _BAD_QUERY, 404: "The SKU is not in the region's catalog"},
 )
 @ff.http
@@ -106,11 +113,17 @@ async def inventory_api(request: Request) -> Response:
             page = await run_in_threadpool(InventoryQueries().search, query, accept_language)
         except InvalidCursor as error:
             raise _invalid_query("cursor", str(error).removeprefix("cursor: ")) from None
-        items = [item.model_dump(mode="json", exclude_none=False, exclude={"locations"})
-                 for item in page.items]
+        items = [
+            item.model_dump(mode="json", exclude_none=False, exclude={"locations"})
+            for item in page.items
+        ]
         as_of = max((item.as_of for item in page.items if item.as_of), default=None)
-        document = {"region": query.region, "items": items, "next_cursor": page.next_cursor,
-                    "as_of": _iso(as_of)}
+        document = {
+            "region": query.region,
+            "items": items,
+            "next_cursor": page.next_cursor,
+            "as_of": _iso(as_of),
+        }
         languages = sorted({item.locale for item in page.items})
     else:
         sku = path_params(request, ITEM_PATH)["sku"]
@@ -129,18 +142,28 @@ def _query(request: Request, model: type[Q]) -> Q:
         return model.model_validate(dict(request.query_params))
     except ValidationError as error:
         problem = from_validation_error(error, prefix="query")
-        raise Problem(400, "Query parameters are not valid", problem.detail,
-                      type=problem_type("invalid-query"), errors=problem.errors) from None
+        raise Problem(
+            400,
+            "Query parameters are not valid",
+            problem.detail,
+            type=problem_type("invalid-query"),
+            errors=problem.errors,
+        ) from None
 
 
 def _invalid_query(name: str, message: str) -> Problem:
-    return Problem(400, "Query parameters are not valid", f"{name} is not valid",
-                   type=problem_type("invalid-query"),
-                   errors=[{"loc": f"query.{name}", "msg": message, "type": "value_error"}])
+    return Problem(
+        400,
+        "Query parameters are not valid",
+        f"{name} is not valid",
+        type=problem_type("invalid-query"),
+        errors=[{"loc": f"query.{name}", "msg": message, "type": "value_error"}],
+    )
 
 
-def _answer(request: Request, document: dict[str, Any], as_of: datetime | None,
-            languages: list[str]) -> Response:
+def _answer(
+    request: Request, document: dict[str, Any], as_of: datetime | None, languages: list[str]
+) -> Response:
     body = _json(document)
     headers = {
         "ETag": '"' + hashlib.sha256(body).hexdigest()[:32] + '"',
@@ -152,8 +175,9 @@ def _answer(request: Request, document: dict[str, Any], as_of: datetime | None,
     if _matches(request.headers, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     age = None if as_of is None else max(0, int((datetime.now(UTC) - as_of).total_seconds()))
-    return Response(_json({**document, "age_seconds": age}), media_type="application/json",
-                    headers=headers)
+    return Response(
+        _json({**document, "age_seconds": age}), media_type="application/json", headers=headers
+    )
 
 
 def _matches(request_headers: Mapping[str, str], etag: str) -> bool:

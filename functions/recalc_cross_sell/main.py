@@ -19,11 +19,20 @@ KEEP_VERSIONS = 3
 def recalc_cross_sell(cloud_event: CloudEvent) -> None:
     change = parse_event(cloud_event).data
     if change.operation == "delete" or not is_order_archive(change.key):
-        log.info("ignored", extra={"event_id": cloud_event["id"], "key": change.key,
-                                   "operation": change.operation})
+        log.info(
+            "ignored",
+            extra={"event_id": cloud_event["id"], "key": change.key, "operation": change.operation},
+        )
         return
     models = CrossSellStore()
     outcome = models.fold_archive_object(change.bucket, change.key, change.etag)
     pruned = models.prune(keep=KEEP_VERSIONS) if outcome == "folded" else []
-    log.info(outcome, extra={"event_id": cloud_event["id"], "key": change.key,
-                             "etag": change.etag, "versions_pruned": len(pruned)})
+    log.info(
+        outcome,
+        extra={
+            "event_id": cloud_event["id"],
+            "key": change.key,
+            "etag": change.etag,
+            "versions_pruned": len(pruned),
+        },
+    )

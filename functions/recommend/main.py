@@ -46,17 +46,26 @@ log = logging.getLogger("retailfn.recommend")
     path=PATH,
     operation_id="get_recommendations",
     description="Items bought together with the SKU (from the co-occurrence model of the "
-                "region's baskets; the category's best sellers when it knows none) and better "
-                "variants of it, each only if available in the region now, with the reason and "
-                "the age of the stock figure. `user` picks the A/B variant (none: control).",
+    "region's baskets; the category's best sellers when it knows none) and better "
+    "variants of it, each only if available in the region now, with the reason and "
+    "the age of the stock figure. `user` picks the A/B variant (none: control).",
     query=RecommendQuery,
     path_params={"sku": Sku},
     headers=[ACCEPT_LANGUAGE],
-    responses={200: Answer(Recommendations, "The lists (possibly empty)",
-                           {"Content-Language": "The language(s) of the names in the answer",
-                            "Cache-Control": "`no-store`: stock and variants change"})},
-    problems={400: "A query parameter is not valid (`errors` names each)",
-              404: "The SKU is not in the region's catalog"},
+    responses={
+        200: Answer(
+            Recommendations,
+            "The lists (possibly empty)",
+            {
+                "Content-Language": "The language(s) of the names in the answer",
+                "Cache-Control": "`no-store`: stock and variants change",
+            },
+        )
+    },
+    problems={
+        400: "A query parameter is not valid (`errors` names each)",
+        404: "The SKU is not in the region's catalog",
+    },
 )
 @ff.http
 @problem_responses
@@ -66,20 +75,31 @@ async def recommend(request: Request) -> Response:
         query = RecommendQuery.model_validate(dict(request.query_params))
     except ValidationError as error:
         problem = from_validation_error(error, prefix="query")
-        raise Problem(400, "Query parameters are not valid", problem.detail,
-                      type=problem_type("invalid-query"), errors=problem.errors) from None
-    answer = await run_in_threadpool(Recommender().recommend, sku, query,
-                                     request.headers.get("accept-language"))
+        raise Problem(
+            400,
+            "Query parameters are not valid",
+            problem.detail,
+            type=problem_type("invalid-query"),
+            errors=problem.errors,
+        ) from None
+    answer = await run_in_threadpool(
+        Recommender().recommend, sku, query, request.headers.get("accept-language")
+    )
     if answer is None:
         raise not_found(f"SKU {sku} is not in the {query.region} catalog")
     languages = sorted({item.locale for item in (*answer.cross_sell, *answer.up_sell)})
     headers = {"Cache-Control": "no-store", "Vary": "Accept-Language"}
     if languages:
         headers["Content-Language"] = ", ".join(languages)
-    body = json.dumps(answer.model_dump(mode="json"), ensure_ascii=False,
-                      separators=(",", ":")).encode()
-    return Response(body, media_type="application/json", headers=headers,
-                    background=BackgroundTask(_announce, answer, query.user))
+    body = json.dumps(
+        answer.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")
+    ).encode()
+    return Response(
+        body,
+        media_type="application/json",
+        headers=headers,
+        background=BackgroundTask(_announce, answer, query.user),
+    )
 
 
 async def _announce(answer: Recommendations, user: str | None) -> None:
@@ -87,6 +107,9 @@ async def _announce(answer: Recommendations, user: str | None) -> None:
         events = shown_events(answer, user)
         if events:
             publish_later(events)  # batched off the request path: it feeds a statistic
-    except Exception:  # noqa: BLE001 - the shopper already has the answer; only the A/B data lacks
-        log.warning("recommendation.shown not published", exc_info=True,
-                    extra={"request_id": answer.request_id, "sku": answer.sku})
+    except Exception:
+        log.warning(
+            "recommendation.shown not published",
+            exc_info=True,
+            extra={"request_id": answer.request_id, "sku": answer.sku},
+        )

@@ -31,12 +31,15 @@ _REQUEST_ID = TypeAdapter(Identifier)
     path=PATH,
     operation_id="record_recommendation_click",
     description="Publishes `recommendation.clicked` for the answer named by `request_id`; the "
-                "variant is the user's (assigned again), so the A/B report can join it.",
+    "variant is the user's (assigned again), so the A/B report can join it.",
     request=ClickPost,
     path_params={"request_id": Identifier},
     responses={202: Answer(ClickAccepted, "The click was published")},
-    problems={400: "The body is not JSON", 422: "A field failed validation",
-              503: "The event bus cannot take the click; retry"},
+    problems={
+        400: "The body is not JSON",
+        422: "A field failed validation",
+        503: "The event bus cannot take the click; retry",
+    },
 )
 @ff.http
 @problem_responses
@@ -51,8 +54,10 @@ async def record_click(request: Request) -> Response:
     try:
         await run_in_threadpool(publish_many, [event])
     except BusError:
-        raise unavailable("The event bus cannot take the click right now; retry",
-                          retry_after_s=5) from None
-    answer = ClickAccepted(event_id=event.id, experiment=event.data.experiment,
-                           variant=event.data.variant)
+        raise unavailable(
+            "The event bus cannot take the click right now; retry", retry_after_s=5
+        ) from None
+    answer = ClickAccepted(
+        event_id=event.id, experiment=event.data.experiment, variant=event.data.variant
+    )
     return JSONResponse(answer.model_dump(), status_code=202)

@@ -41,8 +41,9 @@ class RejectionsQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    cursor: str | None = Field(None, min_length=1, max_length=4096,
-                               description="`next_cursor` of the previous page.")
+    cursor: str | None = Field(
+        None, min_length=1, max_length=4096, description="`next_cursor` of the previous page."
+    )
     limit: int = Field(50, ge=1, le=MAX_PAGE)
 
 
@@ -51,24 +52,27 @@ class RejectionsPage(BaseModel):
 
     partner_id: str
     items: list[StockRejection]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on "
-                                                "the last.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last."
+    )
 
 
 @operation(
     "List refused stock reports",
     description="The partner's stock reports that were accepted at the edge but refused when "
-                "applied (a partner SKU not introduced yet, a `reported_at` too far ahead, a "
-                "quantity its unit does not allow), from every channel (HTTP, file drops, "
-                "Kafka), newest first. A bad line of a file drop is in the drop's report as well.",
+    "applied (a partner SKU not introduced yet, a `reported_at` too far ahead, a "
+    "quantity its unit does not allow), from every channel (HTTP, file drops, "
+    "Kafka), newest first. A bad line of a file drop is in the drop's report as well.",
     operation_id="list_stock_rejections",
     query=RejectionsQuery,
     path_params=PATH_PARAMS,
     responses={200: Answer(RejectionsPage, "A page; `next_cursor` asks for the next")},
-    problems={400: "A query parameter is not valid (`errors` names each); the cursor is not "
-                   "one of this listing",
-              404: "The partner in the path is not a partner id",
-              503: "The state store cannot be reached; retry after `Retry-After` seconds"},
+    problems={
+        400: "A query parameter is not valid (`errors` names each); the cursor is not "
+        "one of this listing",
+        404: "The partner in the path is not a partner id",
+        503: "The state store cannot be reached; retry after `Retry-After` seconds",
+    },
 )
 @ff.http
 @problem_responses
@@ -85,16 +89,31 @@ def _page(headers: Headers, params: QueryParams, partner: str) -> RejectionsPage
         query = RejectionsQuery.model_validate(dict(params))
     except ValidationError as error:
         problem = from_validation_error(error, prefix="query")
-        raise Problem(400, "Query parameters are not valid", problem.detail,
-                      type=problem_type("invalid-query"), errors=problem.errors) from None
+        raise Problem(
+            400,
+            "Query parameters are not valid",
+            problem.detail,
+            type=problem_type("invalid-query"),
+            errors=problem.errors,
+        ) from None
     try:
         found = StockRejections().list(partner, cursor=query.cursor, limit=query.limit)
     except InvalidCursor:
-        raise Problem(400, "Query parameters are not valid", "cursor is not valid",
-                      type=problem_type("invalid-query"),
-                      errors=[{"loc": "query.cursor", "msg": "not a cursor of this listing",
-                               "type": "value_error"}]) from None
+        raise Problem(
+            400,
+            "Query parameters are not valid",
+            "cursor is not valid",
+            type=problem_type("invalid-query"),
+            errors=[
+                {
+                    "loc": "query.cursor",
+                    "msg": "not a cursor of this listing",
+                    "type": "value_error",
+                }
+            ],
+        ) from None
     except ObjectStoreError:
-        raise unavailable("The state store cannot be reached right now; retry",
-                          retry_after_s=5) from None
+        raise unavailable(
+            "The state store cannot be reached right now; retry", retry_after_s=5
+        ) from None
     return RejectionsPage(partner_id=partner, items=found.items, next_cursor=found.next_cursor)

@@ -23,8 +23,14 @@ _PERSON = b"retailfn-order"
 def order_keys(order_ids: Iterable[str]) -> np.ndarray:
     """The 64-bit digest of each id, in the given order."""
     return np.fromiter(
-        (int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8, person=_PERSON).digest(),
-                        "big") for i in order_ids), dtype=np.uint64)
+        (
+            int.from_bytes(
+                hashlib.blake2b(i.encode(), digest_size=8, person=_PERSON).digest(), "big"
+            )
+            for i in order_ids
+        ),
+        dtype=np.uint64,
+    )
 
 
 class CountedOrders:
@@ -67,8 +73,9 @@ class CountedOrders:
     def to_bytes(self) -> bytes:
         """An ``.npy`` array; equal sets give equal bytes."""
         buffer = io.BytesIO()
-        np.lib.format.write_array(buffer, np.ascontiguousarray(self.keys, dtype="<u8"),
-                                  allow_pickle=False)
+        np.lib.format.write_array(
+            buffer, np.ascontiguousarray(self.keys, dtype="<u8"), allow_pickle=False
+        )
         return buffer.getvalue()
 
     @classmethod

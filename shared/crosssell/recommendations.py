@@ -75,8 +75,9 @@ class Thresholds:
 
 def thresholds() -> Thresholds:
     settings = get_settings()
-    return Thresholds(settings.crosssell_min_support, settings.crosssell_min_count,
-                      settings.crosssell_min_lift)
+    return Thresholds(
+        settings.crosssell_min_support, settings.crosssell_min_count, settings.crosssell_min_lift
+    )
 
 
 def experiments() -> ExperimentsConfig:
@@ -128,8 +129,7 @@ class RecommendedItem(BaseModel):
     brand: str | None
     price: Price
     available: int = Field(description="Available in the region now, across partners.")
-    stock_as_of: datetime | None = Field(
-        description="The newest stock report behind `available`.")
+    stock_as_of: datetime | None = Field(description="The newest stock report behind `available`.")
     stock_age_seconds: int | None = Field(description="How old `stock_as_of` is now.")
     basis: Basis
     reason: str
@@ -146,8 +146,10 @@ class Recommendations(BaseModel):
     variant: str
     strategy: Strategy
     model_version: str | None = Field(description="The co-occurrence model used; null: none yet.")
-    cold_start: bool = Field(description="The cross-sell list is the category's best sellers "
-                                         "because the model knows no in-stock complement.")
+    cold_start: bool = Field(
+        description="The cross-sell list is the category's best sellers "
+        "because the model knows no in-stock complement."
+    )
     cross_sell: list[RecommendedItem]
     up_sell: list[RecommendedItem]
 
@@ -194,9 +196,15 @@ class Recommender:
             self._models = model_store()
         return self._models
 
-    def recommend(self, sku: str, query: RecommendQuery, accept_language: str | None,
-                  *, experiment: Experiment | None = None,
-                  limits: Thresholds | None = None) -> Recommendations | None:
+    def recommend(
+        self,
+        sku: str,
+        query: RecommendQuery,
+        accept_language: str | None,
+        *,
+        experiment: Experiment | None = None,
+        limits: Thresholds | None = None,
+    ) -> Recommendations | None:
         """The answer, or None when ``sku`` is not in the region's catalog."""
         product = self.catalog.get(sku)
         if product is None or query.region not in product.regions:
@@ -221,8 +229,15 @@ class Recommender:
                 availability = stock.get(complement.sku)
                 if availability.available <= 0:
                     continue
-                cross.append(describe(candidate, availability, "bought_together",
-                                      _cross_reason(complement), _scores(complement)))
+                cross.append(
+                    describe(
+                        candidate,
+                        availability,
+                        "bought_together",
+                        _cross_reason(complement),
+                        _scores(complement),
+                    )
+                )
                 if len(cross) == limit:
                     break
         cold_start = not cross
@@ -241,9 +256,17 @@ class Recommender:
                 break
 
         return Recommendations(
-            request_id=uuid.uuid4().hex, sku=product.sku, region=query.region,
-            experiment=experiment.name, variant=variant.name, strategy=variant.strategy,
-            model_version=version, cold_start=cold_start, cross_sell=cross, up_sell=up)
+            request_id=uuid.uuid4().hex,
+            sku=product.sku,
+            region=query.region,
+            experiment=experiment.name,
+            variant=variant.name,
+            strategy=variant.strategy,
+            model_version=version,
+            cold_start=cold_start,
+            cross_sell=cross,
+            up_sell=up,
+        )
 
     def _region_model(self, region: str) -> tuple[Any, str | None]:
         models = self.models.current()
@@ -255,14 +278,22 @@ class Recommender:
             model = None
         return model, str(models.version)
 
-    def _best_sellers(self, product: ProductIntroduced, category: list[ProductIntroduced],
-                      model: Any, stock: _StockCache, describe: _Describer,
-                      limit: int) -> list[RecommendedItem]:
+    def _best_sellers(
+        self,
+        product: ProductIntroduced,
+        category: list[ProductIntroduced],
+        model: Any,
+        stock: _StockCache,
+        describe: _Describer,
+        limit: int,
+    ) -> list[RecommendedItem]:
         """The category's best sellers in stock; by rating when the model has no sales yet."""
         others = {p.sku: p for p in category if p.sku != product.sku}
         counts = _top_items(model, others, len(others)) if model is not None else {}
-        ranked = sorted(others.values(), key=lambda p: (-counts.get(p.sku, 0),
-                                                        -(p.rating or Decimal(-1)), p.sku))
+        ranked = sorted(
+            others.values(),
+            key=lambda p: (-counts.get(p.sku, 0), -(p.rating or Decimal(-1)), p.sku),
+        )
         out: list[RecommendedItem] = []
         for candidate in ranked:
             availability = stock.get(candidate.sku)
@@ -270,8 +301,9 @@ class Recommender:
                 continue
             sold = counts.get(candidate.sku, 0)
             if sold:
-                reason = (f"best seller in {product.category}: in {sold} basket"
-                          f"{'s' if sold != 1 else ''}")
+                reason = (
+                    f"best seller in {product.category}: in {sold} basket{'s' if sold != 1 else ''}"
+                )
             elif candidate.rating is not None:
                 reason = f"top rated in {product.category} ({candidate.rating})"
             else:
@@ -289,25 +321,38 @@ def shown_events(answer: Recommendations, user: str | None) -> list[Event[Recomm
         if not items:
             continue
         payload = RecommendationShown(
-            request_id=answer.request_id, user_id=user, sku=answer.sku, region=answer.region,
-            kind=kind, recommended_skus=tuple(item.sku for item in items),  # type: ignore[arg-type]
-            experiment=answer.experiment, variant=answer.variant,
-            shown_at=datetime.now(UTC))
+            request_id=answer.request_id,
+            user_id=user,
+            sku=answer.sku,
+            region=answer.region,
+            kind=kind,
+            recommended_skus=tuple(item.sku for item in items),  # type: ignore[arg-type]
+            experiment=answer.experiment,
+            variant=answer.variant,
+            shown_at=datetime.now(UTC),
+        )
         events.append(new_event(payload, source=SOURCE, subject=answer.sku))
     return events
 
 
-def click_event(request_id: str, click: ClickPost,
-                experiment: Experiment | None = None) -> Event[RecommendationClicked]:
+def click_event(
+    request_id: str, click: ClickPost, experiment: Experiment | None = None
+) -> Event[RecommendationClicked]:
     """The ``recommendation.clicked`` event. The variant is assigned again from the user (it is
     deterministic), so a client cannot claim another; the id is derived from the request and the
     SKU, so a double click is one click downstream."""
     experiment = experiment or experiments().running()
     variant: Variant = assign(experiment, click.user)
     payload = RecommendationClicked(
-        request_id=request_id, user_id=click.user, sku=click.sku, source_sku=click.source_sku,
-        kind=click.kind, experiment=experiment.name, variant=variant.name,
-        clicked_at=datetime.now(UTC))
+        request_id=request_id,
+        user_id=click.user,
+        sku=click.sku,
+        source_sku=click.source_sku,
+        kind=click.kind,
+        experiment=experiment.name,
+        variant=variant.name,
+        clicked_at=datetime.now(UTC),
+    )
     event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"retailfn:click:{request_id}:{click.sku}"))
     return new_event(payload, source="/functions/record_click", subject=click.sku, id=event_id)
 
@@ -365,12 +410,11 @@ class _CatalogSnapshot:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_store: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str],
-                                                             tuple[float, Any]]] = (
-            weakref.WeakKeyDictionary())
+        self._by_store: weakref.WeakKeyDictionary[
+            Any, dict[tuple[str, str, str], tuple[float, Any]]
+        ] = weakref.WeakKeyDictionary()
 
-    def get(self, catalog: ProductCatalog, kind: str, key: str,
-            load: Callable[[], Any]) -> Any:
+    def get(self, catalog: ProductCatalog, kind: str, key: str, load: Callable[[], Any]) -> Any:
         # The catalog's store and bucket say whose products these are.
         owner = getattr(catalog, "_store", catalog)
         slot = (str(getattr(catalog, "_bucket", "")), kind, key)
@@ -406,8 +450,7 @@ class _ProductCache:
 
     def category(self, category: str) -> list[ProductIntroduced]:
         """The region's products of exactly ``category`` (its sub-categories left out)."""
-        products = _snapshot.get(self._catalog, "category", category,
-                                 lambda: self._list(category))
+        products = _snapshot.get(self._catalog, "category", category, lambda: self._list(category))
         return [p for p in products if self._region in p.regions]
 
     def _list(self, category: str) -> list[ProductIntroduced]:
@@ -427,29 +470,48 @@ class _Describer:
         self.query, self.accept_language, self.now = query, accept_language, now
         self.currency = currency_for(query.region, query.currency)
 
-    def __call__(self, product: ProductIntroduced, availability: SkuAvailability, basis: Basis,
-                 reason: str, scores: Scores | None = None) -> RecommendedItem:
-        locale = negotiate(self.accept_language, self.query.lang, set(product.names),
-                           product.default_locale)
+    def __call__(
+        self,
+        product: ProductIntroduced,
+        availability: SkuAvailability,
+        basis: Basis,
+        reason: str,
+        scores: Scores | None = None,
+    ) -> RecommendedItem:
+        locale = negotiate(
+            self.accept_language, self.query.lang, set(product.names), product.default_locale
+        )
         localized = price_in(product.prices, self.currency)
         note = None if localized.available else f"The product has no price in {self.currency}"
         as_of = availability.as_of
         age = None if as_of is None else max(0, int((self.now - as_of).total_seconds()))
         return RecommendedItem(
-            sku=product.sku, locale=locale, name=product.names[locale], category=product.category,
+            sku=product.sku,
+            locale=locale,
+            name=product.names[locale],
+            category=product.category,
             brand=product.brand,
             price=Price(currency=self.currency, amount=localized.amount, note=note),
-            available=availability.available, stock_as_of=as_of, stock_age_seconds=age,
-            basis=basis, reason=reason, scores=scores)
+            available=availability.available,
+            stock_as_of=as_of,
+            stock_age_seconds=age,
+            basis=basis,
+            reason=reason,
+            scores=scores,
+        )
 
 
-def _complements(model: Any, sku: str, limits: Thresholds, strategy: Strategy
-                 ) -> Iterator[Any]:
+def _complements(model: Any, sku: str, limits: Thresholds, strategy: Strategy) -> Iterator[Any]:
     """Every complement of ``sku`` that passes the thresholds, ranked by ``strategy`` over all of
     them (not a re-ranking of some other order's head), produced lazily: the caller stops once
     its list is full of items in stock."""
-    return model.iter_complements(sku, by=strategy, min_support=limits.min_support,
-                                  min_count=limits.min_count, min_lift=limits.min_lift)
+    return model.iter_complements(
+        sku,
+        by=strategy,
+        min_support=limits.min_support,
+        min_count=limits.min_count,
+        min_lift=limits.min_lift,
+    )
 
 
 def _top_items(model: Any, skus: Iterable[str], k: int) -> dict[str, int]:
@@ -474,8 +536,7 @@ def _cross_reason(c: Any) -> str:
 
 
 def _scores(c: Any) -> Scores:
-    return Scores(support=c.support, confidence=c.confidence, lift=c.lift,
-                  pair_count=c.pair_count)
+    return Scores(support=c.support, confidence=c.confidence, lift=c.lift, pair_count=c.pair_count)
 
 
 # --- the A/B report's inputs -------------------------------------------------------------------
@@ -483,17 +544,22 @@ def _scores(c: Any) -> Scores:
 REPORT_TOPICS = ("recommendations.events", "sales.order-completed")
 
 
-def experiment_report(source: Literal["archive", "topics"] = "archive", *,
-                      experiment: str | None = None,
-                      window: timedelta | None = None) -> list[VariantReport]:
+def experiment_report(
+    source: Literal["archive", "topics"] = "archive",
+    *,
+    experiment: str | None = None,
+    window: timedelta | None = None,
+) -> list[VariantReport]:
     """The per-variant report from the event archive (bucket ``events-archive``, every hour ever
     archived: the default) or from what the topics still hold (``topics``: their retention)."""
     shown: list[RecommendationShown] = []
     clicked: list[RecommendationClicked] = []
     orders: list[OrderCompleted] = []
-    sinks: dict[str, list[Any]] = {RecommendationShown.ce_type: shown,
-                                   RecommendationClicked.ce_type: clicked,
-                                   OrderCompleted.ce_type: orders}
+    sinks: dict[str, list[Any]] = {
+        RecommendationShown.ce_type: shown,
+        RecommendationClicked.ce_type: clicked,
+        OrderCompleted.ce_type: orders,
+    }
     models = {m.ce_type: m for m in (RecommendationShown, RecommendationClicked, OrderCompleted)}
     lines = _archived(REPORT_TOPICS) if source == "archive" else _on_topics(REPORT_TOPICS)
     seen: set[tuple[str, str]] = set()

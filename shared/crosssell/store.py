@@ -116,8 +116,9 @@ def _covers(ranges: list[tuple[int, int]], offset: int) -> bool:
     return i >= 0 and ranges[i][0] <= offset <= ranges[i][1]
 
 
-def _with_offsets(ranges: Iterable[tuple[int, int]], offsets: Iterable[int]
-                  ) -> list[tuple[int, int]]:
+def _with_offsets(
+    ranges: Iterable[tuple[int, int]], offsets: Iterable[int]
+) -> list[tuple[int, int]]:
     spans = sorted([*ranges, *((o, o) for o in offsets)])
     merged: list[tuple[int, int]] = []
     for lo, hi in spans:
@@ -173,9 +174,17 @@ def read_orders(store: ObjectStore, bucket: str, key: str) -> ArchivedOrders | N
                 except (ValidationError, KeyError, TypeError, ValueError):
                     invalid += 1
                     continue
-                orders.append(ArchivedOrder(stream_id, offset, order.order_id, timestamp_ms,
-                                            order.region, tuple(line.sku for line in order.lines),
-                                            order.completed_at.timestamp()))
+                orders.append(
+                    ArchivedOrder(
+                        stream_id,
+                        offset,
+                        order.order_id,
+                        timestamp_ms,
+                        order.region,
+                        tuple(line.sku for line in order.lines),
+                        order.completed_at.timestamp(),
+                    )
+                )
     except ObjectNotFound:
         return None
     if invalid:
@@ -295,8 +304,13 @@ class CrossSellStore:
     ``RETAILFN_CROSSSELL_HALF_LIFE_DAYS`` (unset or empty: no decay).
     """
 
-    def __init__(self, store: ObjectStore | None = None, bucket: str | None = None, *,
-                 half_life_days: float | None | Literal["configured"] = "configured") -> None:
+    def __init__(
+        self,
+        store: ObjectStore | None = None,
+        bucket: str | None = None,
+        *,
+        half_life_days: float | None | Literal["configured"] = "configured",
+    ) -> None:
         if store is None or bucket is None:
             from shared.platform.adapters import bucket as logical_bucket
             from shared.platform.adapters import get_store
@@ -362,7 +376,7 @@ class CrossSellStore:
         horizon = datetime.now(UTC) - grace
         removed: set[str] = set()
         for info in list(self.store.list(self.bucket, f"{ROOT}versions/")):
-            name = info.key[len(f"{ROOT}versions/"):].split("/", 1)[0]
+            name = info.key[len(f"{ROOT}versions/") :].split("/", 1)[0]
             if name in kept or info.key in referenced or info.last_modified > horizon:
                 continue
             self.store.delete(self.bucket, info.key)
@@ -399,28 +413,45 @@ class CrossSellStore:
             for order in fresh:
                 by_region[order.region].append(order)
             models = {
-                region: fold(current.region(region) if current is not None
-                             else CrossSellModel.empty(half_life), _baskets(orders))
+                region: fold(
+                    current.region(region)
+                    if current is not None
+                    else CrossSellModel.empty(half_life),
+                    _baskets(orders),
+                )
                 for region, orders in by_region.items()
             }
             offsets = dict(counted)
             for stream in {o.stream for o in new}:
-                offsets[stream] = _with_offsets(counted.get(stream, []),
-                                                (o.offset for o in new if o.stream == stream))
+                offsets[stream] = _with_offsets(
+                    counted.get(stream, []), (o.offset for o in new if o.stream == stream)
+                )
             try:
                 # A fold of copies only still records the object and its offsets as seen.
                 version = self._publish(
-                    kind="fold", parent=current, half_life_days=half_life, models=models,
+                    kind="fold",
+                    parent=current,
+                    half_life_days=half_life,
+                    models=models,
                     folded={**(manifest.folded if manifest else {}), key: archived.etag},
-                    offsets=offsets, pointer_etag=pointer_etag,
-                    counted=known.union(keys[fresh_mask]) if fresh else None)
+                    offsets=offsets,
+                    pointer_etag=pointer_etag,
+                    counted=known.union(keys[fresh_mask]) if fresh else None,
+                )
             except PreconditionFailed:
                 current, pointer_etag = self._head()  # a concurrent fold won: fold onto it
                 continue
-            log.info("cross-sell folded", extra={
-                "key": key, "etag": archived.etag, "orders": len(fresh),
-                "copies_skipped": len(new) - len(fresh), "version": version,
-                "regions": sorted(models)})
+            log.info(
+                "cross-sell folded",
+                extra={
+                    "key": key,
+                    "etag": archived.etag,
+                    "orders": len(fresh),
+                    "copies_skipped": len(new) - len(fresh),
+                    "version": version,
+                    "regions": sorted(models),
+                },
+            )
             return "folded"
         raise ConcurrentFoldsExhausted(f"pointer kept moving while folding {key!r}")
 
@@ -451,27 +482,49 @@ class CrossSellStore:
             firsts, keys = first_copies(seen.values())
             for order in firsts:
                 by_region[order.region].append(order)
-            models = {region: build(_baskets(orders), half_life_days=self.half_life_days)
-                      for region, orders in by_region.items()}
+            models = {
+                region: build(_baskets(orders), half_life_days=self.half_life_days)
+                for region, orders in by_region.items()
+            }
             try:
                 version = self._publish(
-                    kind="rebuild", parent=current, half_life_days=self.half_life_days,
-                    models=models, folded=folded, replace=True,
+                    kind="rebuild",
+                    parent=current,
+                    half_life_days=self.half_life_days,
+                    models=models,
+                    folded=folded,
+                    replace=True,
                     offsets={s: _with_offsets([], o) for s, o in offsets.items()},
-                    pointer_etag=pointer_etag, counted=CountedOrders.of(keys))
+                    pointer_etag=pointer_etag,
+                    counted=CountedOrders.of(keys),
+                )
             except PreconditionFailed:
                 continue  # a fold landed meanwhile: count again with its object included
-            log.info("cross-sell rebuilt", extra={
-                "version": version, "objects": len(folded), "orders": len(firsts),
-                "copies_skipped": len(seen) - len(firsts)})
+            log.info(
+                "cross-sell rebuilt",
+                extra={
+                    "version": version,
+                    "objects": len(folded),
+                    "orders": len(firsts),
+                    "copies_skipped": len(seen) - len(firsts),
+                },
+            )
             return version
         raise ConcurrentFoldsExhausted("pointer kept moving during the rebuild")
 
-    def _publish(self, *, kind: Literal["fold", "rebuild"], parent: ModelSet | None,
-                 half_life_days: float | None, models: dict[str, CrossSellModel],
-                 folded: dict[str, str], offsets: dict[str, list[tuple[int, int]]],
-                 pointer_etag: str | None, replace: bool = False,
-                 counted: CountedOrders | None = None) -> str:
+    def _publish(
+        self,
+        *,
+        kind: Literal["fold", "rebuild"],
+        parent: ModelSet | None,
+        half_life_days: float | None,
+        models: dict[str, CrossSellModel],
+        folded: dict[str, str],
+        offsets: dict[str, list[tuple[int, int]]],
+        pointer_etag: str | None,
+        replace: bool = False,
+        counted: CountedOrders | None = None,
+    ) -> str:
         """Write a version create-only, then swing the pointer; PreconditionFailed if it moved.
 
         ``counted``: the orders the version has counted; ``None`` keeps the parent's object."""
@@ -483,32 +536,67 @@ class CrossSellStore:
         try:
             for region, model in sorted(models.items()):
                 key = f"{base}region={region}.npz"
-                self.store.put(self.bucket, key, model.to_bytes(),
-                               content_type="application/octet-stream", if_none_match=True)
+                self.store.put(
+                    self.bucket,
+                    key,
+                    model.to_bytes(),
+                    content_type="application/octet-stream",
+                    if_none_match=True,
+                )
                 written.append(key)
-                regions[region] = RegionEntry(object=key, baskets=float(model.basket_count),
-                                              items=model.item_total, pairs=model.pair_total)
+                regions[region] = RegionEntry(
+                    object=key,
+                    baskets=float(model.basket_count),
+                    items=model.item_total,
+                    pairs=model.pair_total,
+                )
             orders = parent.manifest.orders if parent is not None and not replace else None
             if counted is not None:
                 orders = f"{base}orders.npy"
-                self.store.put(self.bucket, orders, counted.to_bytes(),
-                               content_type="application/octet-stream", if_none_match=True)
+                self.store.put(
+                    self.bucket,
+                    orders,
+                    counted.to_bytes(),
+                    content_type="application/octet-stream",
+                    if_none_match=True,
+                )
                 written.append(orders)
             manifest = Manifest(
-                version=version, parent=parent.version if parent else None, kind=kind,
-                created_at=now, params=Params(half_life_days=half_life_days), regions=regions,
-                folded=folded, offsets=offsets, orders=orders)
-            self.store.put(self.bucket, f"{base}manifest.json",
-                           manifest.model_dump_json(indent=1).encode(),
-                           content_type="application/json", if_none_match=True)
+                version=version,
+                parent=parent.version if parent else None,
+                kind=kind,
+                created_at=now,
+                params=Params(half_life_days=half_life_days),
+                regions=regions,
+                folded=folded,
+                offsets=offsets,
+                orders=orders,
+            )
+            self.store.put(
+                self.bucket,
+                f"{base}manifest.json",
+                manifest.model_dump_json(indent=1).encode(),
+                content_type="application/json",
+                if_none_match=True,
+            )
             written.append(f"{base}manifest.json")
             pointer = json.dumps({"version": version}).encode()
             if pointer_etag is None:
-                self.store.put(self.bucket, POINTER, pointer, content_type="application/json",
-                               if_none_match=True)
+                self.store.put(
+                    self.bucket,
+                    POINTER,
+                    pointer,
+                    content_type="application/json",
+                    if_none_match=True,
+                )
             else:
-                self.store.put(self.bucket, POINTER, pointer, content_type="application/json",
-                               if_match=pointer_etag)
+                self.store.put(
+                    self.bucket,
+                    POINTER,
+                    pointer,
+                    content_type="application/json",
+                    if_match=pointer_etag,
+                )
         except PreconditionFailed:
             for key in written:  # an unpublished version: nobody can have read it
                 self.store.delete(self.bucket, key)

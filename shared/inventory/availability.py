@@ -83,8 +83,9 @@ class AvailabilityView:
         key = availability_key(sku)
         for attempt in range(self._max_attempts):
             current, etag = self._read(sku, key)
-            decision = decide(current, report, applied_at=now or datetime.now(UTC),
-                              event_id=event_id)
+            decision = decide(
+                current, report, applied_at=now or datetime.now(UTC), event_id=event_id
+            )
             if not decision.must_write:
                 return decision
             body = _DOC.dump_json(decision.availability)

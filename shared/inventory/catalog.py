@@ -130,8 +130,12 @@ class ProductCatalog:
             if self._mapped_sku(old_mapping) == product.sku:
                 self._store.delete(self._bucket, old_mapping)
         if outcome != "unchanged" or not self._exists(_category_key(product)):
-            self._store.put(self._bucket, _category_key(product),
-                            product.model_dump_json().encode(), content_type=JSON)
+            self._store.put(
+                self._bucket,
+                _category_key(product),
+                product.model_dump_json().encode(),
+                content_type=JSON,
+            )
         return outcome
 
     def _claim(self, mapping_key: str, sku: str) -> None:
@@ -161,8 +165,9 @@ class ProductCatalog:
     ) -> Page[ProductIntroduced]:
         """Products in key order: by SKU, or with ``category_prefix`` (whole segments:
         ``sports/yoga`` holds ``sports/yoga/mats`` but not ``sports/yogawear``) by category."""
-        return self.select(lambda product: product, category_prefix=category_prefix,
-                           cursor=cursor, limit=limit)
+        return self.select(
+            lambda product: product, category_prefix=category_prefix, cursor=cursor, limit=limit
+        )
 
     def select(
         self,

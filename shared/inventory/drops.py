@@ -104,12 +104,14 @@ def partner_of(key: str) -> str | None:
 def event_id(version: FileVersion, line: int) -> str:
     """The id of the event for one line of one file version: the same on every run."""
     return hashlib.sha256(
-        f"{version.bucket}\0{version.key}\0{version.etag}\0{line}".encode()).hexdigest()[:32]
+        f"{version.bucket}\0{version.key}\0{version.etag}\0{line}".encode()
+    ).hexdigest()[:32]
 
 
 def stock_event(report: StockReported, version: FileVersion, line: int) -> Event[StockReported]:
-    return new_event(report, source=version.source, subject=f"line/{line}",
-                     id=event_id(version, line))
+    return new_event(
+        report, source=version.source, subject=f"line/{line}", id=event_id(version, line)
+    )
 
 
 def ingest_stock_drop(
@@ -141,22 +143,44 @@ def ingest_stock_drop(
             progress = Checkpoint.begin(store, state_bucket, version)
             if progress is None:
                 return IngestOutcome("already_done", report_key=change.key + REPORT_SUFFIX)
-            return _ingest(stream, version, progress, store, publish, chunk_size,
-                           ProductCatalog(store, state_bucket), max_future_skew)
+            return _ingest(
+                stream,
+                version,
+                progress,
+                store,
+                publish,
+                chunk_size,
+                ProductCatalog(store, state_bucket),
+                max_future_skew,
+            )
     except ObjectNotFound:
         return IngestOutcome("skipped", "object no longer exists")
     except Superseded as lost:
         return IngestOutcome("superseded", str(lost))
 
 
-def _ingest(stream: BinaryIO, version: FileVersion, progress: Checkpoint, store: ObjectStore,
-            publish: Publish, chunk_size: int, catalog: ProductCatalog,
-            max_future_skew: timedelta | None = None) -> IngestOutcome:
+def _ingest(
+    stream: BinaryIO,
+    version: FileVersion,
+    progress: Checkpoint,
+    store: ObjectStore,
+    publish: Publish,
+    chunk_size: int,
+    catalog: ProductCatalog,
+    max_future_skew: timedelta | None = None,
+) -> IngestOutcome:
     report = Report(version)
     resume_after = progress.lines_done
-    log.info("ingesting stock file", extra={
-        "bucket": version.bucket, "key": version.key, "etag": version.etag,
-        "resume_after_line": resume_after, "attempt": progress.attempts})
+    log.info(
+        "ingesting stock file",
+        extra={
+            "bucket": version.bucket,
+            "key": version.key,
+            "etag": version.etag,
+            "resume_after_line": resume_after,
+            "attempt": progress.attempts,
+        },
+    )
     chunk: list[Event[StockReported]] = []
     published_now = 0
 
@@ -200,15 +224,22 @@ def _ingest(stream: BinaryIO, version: FileVersion, progress: Checkpoint, store:
     report_key = report.save(store)
     progress.finish(report)
     return IngestOutcome(
-        "failed" if report.error else "ingested", report.error or "",
-        report.lines_total, report.lines_published, report.lines_rejected, published_now,
-        report_key)
+        "failed" if report.error else "ingested",
+        report.error or "",
+        report.lines_total,
+        report.lines_published,
+        report.lines_rejected,
+        published_now,
+        report_key,
+    )
 
 
 def unknown_sku_reason(partner: str, partner_sku: str) -> str:
-    return (f"partner_sku: {partner_sku!r} is not in the catalog for partner {partner!r}; "
-            f"introduce the product first (POST /v1/partners/{partner}/products), then drop "
-            "the line again")
+    return (
+        f"partner_sku: {partner_sku!r} is not in the catalog for partner {partner!r}; "
+        f"introduce the product first (POST /v1/partners/{partner}/products), then drop "
+        "the line again"
+    )
 
 
 def _known_skus(catalog: ProductCatalog, partner: str) -> Callable[[str], bool]:
@@ -265,8 +296,13 @@ class Report:
     def save(self, store: ObjectStore) -> str:
         key = self.version.key + REPORT_SUFFIX
         body = json.dumps(self.document(), ensure_ascii=False, indent=1).encode()
-        store.put(self.version.bucket, key, body, content_type="application/json",
-                  metadata={"source-etag": self.version.etag})
+        store.put(
+            self.version.bucket,
+            key,
+            body,
+            content_type="application/json",
+            metadata={"source-etag": self.version.etag},
+        )
         return key
 
 
@@ -302,8 +338,9 @@ def _now() -> str:
 class Checkpoint:
     """This run's hold on the progress object of one file version (compare-and-swap on its ETag)."""
 
-    def __init__(self, store: ObjectStore, bucket: str, key: str, progress: Progress,
-                 etag: str) -> None:
+    def __init__(
+        self, store: ObjectStore, bucket: str, key: str, progress: Progress, etag: str
+    ) -> None:
         self._store, self._bucket, self._key = store, bucket, key
         self._progress, self._etag = progress, etag
 
@@ -320,11 +357,18 @@ class Checkpoint:
         """Take the version's progress over (a new run, or a resumed one); ``None`` if done."""
         key = f"{PROGRESS_PREFIX}/{version.digest}.json"
         now, run_id = _now(), uuid.uuid4().hex
-        fresh = Progress(bucket=version.bucket, key=version.key, etag=version.etag,
-                         run_id=run_id, started_at=now, updated_at=now)
+        fresh = Progress(
+            bucket=version.bucket,
+            key=version.key,
+            etag=version.etag,
+            run_id=run_id,
+            started_at=now,
+            updated_at=now,
+        )
         try:
-            info = store.put(bucket, key, _encode(fresh), content_type="application/json",
-                             if_none_match=True)
+            info = store.put(
+                bucket, key, _encode(fresh), content_type="application/json", if_none_match=True
+            )
             return cls(store, bucket, key, fresh, info.etag)
         except PreconditionFailed:
             pass
@@ -335,31 +379,55 @@ class Checkpoint:
         earlier = Progress.model_validate_json(current.body)
         if earlier.status == "done":
             return None
-        resumed = earlier.model_copy(update={
-            "run_id": run_id, "attempts": earlier.attempts + 1, "updated_at": now})
+        resumed = earlier.model_copy(
+            update={"run_id": run_id, "attempts": earlier.attempts + 1, "updated_at": now}
+        )
         try:
-            info = store.put(bucket, key, _encode(resumed), content_type="application/json",
-                             if_match=current.info.etag)
+            info = store.put(
+                bucket,
+                key,
+                _encode(resumed),
+                content_type="application/json",
+                if_match=current.info.etag,
+            )
         except PreconditionFailed:
             raise Superseded("another run took the file over as this one started") from None
-        log.info("resuming stock file", extra={
-            "key": version.key, "etag": version.etag, "lines_done": earlier.lines_done,
-            "attempt": resumed.attempts})
+        log.info(
+            "resuming stock file",
+            extra={
+                "key": version.key,
+                "etag": version.etag,
+                "lines_done": earlier.lines_done,
+                "attempt": resumed.attempts,
+            },
+        )
         return cls(store, bucket, key, resumed, info.etag)
 
     def advance(self, lines_done: int, report: Report) -> None:
-        self._write(lines_done=lines_done, lines_published=report.lines_published,
-                    lines_rejected=report.lines_rejected)
+        self._write(
+            lines_done=lines_done,
+            lines_published=report.lines_published,
+            lines_rejected=report.lines_rejected,
+        )
 
     def finish(self, report: Report) -> None:
-        self._write(status="done", lines_published=report.lines_published,
-                    lines_rejected=report.lines_rejected, error=report.error)
+        self._write(
+            status="done",
+            lines_published=report.lines_published,
+            lines_rejected=report.lines_rejected,
+            error=report.error,
+        )
 
     def _write(self, **changes: Any) -> None:
         updated = self._progress.model_copy(update={**changes, "updated_at": _now()})
         try:
-            info = self._store.put(self._bucket, self._key, _encode(updated),
-                                   content_type="application/json", if_match=self._etag)
+            info = self._store.put(
+                self._bucket,
+                self._key,
+                _encode(updated),
+                content_type="application/json",
+                if_match=self._etag,
+            )
         except PreconditionFailed:
             raise Superseded("another run took the file over; it carries on") from None
         self._progress, self._etag = updated, info.etag

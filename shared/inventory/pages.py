@@ -45,8 +45,11 @@ def decode_cursor(cursor: str | None, scope: str) -> tuple[str | None, str | Non
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         token, after = raw["t"], raw["k"]
-        valid = (raw["s"] == scope and isinstance(after, str)
-                 and (token is None or isinstance(token, str)))
+        valid = (
+            raw["s"] == scope
+            and isinstance(after, str)
+            and (token is None or isinstance(token, str))
+        )
     except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
         valid = False
     if not valid:

@@ -88,14 +88,19 @@ class PartnerRegistry:
         """Raise :class:`InventoryRuleViolation` (naming both partners) unless ``source`` is bound
         to ``partner_id``, by retailfn's own channels or by this registry."""
         try:
-            check_source_binding(source, partner_id, drops_bucket=drops_bucket,
-                                 registered=self.sources())
+            check_source_binding(
+                source, partner_id, drops_bucket=drops_bucket, registered=self.sources()
+            )
         except InventoryRuleViolation:
             if not _cache.may_reload(self._store, self._bucket):
                 raise
             # Perhaps bound since the cached read: look once more (at most once a second).
-            check_source_binding(source, partner_id, drops_bucket=drops_bucket,
-                                 registered=_cache.reload(self._store, self._bucket, self._read))
+            check_source_binding(
+                source,
+                partner_id,
+                drops_bucket=drops_bucket,
+                registered=_cache.reload(self._store, self._bucket, self._read),
+            )
 
     # --- writing
 
@@ -109,13 +114,16 @@ class PartnerRegistry:
             if current.sources.get(prefix) == partner_id:
                 return False
             for theirs, owner in current.sources.items():
-                if owner != partner_id and (source_covers(theirs, prefix)
-                                            or source_covers(prefix, theirs)):
+                if owner != partner_id and (
+                    source_covers(theirs, prefix) or source_covers(prefix, theirs)
+                ):
                     raise PartnerBindingError(
                         f"source prefix {prefix!r} overlaps {theirs!r}, which is bound to "
-                        f"partner {owner!r}")
-            updated = PartnerSources(sources={**current.sources, prefix: partner_id},
-                                     updated_at=datetime.now(UTC))
+                        f"partner {owner!r}"
+                    )
+            updated = PartnerSources(
+                sources={**current.sources, prefix: partner_id}, updated_at=datetime.now(UTC)
+            )
             if self._write(updated, etag):
                 return True
 
@@ -136,8 +144,10 @@ class PartnerRegistry:
             return self._read_with_etag()[0].sources
         except PartnerBindingError:
             # Refuse every producer rather than guess; retailfn's own channels need no registry.
-            log.error("the partner registry is unreadable; no partner producer is bound",
-                      extra={"key": REGISTRY_KEY})
+            log.error(
+                "the partner registry is unreadable; no partner producer is bound",
+                extra={"key": REGISTRY_KEY},
+            )
             return {}
 
     def _read_with_etag(self) -> tuple[PartnerSources, str | None]:
@@ -155,15 +165,26 @@ class PartnerRegistry:
         try:
             if etag is None:
                 try:
-                    self._store.put(self._bucket, REGISTRY_KEY, body,
-                                    content_type="application/json", if_none_match=True)
+                    self._store.put(
+                        self._bucket,
+                        REGISTRY_KEY,
+                        body,
+                        content_type="application/json",
+                        if_none_match=True,
+                    )
                 except NoSuchBucket:  # a fresh deployment: the state bucket comes with it
                     self._store.create_bucket(self._bucket)
-                    self._store.put(self._bucket, REGISTRY_KEY, body,
-                                    content_type="application/json", if_none_match=True)
+                    self._store.put(
+                        self._bucket,
+                        REGISTRY_KEY,
+                        body,
+                        content_type="application/json",
+                        if_none_match=True,
+                    )
             else:
-                self._store.put(self._bucket, REGISTRY_KEY, body,
-                                content_type="application/json", if_match=etag)
+                self._store.put(
+                    self._bucket, REGISTRY_KEY, body, content_type="application/json", if_match=etag
+                )
         except PreconditionFailed:
             return False  # another bind or unbind won: decide again on what it wrote
         _cache.forget(self._store, self._bucket)
@@ -174,18 +195,19 @@ def _checked_partner(partner_id: str) -> str:
     try:
         return _IDENTIFIER.validate_python(partner_id)
     except ValidationError:
-        raise PartnerBindingError(
-            "a partner id is 1-128 of A-Z, a-z, 0-9, '.', '_', '-'") from None
+        raise PartnerBindingError("a partner id is 1-128 of A-Z, a-z, 0-9, '.', '_', '-'") from None
 
 
 def _checked_prefix(prefix: str) -> str:
     if not prefix or len(prefix) > MAX_PREFIX_CHARS or not prefix.isprintable() or " " in prefix:
         raise PartnerBindingError(
-            f"a source prefix is 1-{MAX_PREFIX_CHARS} printable characters without spaces")
+            f"a source prefix is 1-{MAX_PREFIX_CHARS} printable characters without spaces"
+        )
     if reserved_source(prefix):
         raise PartnerBindingError(
             f"source prefix {prefix!r} is reserved: /partners/ and /cos/ are retailfn's own "
-            "channels (HTTP and file drops) and are bound already")
+            "channels (HTTP and file drops) and are bound already"
+        )
     return prefix
 
 
@@ -199,7 +221,8 @@ class _Cache:
         self._lock = threading.Lock()
         # Weak keys: a store that is gone (a test's, a rebuilt adapter) takes its entries along.
         self._entries: weakref.WeakKeyDictionary[
-            ObjectStore, dict[str, tuple[float, Mapping[str, str]]]] = weakref.WeakKeyDictionary()
+            ObjectStore, dict[str, tuple[float, Mapping[str, str]]]
+        ] = weakref.WeakKeyDictionary()
 
     def _hit(self, store: ObjectStore, bucket: str) -> tuple[float, Mapping[str, str]] | None:
         with self._lock:

@@ -71,6 +71,3 @@ def product_event_id(product: ProductIntroduced) -> str:
     """Derived from the content, so that posting the same product again publishes the same id."""
     content = product.model_dump_json(exclude={"introduced_at"}).encode()
     return str(uuid.UUID(bytes=hashlib.sha256(content).digest()[:16], version=4))
-
-
-

@@ -20,6 +20,7 @@ MAX_PAGE = 200
 
 LanguageTag = Annotated[str, Field(max_length=35), AfterValidator(check_locale)]
 
+
 class ItemQuery(BaseModel):
     """Query of ``GET /v1/inventory/{sku}``. ``region`` is required: it decides the catalog, the
     totals and the currency."""
@@ -29,6 +30,7 @@ class ItemQuery(BaseModel):
     region: Region
     lang: LanguageTag | None = None
     currency: CurrencyCode | None = None
+
 
 class SearchQuery(ItemQuery):
     """Query of ``GET /v1/inventory``."""
@@ -40,12 +42,14 @@ class SearchQuery(ItemQuery):
     cursor: str | None = Field(None, min_length=1, max_length=4096)
     limit: int = Field(50, ge=1, le=MAX_PAGE)
 
+
 class Price(BaseModel):
     currency: str
     amount: str | None
     """A plain decimal string; None when the product has no price in this currency (prices are
     never converted)."""
     note: str | None = None
+
 
 class LocationStock(BaseModel):
     partner_id: str
@@ -56,6 +60,7 @@ class LocationStock(BaseModel):
     incoming: int
     reported_at: datetime
 
+
 class PartnerStock(BaseModel):
     partner_id: str
     available: int
@@ -63,6 +68,7 @@ class PartnerStock(BaseModel):
     reserved: int
     incoming: int
     locations: int
+
 
 class InventoryItem(BaseModel):
     sku: str
@@ -85,6 +91,7 @@ class InventoryItem(BaseModel):
     """Per location on the single-SKU answer; left out of search results."""
     as_of: datetime | None
     """The newest report behind these numbers; None when nothing was reported."""
+
 
 def describe(
     product: ProductIntroduced,
@@ -131,20 +138,28 @@ def describe(
         ],
         locations=[
             LocationStock(
-                partner_id=lv.partner_id, location_id=lv.location_id, available=lv.available,
-                on_hand=lv.on_hand, reserved=lv.reserved, incoming=lv.incoming,
+                partner_id=lv.partner_id,
+                location_id=lv.location_id,
+                available=lv.available,
+                on_hand=lv.on_hand,
+                reserved=lv.reserved,
+                incoming=lv.incoming,
                 reported_at=lv.reported_at,
             )
             for lv in stock.levels
-        ] if with_locations else None,
+        ]
+        if with_locations
+        else None,
         as_of=stock.as_of,
     )
+
 
 class InventoryQueries:
     """The reads behind the inventory API."""
 
-    def __init__(self, catalog: ProductCatalog | None = None,
-                 view: AvailabilityView | None = None) -> None:
+    def __init__(
+        self, catalog: ProductCatalog | None = None, view: AvailabilityView | None = None
+    ) -> None:
         self.catalog = catalog or ProductCatalog()
         self.view = view or AvailabilityView()
 
@@ -169,10 +184,12 @@ class InventoryQueries:
                 if availability is None:
                     return None
                 availability = availability.where(
-                    region=query.region, partner_id=query.partner, location_id=query.location)
+                    region=query.region, partner_id=query.partner, location_id=query.location
+                )
                 if not availability.levels:
                     return None
             return describe(product, availability, query, accept_language, with_locations=False)
 
-        return self.catalog.select(pick, category_prefix=query.category, cursor=query.cursor,
-                                   limit=query.limit)
+        return self.catalog.select(
+            pick, category_prefix=query.category, cursor=query.cursor, limit=query.limit
+        )

@@ -53,11 +53,15 @@ class StockRejection(BaseModel):
     location_id: str
     region: str
     reported_at: datetime
-    channel: Channel = Field(description="How the report came in: `http` (POST .../stock), "
-                                         "`file` (a drop), `kafka` (the partner's producer).")
+    channel: Channel = Field(
+        description="How the report came in: `http` (POST .../stock), "
+        "`file` (a drop), `kafka` (the partner's producer)."
+    )
     source: str = Field(description="The CloudEvents source of the refused event.")
-    event_id: str = Field(description="The CloudEvents id of the refused event (for HTTP, one "
-                                      "of the `event_ids` the 202 answered).")
+    event_id: str = Field(
+        description="The CloudEvents id of the refused event (for HTTP, one "
+        "of the `event_ids` the 202 answered)."
+    )
     reason: str = Field(description="Why it was refused, naming the field.")
     rejected_at: datetime
 
@@ -71,13 +75,21 @@ def channel_of(source: str) -> Channel:
     return "kafka"
 
 
-def rejection_of(report: StockReported, *, source: str, event_id: str, reason: str,
-                 now: datetime | None = None) -> StockRejection:
+def rejection_of(
+    report: StockReported, *, source: str, event_id: str, reason: str, now: datetime | None = None
+) -> StockRejection:
     return StockRejection(
-        partner_id=report.partner_id, partner_sku=report.partner_sku,
-        location_id=report.location_id, region=report.region, reported_at=report.reported_at,
-        channel=channel_of(source), source=source, event_id=event_id, reason=reason,
-        rejected_at=now or datetime.now(UTC))
+        partner_id=report.partner_id,
+        partner_sku=report.partner_sku,
+        location_id=report.location_id,
+        region=report.region,
+        reported_at=report.reported_at,
+        channel=channel_of(source),
+        source=source,
+        event_id=event_id,
+        reason=reason,
+        rejected_at=now or datetime.now(UTC),
+    )
 
 
 class StockRejections:
@@ -96,25 +108,34 @@ class StockRejections:
         """Keep ``rejection``; ``False`` if its event was recorded before (nothing changes)."""
         partner = _partner_folder(rejection.partner_id)
         digest = hashlib.sha256(
-            json.dumps([rejection.source, rejection.event_id]).encode()).hexdigest()[:40]
+            json.dumps([rejection.source, rejection.event_id]).encode()
+        ).hexdigest()[:40]
         record_key = f"{partner}events/{digest}.json"
         try:
-            self._store.put(self._bucket, record_key, rejection.model_dump_json().encode(),
-                            content_type=JSON, if_none_match=True)
+            self._store.put(
+                self._bucket,
+                record_key,
+                rejection.model_dump_json().encode(),
+                content_type=JSON,
+                if_none_match=True,
+            )
             created = True
         except PreconditionFailed:
             # Recorded before: keep the first recording, and its place in the listing.
             rejection = StockRejection.model_validate_json(
-                self._store.get(self._bucket, record_key).body)
+                self._store.get(self._bucket, record_key).body
+            )
             created = False
         listed_key = f"{partner}recent/{_inverted(rejection.rejected_at)}-{digest}.json"
         if created or not self._exists(listed_key):
-            self._store.put(self._bucket, listed_key, rejection.model_dump_json().encode(),
-                            content_type=JSON)
+            self._store.put(
+                self._bucket, listed_key, rejection.model_dump_json().encode(), content_type=JSON
+            )
         return created
 
-    def list(self, partner_id: str, *, cursor: str | None = None,
-             limit: int = 50) -> Page[StockRejection]:
+    def list(
+        self, partner_id: str, *, cursor: str | None = None, limit: int = 50
+    ) -> Page[StockRejection]:
         """The partner's rejections, newest first; ``next_cursor`` continues the listing.
         Raises :class:`~shared.inventory.pages.InvalidCursor` for a cursor of another listing."""
         prefix = f"{_partner_folder(partner_id)}recent/"
@@ -122,7 +143,8 @@ class StockRejections:
         def load(info: ObjectInfo) -> StockRejection | None:
             try:
                 return StockRejection.model_validate_json(
-                    self._store.get(self._bucket, info.key).body)
+                    self._store.get(self._bucket, info.key).body
+                )
             except ObjectNotFound:
                 return None  # removed since it was listed
             except ValidationError:

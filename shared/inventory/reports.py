@@ -80,8 +80,9 @@ class StockPost(BaseModel):
         return value
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
         # What is accepted is either form (see _one_or_many), so say so in the OpenAPI document.
         ref = handler(core_schema)
         if handler.mode != "validation":
@@ -91,8 +92,11 @@ class StockPost(BaseModel):
         one_line = batch["properties"]["lines"]["items"]
         title = schema.get("title")
         schema.clear()
-        schema.update(title=title, description="Either one line or `{\"lines\": [...]}`.",
-                      anyOf=[batch, one_line])
+        schema.update(
+            title=title,
+            description='Either one line or `{"lines": [...]}`.',
+            anyOf=[batch, one_line],
+        )
         return ref
 
 
@@ -103,9 +107,14 @@ class StockAccepted(BaseModel):
     event_ids: list[str] = Field(description="The events' ids, in the order of the lines.")
 
 
-def stock_events(partner: str, post: StockPost, *, received_at: datetime | None = None,
-                 idempotency_key: str | None = None,
-                 max_future_skew: timedelta | None = None) -> list[Event[StockReported]]:
+def stock_events(
+    partner: str,
+    post: StockPost,
+    *,
+    received_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    max_future_skew: timedelta | None = None,
+) -> list[Event[StockReported]]:
     """One ``stock-reported`` event per line. With an idempotency key the ids are derived from
     it, so that a retried request publishes the same ids and consumers drop the copies. With
     ``max_future_skew``, a line dated further than that after ``received_at`` is a 422."""
@@ -114,10 +123,13 @@ def stock_events(partner: str, post: StockPost, *, received_at: datetime | None 
     problems: list[Problem] = []
     for n, line in enumerate(post.lines):
         try:
-            payload = StockReported(partner_id=partner, **{
-                **line.model_dump(exclude_none=True),
-                "reported_at": line.reported_at or received_at,
-            })
+            payload = StockReported(
+                partner_id=partner,
+                **{
+                    **line.model_dump(exclude_none=True),
+                    "reported_at": line.reported_at or received_at,
+                },
+            )
         except ValidationError as exc:  # rules across fields, e.g. packs need units_per_pack
             problems.append(from_validation_error(exc, prefix=f"lines[{n}]"))
             continue
@@ -125,17 +137,39 @@ def stock_events(partner: str, post: StockPost, *, received_at: datetime | None 
             try:
                 check_not_ahead(payload.reported_at, received_at, max_future_skew)
             except InventoryRuleViolation as exc:
-                problems.append(Problem(422, errors=[{
-                    "loc": f"lines[{n}].reported_at",
-                    "msg": str(exc).removeprefix("reported_at: "), "type": "too_far_ahead"}]))
+                problems.append(
+                    Problem(
+                        422,
+                        errors=[
+                            {
+                                "loc": f"lines[{n}].reported_at",
+                                "msg": str(exc).removeprefix("reported_at: "),
+                                "type": "too_far_ahead",
+                            }
+                        ],
+                    )
+                )
                 continue
-        event_id = (str(uuid.UUID(bytes=hashlib.sha256(
-            f"{partner}\0{idempotency_key}\0{n}".encode()).digest()[:16], version=4))
-            if idempotency_key else None)
+        event_id = (
+            str(
+                uuid.UUID(
+                    bytes=hashlib.sha256(f"{partner}\0{idempotency_key}\0{n}".encode()).digest()[
+                        :16
+                    ],
+                    version=4,
+                )
+            )
+            if idempotency_key
+            else None
+        )
         events.append(new_event(payload, source=f"/partners/{partner}/stock", id=event_id))
     if problems:
         errors = [e for p in problems for e in p.errors]
-        raise Problem(422, "Request body is not valid",
-                      f"{len(errors)} field{'s' if len(errors) != 1 else ''} failed validation",
-                      type=problem_type("validation-error"), errors=errors)
+        raise Problem(
+            422,
+            "Request body is not valid",
+            f"{len(errors)} field{'s' if len(errors) != 1 else ''} failed validation",
+            type=problem_type("validation-error"),
+            errors=errors,
+        )
     return events

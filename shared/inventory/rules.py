@@ -41,7 +41,8 @@ def check_not_ahead(reported_at: datetime, now: datetime, max_skew: timedelta) -
     if reported_at > now + max_skew:
         raise InventoryRuleViolation(
             f"reported_at: more than {max_skew.total_seconds():g} s ahead of the time the "
-            "report was received; check the sending system's clock")
+            "report was received; check the sending system's clock"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ class SkuAvailability:
 
     def with_level(self, new: StockLevel) -> SkuAvailability:
         others = [
-            lv for lv in self.levels
+            lv
+            for lv in self.levels
             if (lv.partner_id, lv.location_id) != (new.partner_id, new.location_id)
         ]
         ordered = sorted([*others, new], key=lambda lv: (lv.partner_id, lv.location_id))
@@ -113,7 +115,8 @@ class SkuAvailability:
     ) -> SkuAvailability:
         """Only the levels that match every filter given."""
         kept = tuple(
-            lv for lv in self.levels
+            lv
+            for lv in self.levels
             if (region is None or lv.region == region)
             and (partner_id is None or lv.partner_id == partner_id)
             and (location_id is None or lv.location_id == location_id)
@@ -168,9 +171,7 @@ def available(on_hand: int, reserved: int) -> int:
 def _to_base(value: Decimal, factor: int, field: str, unit: str) -> int:
     scaled = value * factor
     if scaled != scaled.to_integral_value():
-        raise InventoryRuleViolation(
-            f"{field}: {value} {unit} is not a whole number of base units"
-        )
+        raise InventoryRuleViolation(f"{field}: {value} {unit} is not a whole number of base units")
     return int(scaled)
 
 
@@ -278,8 +279,12 @@ def decide(
 
 
 def _same_numbers(report: NormalizedReport, last: StockLevel) -> bool:
-    return ((report.on_hand, report.reserved, report.incoming, report.region)
-            == (last.on_hand, last.reserved, last.incoming, last.region))
+    return (report.on_hand, report.reserved, report.incoming, report.region) == (
+        last.on_hand,
+        last.reserved,
+        last.incoming,
+        last.region,
+    )
 
 
 def announce(sku: str, level: StockLevel) -> tuple[InventoryEvent, ...]:
@@ -300,16 +305,28 @@ def announce(sku: str, level: StockLevel) -> tuple[InventoryEvent, ...]:
         )
     ]
     if previous is not None and previous > 0 and level.available == 0:
-        events.append(OutOfStock(
-            sku=sku, location_id=level.location_id, partner_id=level.partner_id,
-            region=level.region, previous_available=previous, as_of=level.reported_at,
-        ))
+        events.append(
+            OutOfStock(
+                sku=sku,
+                location_id=level.location_id,
+                partner_id=level.partner_id,
+                region=level.region,
+                previous_available=previous,
+                as_of=level.reported_at,
+            )
+        )
     elif previous == 0 and level.available > 0:
-        events.append(BackInStock(
-            sku=sku, location_id=level.location_id, partner_id=level.partner_id,
-            region=level.region, available=level.available, unit=level.unit,
-            as_of=level.reported_at,
-        ))
+        events.append(
+            BackInStock(
+                sku=sku,
+                location_id=level.location_id,
+                partner_id=level.partner_id,
+                region=level.region,
+                available=level.available,
+                unit=level.unit,
+                as_of=level.reported_at,
+            )
+        )
     return tuple(events)
 
 
@@ -330,18 +347,19 @@ def source_covers(prefix: str, source: str) -> bool:
     """
     if not source.startswith(prefix):
         return False
-    rest = source[len(prefix):]
+    rest = source[len(prefix) :]
     return not rest or prefix.endswith(("/", "#")) or rest[0] in "/#"
 
 
 def reserved_source(prefix: str) -> bool:
     """``prefix`` lies in, or would cover, a source root that only retailfn publishes."""
-    return any(prefix.startswith(root) or source_covers(prefix, root + "x")
-               or prefix == root.rstrip("/") for root in RESERVED_SOURCE_ROOTS)
+    return any(
+        prefix.startswith(root) or source_covers(prefix, root + "x") or prefix == root.rstrip("/")
+        for root in RESERVED_SOURCE_ROOTS
+    )
 
 
-def source_partner(source: str, *, drops_bucket: str,
-                   registered: Mapping[str, str]) -> str | None:
+def source_partner(source: str, *, drops_bucket: str, registered: Mapping[str, str]) -> str | None:
     """The partner a stock report's CloudEvents ``source`` is bound to, or ``None``.
 
     * ``/partners/{p}`` and ``/partners/{p}/...``: the HTTP channel, bound to ``p``;
@@ -361,8 +379,9 @@ def source_partner(source: str, *, drops_bucket: str,
     return registered[max(covering, key=len)] if covering else None
 
 
-def check_source_binding(source: str, partner_id: str, *, drops_bucket: str,
-                         registered: Mapping[str, str]) -> None:
+def check_source_binding(
+    source: str, partner_id: str, *, drops_bucket: str, registered: Mapping[str, str]
+) -> None:
     """Raise :class:`InventoryRuleViolation` unless ``source`` is bound to ``partner_id``.
 
     A partner writes only its own stock, whichever channel it uses; see :func:`source_partner`.
@@ -373,7 +392,9 @@ def check_source_binding(source: str, partner_id: str, *, drops_bucket: str,
     if owner is None:
         raise InventoryRuleViolation(
             f"source: {source!r} is bound to no partner, so it may not report stock for partner "
-            f"{partner_id!r}; a producer is bound with `retailfn partners bind`")
+            f"{partner_id!r}; a producer is bound with `retailfn partners bind`"
+        )
     raise InventoryRuleViolation(
         f"partner_id: the report is for partner {partner_id!r}, but its source {source!r} is "
-        f"bound to partner {owner!r}")
+        f"bound to partner {owner!r}"
+    )

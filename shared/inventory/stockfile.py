@@ -31,8 +31,16 @@ from shared.platform.errors import PermanentError
 Format = Literal["csv", "ndjson"]
 
 COLUMNS = (
-    "partner_sku", "location_id", "region", "on_hand", "reserved", "incoming", "unit",
-    "units_per_pack", "reported_at", "sequence",
+    "partner_sku",
+    "location_id",
+    "region",
+    "on_hand",
+    "reserved",
+    "incoming",
+    "unit",
+    "units_per_pack",
+    "reported_at",
+    "sequence",
 )
 """CSV columns a partner may send, in the documented order (any order is accepted)."""
 REQUIRED_COLUMNS = ("partner_sku", "location_id", "region", "on_hand", "reported_at")
@@ -177,15 +185,19 @@ def _header(row: list[str], number: int) -> list[str]:
     if unknown:
         raise StockFileError(
             f"unknown column(s) {', '.join(repr(n) for n in unknown)} in the header; "
-            f"expected {', '.join(COLUMNS)}", line=number)
+            f"expected {', '.join(COLUMNS)}",
+            line=number,
+        )
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise StockFileError(f"column(s) {', '.join(map(repr, repeated))} appear more than once",
-                             line=number)
+        raise StockFileError(
+            f"column(s) {', '.join(map(repr, repeated))} appear more than once", line=number
+        )
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
-        raise StockFileError(f"missing required column(s) {', '.join(map(repr, missing))}",
-                             line=number)
+        raise StockFileError(
+            f"missing required column(s) {', '.join(map(repr, missing))}", line=number
+        )
     return names
 
 
@@ -224,8 +236,10 @@ def _ndjson_records(
 def _stock_report(fields: dict[str, Any], partner_id: str) -> StockReported | str:
     named = fields.get(OPTIONAL_PARTNER_COLUMN)
     if named not in (None, "", partner_id):
-        return (f"partner_id: the line names partner {named!r}, but the file is in the folder "
-                f"of partner {partner_id!r}")
+        return (
+            f"partner_id: the line names partner {named!r}, but the file is in the folder "
+            f"of partner {partner_id!r}"
+        )
     try:
         return StockReported.model_validate({**fields, "partner_id": partner_id})
     except ValidationError as error:
@@ -240,4 +254,3 @@ def reason_of(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
-

@@ -15,9 +15,20 @@ from events.fields import Region
 FALLBACK_LOCALE = "en-US"
 
 SUPPORTED_LOCALES: tuple[str, ...] = (
-    "en-US", "en-CA", "es-MX", "fr-CA",  # North America
-    "en-GB", "de-DE", "fr-FR", "it-IT", "es-ES", "nl-NL",  # Europe
-    "ja-JP", "zh-CN", "zh-TW", "ko-KR",  # Asia
+    "en-US",
+    "en-CA",
+    "es-MX",
+    "fr-CA",  # North America
+    "en-GB",
+    "de-DE",
+    "fr-FR",
+    "it-IT",
+    "es-ES",
+    "nl-NL",  # Europe
+    "ja-JP",
+    "zh-CN",
+    "zh-TW",
+    "ko-KR",  # Asia
     "en-AU",  # Australia
 )
 """The locales the service is offered in; product names may come in any BCP-47 locale."""
@@ -27,8 +38,12 @@ REGIONS: tuple[Region, ...] = ("na", "eu", "asia", "au")
 
 # Chinese written in Traditional script must not fall back to Simplified (and back).
 _IMPLIED_SCRIPT = {
-    ("zh", "TW"): "Hant", ("zh", "HK"): "Hant", ("zh", "MO"): "Hant",
-    ("zh", "CN"): "Hans", ("zh", "SG"): "Hans", ("zh", None): "Hans",
+    ("zh", "TW"): "Hant",
+    ("zh", "HK"): "Hant",
+    ("zh", "MO"): "Hant",
+    ("zh", "CN"): "Hans",
+    ("zh", "SG"): "Hans",
+    ("zh", None): "Hans",
 }
 _RANGE = re.compile(r"^(?:\*|[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*)$")
 _Q = re.compile(r"^q=(?P<q>0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$", re.IGNORECASE)

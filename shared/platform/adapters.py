@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from shared.integration.objectstore.cos import CosStore
 
 
-
 def event_bus_from_settings(settings: Settings | None = None) -> EventBus:
     """The bus the settings choose: the embedded log under ``data_dir/bus``, or Kafka."""
     settings = settings or get_settings()

@@ -35,8 +35,10 @@ class Segment:
 
 def object_key(topic: str, partition: int, start_offset: int, timestamp_ms: int) -> str:
     when = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-    return (f"{PREFIX}{topic}/date={when:%Y-%m-%d}/hour={when:%H}/"
-            f"{topic}+{partition}+{start_offset:010d}.ndjson.gz")
+    return (
+        f"{PREFIX}{topic}/date={when:%Y-%m-%d}/hour={when:%H}/"
+        f"{topic}+{partition}+{start_offset:010d}.ndjson.gz"
+    )
 
 
 def segments(batch: KafkaBatch, max_records: int) -> Iterator[Segment]:
@@ -56,15 +58,21 @@ def segments(batch: KafkaBatch, max_records: int) -> Iterator[Segment]:
 
 def _segment(batch: KafkaBatch, records: list[BatchRecord]) -> Segment:
     first = records[0]
-    return Segment(object_key(batch.topic, batch.partition, first.offset, first.timestamp_ms),
-                   records)
+    return Segment(
+        object_key(batch.topic, batch.partition, first.offset, first.timestamp_ms), records
+    )
 
 
 def archive_line(topic: str, partition: int, record: BatchRecord) -> dict[str, Any]:
     """A record as one JSON line: the structured CloudEvent if it was one, plus where it was."""
     raw = base64.b64decode(record.value) if record.value_encoding == "base64" else record.value
-    kafka = {"topic": topic, "partition": partition, "offset": record.offset,
-             "timestamp_ms": record.timestamp_ms, "key": record.key}
+    kafka = {
+        "topic": topic,
+        "partition": partition,
+        "offset": record.offset,
+        "timestamp_ms": record.timestamp_ms,
+        "key": record.key,
+    }
     ce = {name[3:]: value for name, value in record.headers.items() if name.startswith("ce_")}
     if "specversion" in ce and isinstance(raw, str):
         if "content-type" in record.headers:
@@ -84,8 +92,9 @@ def encode(topic: str, partition: int, records: Iterable[BatchRecord]) -> bytes:
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
         for record in records:
-            line = json.dumps(archive_line(topic, partition, record), separators=(",", ":"),
-                              sort_keys=True)
+            line = json.dumps(
+                archive_line(topic, partition, record), separators=(",", ":"), sort_keys=True
+            )
             gz.write(line.encode())
             gz.write(b"\n")
     return buffer.getvalue()

@@ -175,8 +175,9 @@ class UnknownApiKey(LookupError):
 # --- the one call a function makes -------------------------------------------------------------
 
 
-def authenticate(request: HTTPConnection | Mapping[str, str],
-                 scopes: Iterable[str] | str = ()) -> Principal:
+def authenticate(
+    request: HTTPConnection | Mapping[str, str], scopes: Iterable[str] | str = ()
+) -> Principal:
     """The caller of ``request`` (a Starlette request or its headers), holding every scope in
     ``scopes``; otherwise a 401 or 403 :class:`Problem`.
 
@@ -193,10 +194,16 @@ def authenticate(request: HTTPConnection | Mapping[str, str],
     missing = sorted(s for s in required if not principal.has_scope(s))
     if missing:
         _log_failure(principal.method, "insufficient scope", subject=principal.subject)
-        challenge = (f'Bearer realm="{REALM}", error="insufficient_scope", '
-                     f'scope="{" ".join(missing)}"' if principal.method == "jwt" else None)
-        raise Problem(403, detail=f"the credentials lack the scope {' '.join(missing)}",
-                      headers={"WWW-Authenticate": challenge} if challenge else None)
+        challenge = (
+            f'Bearer realm="{REALM}", error="insufficient_scope", scope="{" ".join(missing)}"'
+            if principal.method == "jwt"
+            else None
+        )
+        raise Problem(
+            403,
+            detail=f"the credentials lack the scope {' '.join(missing)}",
+            headers={"WWW-Authenticate": challenge} if challenge else None,
+        )
     return principal
 
 
@@ -210,9 +217,10 @@ def require_partner(principal: Principal, partner: str) -> None:
         _log_failure(principal.method, "not a partner id", subject=principal.subject)
         raise Problem(403, detail="the credentials do not allow acting for this partner")
     # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
-    if principal.is_admin or (principal.partner_id is not None
-                              and hmac.compare_digest(principal.partner_id.encode(),
-                                                      partner.encode())):
+    if principal.is_admin or (
+        principal.partner_id is not None
+        and hmac.compare_digest(principal.partner_id.encode(), partner.encode())
+    ):
         return
     _log_failure(principal.method, "partner mismatch", subject=principal.subject)
     raise Problem(403, detail="the credentials do not allow acting for this partner")
@@ -229,8 +237,9 @@ def _credential(headers: Mapping[str, str], settings: Settings) -> tuple[AuthMet
     authorization = (headers.get("authorization") or "").strip()
     x_api_key = (headers.get("x-api-key") or "").strip()
     if authorization and x_api_key:
-        raise _unauthorized("conflicting credentials: send one of Authorization and X-API-Key",
-                            settings)
+        raise _unauthorized(
+            "conflicting credentials: send one of Authorization and X-API-Key", settings
+        )
     if x_api_key:
         return "api_key", x_api_key
     if not authorization:
@@ -246,8 +255,9 @@ def _credential(headers: Mapping[str, str], settings: Settings) -> tuple[AuthMet
     raise _unauthorized("unsupported authorization scheme; use Bearer or ApiKey", settings)
 
 
-def _unauthorized(detail: str, settings: Settings, scheme: str | None = None,
-                  error: str | None = None) -> Problem:
+def _unauthorized(
+    detail: str, settings: Settings, scheme: str | None = None, error: str | None = None
+) -> Problem:
     if scheme == "Bearer":
         challenge = f'Bearer realm="{REALM}"'
         if error:
@@ -258,14 +268,18 @@ def _unauthorized(detail: str, settings: Settings, scheme: str | None = None,
         challenge = f'ApiKey realm="{REALM}"'
         if _jwt_verifier(settings) is not None:
             challenge = f'Bearer realm="{REALM}", {challenge}'
-    return Problem(401, detail=detail,
-                   headers={"WWW-Authenticate": challenge})
+    return Problem(401, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
 def _log_failure(method: str, reason: str, **fields: Any) -> None:
-    log.info("authentication refused",
-             extra={"auth_method": method, "auth_reason": reason,
-                    **{f"auth_{k}": v for k, v in fields.items() if v is not None}})
+    log.info(
+        "authentication refused",
+        extra={
+            "auth_method": method,
+            "auth_reason": reason,
+            **{f"auth_{k}": v for k, v in fields.items() if v is not None},
+        },
+    )
 
 
 def _scope_set(scopes: Iterable[str] | str) -> frozenset[str]:
@@ -335,8 +349,9 @@ class _KeyCache:
         self._entries: dict[tuple[str, str], tuple[float, ApiKeyRecord | None]] = {}
         self._dev_ensured: set[str] = set()
 
-    def get(self, store: ObjectStore, bucket_name: str, key_id: str,
-            ttl: float) -> ApiKeyRecord | None:
+    def get(
+        self, store: ObjectStore, bucket_name: str, key_id: str, ttl: float
+    ) -> ApiKeyRecord | None:
         now = _monotonic()
         hit = self._entries.get((bucket_name, key_id))
         if hit is not None and now - hit[0] < ttl:
@@ -412,8 +427,11 @@ def _check_scopes(scopes: Iterable[str] | str) -> list[str]:
     return chosen
 
 
-def create_api_key(partner: str, scopes: Iterable[str] | str = DEFAULT_PARTNER_SCOPES,
-                   expires_in: timedelta | float | None = None) -> tuple[str, str]:
+def create_api_key(
+    partner: str,
+    scopes: Iterable[str] | str = DEFAULT_PARTNER_SCOPES,
+    expires_in: timedelta | float | None = None,
+) -> tuple[str, str]:
     """A new API key for ``partner``: ``(key_id, plaintext)``. The plaintext is not stored
     anywhere; show it once. ``expires_in`` is a timedelta or seconds."""
     _check_partner(partner)
@@ -427,9 +445,14 @@ def create_api_key(partner: str, scopes: Iterable[str] | str = DEFAULT_PARTNER_S
         key_id = secrets.token_hex(8)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
         created = _now()
-        record = ApiKeyRecord(key_id=key_id, partner_id=partner, scopes=chosen,
-                              secret_sha256=_digest(secret), created_at=created,
-                              expires_at=created + expires_in if expires_in else None)
+        record = ApiKeyRecord(
+            key_id=key_id,
+            partner_id=partner,
+            scopes=chosen,
+            secret_sha256=_digest(secret),
+            created_at=created,
+            expires_at=created + expires_in if expires_in else None,
+        )
         try:
             _put_new(store, bucket_name, record)
         except PreconditionFailed:  # 64 random bits collided; draw again
@@ -455,8 +478,13 @@ def revoke_api_key(key_id: str) -> ApiKeyRecord:
             break
         record = record.model_copy(update={"revoked_at": _now()})
         try:
-            store.put(bucket_name, _object_key(key_id), record.model_dump_json().encode(),
-                      content_type="application/json", if_match=stored.info.etag)
+            store.put(
+                bucket_name,
+                _object_key(key_id),
+                record.model_dump_json().encode(),
+                content_type="application/json",
+                if_match=stored.info.etag,
+            )
         except PreconditionFailed:  # changed under us (another revoke?): read it again
             continue
         log.info("API key revoked", extra={"auth_key_id": key_id, "partner": record.partner_id})
@@ -494,10 +522,13 @@ def ensure_dev_api_keys() -> dict[str, str]:
     store, bucket_name = _state()
     keys: dict[str, str] = {}
     for partner in DEV_PARTNERS:
-        record = ApiKeyRecord(key_id=f"dev-{partner}", partner_id=partner,
-                              scopes=sorted(DEV_SCOPES),
-                              secret_sha256=_digest(dev_api_key_secret(partner)),
-                              created_at=_now())
+        record = ApiKeyRecord(
+            key_id=f"dev-{partner}",
+            partner_id=partner,
+            scopes=sorted(DEV_SCOPES),
+            secret_sha256=_digest(dev_api_key_secret(partner)),
+            created_at=_now(),
+        )
         try:
             _put_new(store, bucket_name, record)
         except PreconditionFailed:
@@ -518,8 +549,11 @@ class _KeySource(Protocol):
 
 
 def _usable(keys: Iterable[jwt.PyJWK]) -> list[jwt.PyJWK]:
-    return [k for k in keys
-            if k.public_key_use in ("sig", None) and k.algorithm_name in ALLOWED_ALGORITHMS]
+    return [
+        k
+        for k in keys
+        if k.public_key_use in ("sig", None) and k.algorithm_name in ALLOWED_ALGORITHMS
+    ]
 
 
 def _pick(keys: list[jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
@@ -558,8 +592,9 @@ class _HttpKeys:
     and an unknown ``kid`` (a rotated key) refetches at most every 30 s."""
 
     def __init__(self, url: str, ttl: float) -> None:
-        self.client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=ttl, timeout=5,
-                                      cooldown_duration=30)
+        self.client = jwt.PyJWKClient(
+            url, cache_jwk_set=True, lifespan=ttl, timeout=5, cooldown_duration=30
+        )
 
     def key_for(self, kid: str | None) -> jwt.PyJWK | None:
         try:
@@ -583,8 +618,7 @@ class _DevKeys:
         issuer = dev_issuer()
         parsed = self._parsed
         if parsed is None or parsed[0] != issuer.kid:
-            parsed = self._parsed = (issuer.kid,
-                                     _usable(jwt.PyJWKSet.from_dict(issuer.jwks).keys))
+            parsed = self._parsed = (issuer.kid, _usable(jwt.PyJWKSet.from_dict(issuer.jwks).keys))
         return _pick(parsed[1], kid)
 
 
@@ -622,8 +656,10 @@ def _build_verifier(settings: Settings) -> _JwtVerifier | None:
     url = settings.jwt_jwks_url
     if url:
         if not (settings.jwt_issuer and settings.jwt_audience):
-            log.warning("RETAILFN_JWT_JWKS_URL is set without RETAILFN_JWT_ISSUER and "
-                        "RETAILFN_JWT_AUDIENCE; bearer tokens are refused")
+            log.warning(
+                "RETAILFN_JWT_JWKS_URL is set without RETAILFN_JWT_ISSUER and "
+                "RETAILFN_JWT_AUDIENCE; bearer tokens are refused"
+            )
             return None
         parsed = urlparse(url)
         keys: _KeySource
@@ -634,8 +670,10 @@ def _build_verifier(settings: Settings) -> _JwtVerifier | None:
         elif not parsed.scheme:
             keys = _FileKeys(Path(url))
         else:
-            log.warning("RETAILFN_JWT_JWKS_URL must be http(s), file:// or a path; "
-                        "bearer tokens are refused")
+            log.warning(
+                "RETAILFN_JWT_JWKS_URL must be http(s), file:// or a path; "
+                "bearer tokens are refused"
+            )
             return None
         return _JwtVerifier(settings.jwt_issuer, settings.jwt_audience, keys, **common)
     if settings.stage == LOCAL_STAGE:
@@ -672,8 +710,12 @@ def _verify_bearer(token: str, settings: Settings) -> Principal:
         raise refuse("algorithm does not match the key", alg=alg, kid=kid)
     try:
         claims = jwt.decode(
-            token, key.key, algorithms=[alg], audience=verifier.audience,
-            issuer=verifier.issuer, leeway=verifier.leeway,
+            token,
+            key.key,
+            algorithms=[alg],
+            audience=verifier.audience,
+            issuer=verifier.issuer,
+            leeway=verifier.leeway,
             options={"require": list(REQUIRED_CLAIMS)},
         )
     except jwt.ExpiredSignatureError:

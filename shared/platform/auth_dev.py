@@ -103,8 +103,9 @@ def issue_dev_token(
     if partner_id is not None:
         claims[settings.jwt_partner_claim] = partner_id
     claims.update(extra_claims or {})
-    return jwt.encode(claims, issuer.private_key, algorithm=DEV_ALGORITHM,
-                      headers={"kid": issuer.kid})
+    return jwt.encode(
+        claims, issuer.private_key, algorithm=DEV_ALGORITHM, headers={"kid": issuer.kid}
+    )
 
 
 def dev_api_key_secret(partner: str) -> str:
@@ -123,9 +124,11 @@ def _load_or_create(directory: Path) -> DevIssuer:
                 raise ValueError(f"{pem_path} is not an RSA private key")
         else:
             private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            pem = private_key.private_bytes(serialization.Encoding.PEM,
-                                            serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption())
+            pem = private_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
             _write_atomically(pem_path, pem, mode=0o600)
         public_jwk = json.loads(RSAAlgorithm.to_jwk(private_key.public_key()))
         kid = _thumbprint(public_jwk)
@@ -139,8 +142,9 @@ def _load_or_create(directory: Path) -> DevIssuer:
 
 def _thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 JWK thumbprint of an RSA key: stable, so tokens survive a restart."""
-    canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"),
-                           sort_keys=True)
+    canonical = json.dumps(
+        {k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True
+    )
     digest = hashlib.sha256(canonical.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

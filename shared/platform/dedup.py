@@ -33,8 +33,13 @@ def _digest(key: str) -> str:
 
 
 class ClaimStore:
-    def __init__(self, store: ObjectStore, bucket: str, prefix: str = "runtime/claims",
-                 ttl: timedelta = DEFAULT_TTL) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        bucket: str,
+        prefix: str = "runtime/claims",
+        ttl: timedelta = DEFAULT_TTL,
+    ) -> None:
         self._store = store
         self._bucket = bucket
         self._prefix = prefix.rstrip("/")
@@ -44,11 +49,13 @@ class ClaimStore:
         return f"{self._prefix}/{scope}/{_digest(key)}.json"
 
     def _body(self, key: str, value: dict | None) -> bytes:
-        return json.dumps({
-            "key": key,
-            "expires_at": (datetime.now(UTC) + self._ttl).isoformat(),
-            "value": value,
-        }).encode()
+        return json.dumps(
+            {
+                "key": key,
+                "expires_at": (datetime.now(UTC) + self._ttl).isoformat(),
+                "value": value,
+            }
+        ).encode()
 
     def claim(self, scope: str, key: str, value: dict | None = None) -> bool:
         """Record ``key`` as done; ``False`` if it was already recorded and has not expired."""
@@ -60,8 +67,9 @@ class ClaimStore:
         object_key = self._key(scope, key)
         body = self._body(key, value)
         try:
-            return self._store.put(self._bucket, object_key, body, content_type="application/json",
-                                   if_none_match=True).etag
+            return self._store.put(
+                self._bucket, object_key, body, content_type="application/json", if_none_match=True
+            ).etag
         except PreconditionFailed:
             pass  # claimed before: it may have expired, which the read below decides
         try:
@@ -71,8 +79,13 @@ class ClaimStore:
         if datetime.fromisoformat(json.loads(current.body)["expires_at"]) > datetime.now(UTC):
             return None
         try:  # expired: take it over, but only if nobody else did first
-            return self._store.put(self._bucket, object_key, body, content_type="application/json",
-                                   if_match=current.info.etag).etag
+            return self._store.put(
+                self._bucket,
+                object_key,
+                body,
+                content_type="application/json",
+                if_match=current.info.etag,
+            ).etag
         except PreconditionFailed:
             return None
 
@@ -96,8 +109,13 @@ class ClaimStore:
         """Overwrite the value of the claim at ``version`` (its expiry restarts): the new
         version, or ``None`` if the claim changed or went meanwhile."""
         try:
-            return self._store.put(self._bucket, self._key(scope, key), self._body(key, value),
-                                   content_type="application/json", if_match=version).etag
+            return self._store.put(
+                self._bucket,
+                self._key(scope, key),
+                self._body(key, value),
+                content_type="application/json",
+                if_match=version,
+            ).etag
         except (PreconditionFailed, ObjectNotFound):
             return None
 
@@ -126,8 +144,14 @@ class ClaimStore:
 class SeenLog:
     """Recently processed event keys of one function, in memory and in the object store."""
 
-    def __init__(self, store: ObjectStore, bucket: str, function: str,
-                 ttl: timedelta = DEFAULT_TTL, max_in_memory: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        bucket: str,
+        function: str,
+        ttl: timedelta = DEFAULT_TTL,
+        max_in_memory: int = 1_000_000,
+    ) -> None:
         self._store = store
         self._bucket = bucket
         self._prefix = f"runtime/seen/{function}/"
@@ -170,8 +194,12 @@ class SeenLog:
         """Write one batch's keys as one object; called before the batch's offsets are committed."""
         keys = list(keys)
         if keys:
-            self._store.put(self._bucket, f"{self._prefix}{batch_name}.json",
-                            json.dumps({"keys": keys}).encode(), content_type="application/json")
+            self._store.put(
+                self._bucket,
+                f"{self._prefix}{batch_name}.json",
+                json.dumps({"keys": keys}).encode(),
+                content_type="application/json",
+            )
 
     def _trim(self) -> None:
         with self._lock:

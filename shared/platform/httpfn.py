@@ -32,8 +32,9 @@ def _adapter(annotation: Any) -> TypeAdapter[Any]:
     return TypeAdapter(annotation)
 
 
-def path_params(request: Request, pattern: str,
-                types: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def path_params(
+    request: Request, pattern: str, types: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``{param}`` values of ``pattern`` (e.g. ``/v1/partners/{partner}/stock``) in the
     request's path, each validated as its annotation in ``types`` (e.g. ``{"partner":
     Identifier}``). A path that does not fit the pattern, or a value that does not fit its type,
@@ -48,10 +49,12 @@ def path_params(request: Request, pattern: str,
         try:
             params[key] = _adapter(annotation).validate_python(params[key])
         except ValidationError as exc:
-            msg = exc.errors(include_url=False, include_input=False,
-                             include_context=False)[0]["msg"]
-            raise not_found(f"The path does not match {pattern}: {{{key}}} is not valid "
-                            f"({msg})") from None
+            msg = exc.errors(include_url=False, include_input=False, include_context=False)[0][
+                "msg"
+            ]
+            raise not_found(
+                f"The path does not match {pattern}: {{{key}}} is not valid ({msg})"
+            ) from None
     return params
 
 

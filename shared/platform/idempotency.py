@@ -78,8 +78,11 @@ class Idempotency:
         request. Raises a 422 :class:`Problem` if the key was used for a different request, a
         409 with ``Retry-After`` while an identical request still holds it.
         """
-        reservation = {"fingerprint": fingerprint, "state": _IN_PROGRESS,
-                       "lease_until": (datetime.now(UTC) + LEASE).isoformat()}
+        reservation = {
+            "fingerprint": fingerprint,
+            "state": _IN_PROGRESS,
+            "lease_until": (datetime.now(UTC) + LEASE).isoformat(),
+        }
         for _ in range(3):  # each turn loses only to a claim that changed under it
             version = self._claims.claim_version(self.scope, key, reservation)
             if version is not None:
@@ -90,9 +93,12 @@ class Idempotency:
             doc, version = entry
             value = doc["value"]
             if value["fingerprint"] != fingerprint:
-                raise Problem(422, "Idempotency-Key reused",
-                              "This Idempotency-Key was already used with a different request",
-                              type=problem_type("idempotency-key-reused"))
+                raise Problem(
+                    422,
+                    "Idempotency-Key reused",
+                    "This Idempotency-Key was already used with a different request",
+                    type=problem_type("idempotency-key-reused"),
+                )
             if value.get("state") != _IN_PROGRESS:
                 return StoredAnswer(value["status"], value["body"])
             if datetime.fromisoformat(value["lease_until"]) > datetime.now(UTC):
@@ -101,20 +107,30 @@ class Idempotency:
             version = self._claims.replace(self.scope, key, reservation, version=version)
             if version is not None:
                 return Reservation(key, fingerprint, version)
-        raise Problem(409, "Idempotency-Key in use",
-                      "A request with this Idempotency-Key is still in progress; retry after "
-                      "Retry-After seconds",
-                      type=problem_type("idempotency-key-in-use"),
-                      headers={"Retry-After": str(RETRY_AFTER_S)})
+        raise Problem(
+            409,
+            "Idempotency-Key in use",
+            "A request with this Idempotency-Key is still in progress; retry after "
+            "Retry-After seconds",
+            type=problem_type("idempotency-key-in-use"),
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     def complete(self, reservation: Reservation, status: int, body: Any) -> None:
         """Keep the answer of the reserved request, for its retries."""
         # If an identical request took the key over meanwhile, the replace is refused and that
         # request keeps its own answer, which names the same event ids.
-        self._claims.replace(self.scope, reservation.key, {
-            "fingerprint": reservation.fingerprint, "state": "done", "status": status,
-            "body": json.loads(json.dumps(body, default=str)),
-        }, version=reservation.version)
+        self._claims.replace(
+            self.scope,
+            reservation.key,
+            {
+                "fingerprint": reservation.fingerprint,
+                "state": "done",
+                "status": status,
+                "body": json.loads(json.dumps(body, default=str)),
+            },
+            version=reservation.version,
+        )
 
     def release(self, reservation: Reservation) -> None:
         """Give the key up after a failed request, so that its retry is not refused."""

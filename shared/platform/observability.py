@@ -44,10 +44,14 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 class LogFormatter(JsonFormatter):
     """``time`` as RFC 3339 in UTC with milliseconds, which log tools parse without a pattern."""
 
-    def formatTime(  # noqa: N802 - logging.Formatter's name
-            self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(record.created, UTC).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
+    def formatTime(
+        self, record: logging.LogRecord, datefmt: str | None = None
+    ) -> str:
+        return (
+            datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:

@@ -42,7 +42,7 @@ class Problem(Exception):
         title: str | None = None,
         detail: str | None = None,
         *,
-        type: str = "about:blank",  # noqa: A002 - the RFC's member name
+        type: str = "about:blank",
         instance: str | None = None,
         errors: Iterable[Mapping[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
@@ -139,23 +139,28 @@ def method_not_allowed(allowed: Iterable[str], detail: str | None = None) -> Pro
     return Problem(405, detail=detail or f"Allowed methods: {allow}", headers={"Allow": allow})
 
 
-def payload_too_large(detail: str = "The request body is too large",
-                      limit_bytes: int | None = None) -> Problem:
+def payload_too_large(
+    detail: str = "The request body is too large", limit_bytes: int | None = None
+) -> Problem:
     extra = {"limit_bytes": limit_bytes} if limit_bytes is not None else {}
     return Problem(413, detail=detail, type=problem_type("payload-too-large"), **extra)
 
 
 def unavailable(detail: str = "Temporarily unavailable", retry_after_s: float = 1) -> Problem:
-    return Problem(503, detail=detail,
-                   headers={"Retry-After": str(max(0, math.ceil(retry_after_s)))})
+    return Problem(
+        503, detail=detail, headers={"Retry-After": str(max(0, math.ceil(retry_after_s)))}
+    )
 
 
 def internal_error(request_id: str | None = None) -> Problem:
     """The generic 500: says nothing about the failure except where to look it up."""
     detail = "The request failed unexpectedly"
     if request_id:
-        return Problem(500, detail=f"{detail}; it was logged with request id {request_id}",
-                       request_id=request_id)
+        return Problem(
+            500,
+            detail=f"{detail}; it was logged with request id {request_id}",
+            request_id=request_id,
+        )
     return Problem(500, detail=detail)
 
 

@@ -60,8 +60,9 @@ class BackgroundPublisher:
                 raise RuntimeError("the background publisher is closed")
             self._queue.extend(events)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="background-publisher",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="background-publisher", daemon=True
+                )
                 self._thread.start()
             if len(self._queue) >= self.max_batch:
                 self._lock.notify()
@@ -75,8 +76,9 @@ class BackgroundPublisher:
                 try:
                     publish_many(batch)
                 except Exception:  # a statistic is lost, never a request
-                    log.warning("background publish failed; %d events dropped", len(batch),
-                                exc_info=True)
+                    log.warning(
+                        "background publish failed; %d events dropped", len(batch), exc_info=True
+                    )
 
     def close(self) -> None:
         with self._lock:

@@ -153,13 +153,14 @@ class SettingsError(ValueError):
     came from and what is allowed (never the value of a secret)."""
 
 
-def build_settings(overlay: Mapping[str, str] | None = None, *,
-                   source: str = "serverless.yaml") -> Settings:
+def build_settings(
+    overlay: Mapping[str, str] | None = None, *, source: str = "serverless.yaml"
+) -> Settings:
     """Settings from the process environment with ``overlay`` (``RETAILFN_*`` names, e.g. a
     function's environment in ``serverless.yaml``) on top; other names in it are ignored."""
     values = {}
     for name, value in (overlay or {}).items():
-        field = name[len(ENV_PREFIX):].lower() if name.upper().startswith(ENV_PREFIX) else ""
+        field = name[len(ENV_PREFIX) :].lower() if name.upper().startswith(ENV_PREFIX) else ""
         if field in Settings.model_fields:
             values[field] = value
     try:
@@ -178,8 +179,11 @@ def _describe(exc: ValidationError, overlaid: set[str], source: str) -> str:
             continue
         field = str(err["loc"][0])
         where = source if field in overlaid else "the environment"
-        secret = "SecretStr" in str(Settings.model_fields[field].annotation) \
-            if field in Settings.model_fields else False
+        secret = (
+            "SecretStr" in str(Settings.model_fields[field].annotation)
+            if field in Settings.model_fields
+            else False
+        )
         shown = "" if secret or "input" not in err else f"={err['input']!s:.80}"
         problems.append(f"{ENV_PREFIX}{field.upper()}{shown} (from {where}): {msg}")
     return "; ".join(problems)

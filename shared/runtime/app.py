@@ -62,8 +62,9 @@ class DeadLetterSink:
     def __call__(self, dl_id: str, dl: DeadLetter) -> None:
         self.objects.save(dl_id, dl)
         # The object keeps up to 4 MB of the event's data; the record must fit the topic.
-        event = new_event(within(dl), source=f"/retailfn/runtime/{dl.function}",
-                          key=dl.function, id=dl_id)
+        event = new_event(
+            within(dl), source=f"/retailfn/runtime/{dl.function}", key=dl.function, id=dl_id
+        )
         key, value, headers = to_kafka(event)
         self.bus.publish(self.topic, value, key=key, headers=headers)
 
@@ -87,8 +88,10 @@ class Runtime:
         names = self.functions or list(self.service.functions)
         unknown = [n for n in names if n not in self.service.functions]
         if unknown:
-            raise UnknownFunction(f"unknown function(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(self.service.functions))}")
+            raise UnknownFunction(
+                f"unknown function(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.service.functions))}"
+            )
         self.names = names
         self.loaded: dict[str, LoadedFunction] = {}
         self.settings: dict[str, Settings] = {}
@@ -131,8 +134,11 @@ class Runtime:
     def ready(self) -> bool:
         """Serving and consuming: a trigger whose thread died makes the process unready, so the
         platform restarts it instead of leaving a consumer silently gone."""
-        return (self._ready.is_set() and not self.stop_event.is_set()
-                and all(w.alive for w in [*self.workers, *self.watchers]))
+        return (
+            self._ready.is_set()
+            and not self.stop_event.is_set()
+            and all(w.alive for w in [*self.workers, *self.watchers])
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking new work; finish or abandon (uncommitted) what is in flight."""
@@ -162,9 +168,14 @@ class Runtime:
 
     def invoker(self, name: str, trigger: str, bus: EventBus, store: ObjectStore) -> Invoker:
         fn = self.service.functions[name]
-        return Invoker(self.loaded[name], fn.delivery, trigger,
-                       DeadLetterSink(store, bus, fn.delivery.dead_letter), self.stop_event,
-                       settings=self.settings.get(name))
+        return Invoker(
+            self.loaded[name],
+            fn.delivery,
+            trigger,
+            DeadLetterSink(store, bus, fn.delivery.dead_letter),
+            self.stop_event,
+            settings=self.settings.get(name),
+        )
 
     def _start_events(self, bus: EventBus, store: ObjectStore) -> None:
         state = bucket("state")
@@ -178,30 +189,49 @@ class Runtime:
             for trigger in fn.triggers("kafka"):
                 seen = SeenLog(store, state, name)
                 seen.load()
-                self.workers.append(KafkaTriggerWorker(
-                    function=name, group=self.service.consumer_group(name, trigger),
-                    trigger=trigger, bus=bus, invoker=self.invoker(name, "kafka", bus, store),
-                    seen=seen, stop=self.stop_event, on_ready=self._one_ready,
-                    commit_interval_s=get_settings().kafka_commit_interval_ms / 1000))
+                self.workers.append(
+                    KafkaTriggerWorker(
+                        function=name,
+                        group=self.service.consumer_group(name, trigger),
+                        trigger=trigger,
+                        bus=bus,
+                        invoker=self.invoker(name, "kafka", bus, store),
+                        seen=seen,
+                        stop=self.stop_event,
+                        on_ready=self._one_ready,
+                        commit_interval_s=get_settings().kafka_commit_interval_ms / 1000,
+                    )
+                )
             for trigger in fn.triggers("cos"):
                 cos_by_bucket.setdefault(bucket(trigger.bucket), []).append(
-                    CosSubscription(name, trigger, self.invoker(name, "cos", bus, store)))
+                    CosSubscription(name, trigger, self.invoker(name, "cos", bus, store))
+                )
             for trigger in fn.triggers("schedule"):
-                jobs.append(ScheduledFunction(name, trigger,
-                                              self.invoker(name, "schedule", bus, store)))
+                jobs.append(
+                    ScheduledFunction(name, trigger, self.invoker(name, "schedule", bus, store))
+                )
         for physical, subs in cos_by_bucket.items():
-            self.watchers.append(CosWatcher(
-                bucket=physical, subscriptions=subs, store=store, claims=claims,
-                state_bucket=state, stop=self.stop_event, interval_s=self.cos_interval_s,
-                on_ready=self._one_ready))
+            self.watchers.append(
+                CosWatcher(
+                    bucket=physical,
+                    subscriptions=subs,
+                    store=store,
+                    claims=claims,
+                    state_bucket=state,
+                    stop=self.stop_event,
+                    interval_s=self.cos_interval_s,
+                    on_ready=self._one_ready,
+                )
+            )
         self._pending_ready = len(self.workers) + len(self.watchers)
         for w in [*self.workers, *self.watchers]:
             w.start()
         if jobs:
             self.scheduler = Scheduler(jobs, claims, self.stop_event)
             self.scheduler.start()
-        self._housekeeping = threading.Thread(target=self._sweep_claims, args=(claims,),
-                                              name="housekeeping", daemon=True)
+        self._housekeeping = threading.Thread(
+            target=self._sweep_claims, args=(claims,), name="housekeeping", daemon=True
+        )
         self._housekeeping.start()
 
     def _sweep_claims(self, claims: ClaimStore, every_s: float = 3600.0) -> None:
@@ -221,11 +251,11 @@ class Runtime:
         from shared.runtime.server import HttpServer
 
         http_functions = {n: f for n, f in self.loaded.items() if f.signature == "http"}
-        app = build_http_app(self.service, http_functions, ready=self.ready,
-                             settings=self.settings)
+        app = build_http_app(self.service, http_functions, ready=self.ready, settings=self.settings)
         self.http_server = HttpServer(app, host=self.host, port=self.port)
         self.http_server.start()
         self.port = self.http_server.port
-        log.info("serving HTTP", extra={"host": self.host, "port": self.port,
-                                        "functions": sorted(http_functions)})
-
+        log.info(
+            "serving HTTP",
+            extra={"host": self.host, "port": self.port, "functions": sorted(http_functions)},
+        )

@@ -36,11 +36,14 @@ def app_arguments(prog: str, description: str) -> argparse.ArgumentParser:
     """The options every one-function app takes (``--function``, ``--config``, ``--stage``,
     ``--host``, ``--port``), with Code Engine's ``$PORT`` and ``$HOST`` as defaults."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--function", default=os.environ.get("RETAILFN_FUNCTION"),
-                        help="the function in serverless.yaml (default: $RETAILFN_FUNCTION)")
+    parser.add_argument(
+        "--function",
+        default=os.environ.get("RETAILFN_FUNCTION"),
+        help="the function in serverless.yaml (default: $RETAILFN_FUNCTION)",
+    )
     parser.add_argument("--config", default="serverless.yaml")
     parser.add_argument("--stage", default=None)
-    parser.add_argument("--host", default=os.environ.get("HOST") or "0.0.0.0")  # noqa: S104
+    parser.add_argument("--host", default=os.environ.get("HOST") or "0.0.0.0")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8080))
     return parser
 
@@ -49,6 +52,11 @@ def load_app_service(args: argparse.Namespace) -> ServiceConfig:
     """serverless.yaml for the app's stage; :class:`ConfigError` if it has no such function."""
     service = load_service(args.config, stage=args.stage)
     if args.function not in service.functions:
-        raise ConfigError([f"functions: no function {args.function!r}; known: "
-                           f"{', '.join(sorted(service.functions))}"], args.config)
+        raise ConfigError(
+            [
+                (f"functions: no function {args.function!r}; known: "
+                f"{', '.join(sorted(service.functions))}")
+            ],
+            args.config,
+        )
     return service

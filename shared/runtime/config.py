@@ -51,8 +51,11 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str], source: str = "serverless.yaml") -> None:
         self.problems = problems
         self.source = source
-        super().__init__(f"{source}: " + "; ".join(problems) if len(problems) == 1 else
-                         f"{source} has {len(problems)} problems:\n  " + "\n  ".join(problems))
+        super().__init__(
+            f"{source}: " + "; ".join(problems)
+            if len(problems) == 1
+            else f"{source} has {len(problems)} problems:\n  " + "\n  ".join(problems)
+        )
 
 
 class _Model(BaseModel):
@@ -146,13 +149,17 @@ class KafkaTrigger(_Model):
         if isinstance(v, str) and v in _STARTING_POSITIONS:
             return _STARTING_POSITIONS[v]
         if isinstance(v, str) and v.upper() == "AT_TIMESTAMP":
-            raise ValueError("startingPosition AT_TIMESTAMP is not supported (a Code Engine "
-                             "Kafka subscription cannot start at a time); write TRIM_HORIZON "
-                             "or LATEST")
+            raise ValueError(
+                "startingPosition AT_TIMESTAMP is not supported (a Code Engine "
+                "Kafka subscription cannot start at a time); write TRIM_HORIZON "
+                "or LATEST"
+            )
         if isinstance(v, str) and v.lower() in ("earliest", "latest"):
-            raise ValueError(f"startingPosition {v!r} is written "
-                             f"{'TRIM_HORIZON' if v.lower() == 'earliest' else 'LATEST'} "
-                             "(Serverless's name)")
+            raise ValueError(
+                f"startingPosition {v!r} is written "
+                f"{'TRIM_HORIZON' if v.lower() == 'earliest' else 'LATEST'} "
+                "(Serverless's name)"
+            )
         raise ValueError(f"startingPosition {v!r} must be TRIM_HORIZON or LATEST")
 
     @property
@@ -174,8 +181,13 @@ class CosRule(_Model):
 
 
 # Serverless's s3 event types that COS can notify, and what they mean here.
-_COS_EVENTS = {"write": "write", "delete": "delete", "all": "all",
-               "s3:ObjectCreated:*": "write", "s3:ObjectRemoved:*": "delete"}
+_COS_EVENTS = {
+    "write": "write",
+    "delete": "delete",
+    "all": "all",
+    "s3:ObjectCreated:*": "write",
+    "s3:ObjectRemoved:*": "delete",
+}
 
 
 class CosTrigger(_Model):
@@ -203,16 +215,20 @@ class CosTrigger(_Model):
     def _event_type(cls, v: object) -> object:
         if isinstance(v, str) and v in _COS_EVENTS:
             return _COS_EVENTS[v]
-        raise ValueError(f"event {v!r} must be one of: s3:ObjectCreated:*, s3:ObjectRemoved:*, "
-                         "write, delete, all (COS notifies writes and deletes, not their kinds)")
+        raise ValueError(
+            f"event {v!r} must be one of: s3:ObjectCreated:*, s3:ObjectRemoved:*, "
+            "write, delete, all (COS notifies writes and deletes, not their kinds)"
+        )
 
     @field_validator("existing")
     @classmethod
     def _bucket_exists(cls, v: bool) -> bool:
         if not v:
-            raise ValueError("existing: false asks for a bucket made for this event; buckets are "
-                             "defined in events/catalog.py and created by `retailfn deploy`, so "
-                             "remove existing (or write existing: true)")
+            raise ValueError(
+                "existing: false asks for a bucket made for this event; buckets are "
+                "defined in events/catalog.py and created by `retailfn deploy`, so "
+                "remove existing (or write existing: true)"
+            )
         return v
 
     @field_validator("rules")
@@ -220,8 +236,10 @@ class CosTrigger(_Model):
     def _one_prefix_distinct_suffixes(cls, v: tuple[CosRule, ...]) -> tuple[CosRule, ...]:
         prefixes = [r.prefix for r in v if r.prefix is not None]
         if len(prefixes) > 1:
-            raise ValueError(f"one prefix per event (got {', '.join(map(repr, prefixes))}); "
-                             "write one cos event per prefix")
+            raise ValueError(
+                f"one prefix per event (got {', '.join(map(repr, prefixes))}); "
+                "write one cos event per prefix"
+            )
         suffixes = [r.suffix for r in v if r.suffix is not None]
         # Each suffix becomes its own COS subscription: overlapping ones would deliver twice.
         for i, s in enumerate(suffixes):
@@ -256,9 +274,11 @@ def _five_field_form(fields: list[str]) -> str:
     """What to write instead of AWS's 6-field cron (minute hour dom month dow year)."""
     minute, hour, dom, month, dow, year = fields
     dom, dow = ("*" if f == "?" else f for f in (dom, dow))
-    hint = (f"cron({' '.join(fields)}) has 6 fields (AWS's form, with a year); write the 5-field "
-            f"form cron({minute} {hour} {dom} {month} {dow}) (minute hour day-of-month month "
-            "day-of-week, UTC)")
+    hint = (
+        f"cron({' '.join(fields)}) has 6 fields (AWS's form, with a year); write the 5-field "
+        f"form cron({minute} {hour} {dom} {month} {dow}) (minute hour day-of-month month "
+        "day-of-week, UTC)"
+    )
     if re.search(r"\d", dow):
         hint += "; AWS numbers the days of the week 1-7 from Sunday, the 5-field form 0-6"
     if year != "*":
@@ -278,8 +298,9 @@ class ScheduleTrigger(_Model):
         # Serverless v3 writes the long form's rate as a list of expressions.
         if isinstance(v, list):
             if len(v) != 1:
-                raise ValueError(f"rate has {len(v)} expressions; write one schedule event "
-                                 "per expression")
+                raise ValueError(
+                    f"rate has {len(v)} expressions; write one schedule event per expression"
+                )
             return v[0]
         return v
 
@@ -387,19 +408,25 @@ class FunctionConfig(_Model):
     def _deploy_fits_the_triggers(cls, v: str | None, info: ValidationInfo) -> str | None:
         events = info.data.get("events") or ()
         if v is not None and not any(e.kind != "http" for e in events):
-            raise ValueError("deploy is for event functions (kafka, cos, schedule); an HTTP "
-                             "function is served by its own app")
+            raise ValueError(
+                "deploy is for event functions (kafka, cos, schedule); an HTTP "
+                "function is served by its own app"
+            )
         if v == "subscription":
             for i, e in enumerate(events):
                 if e.kind != "kafka":
                     continue
                 if e.kafka.mode == "batch":
-                    raise ValueError(f"subscription delivers one event at a time, but events[{i}]"
-                                     ".kafka has mode: batch; use deploy: worker")
+                    raise ValueError(
+                        f"subscription delivers one event at a time, but events[{i}]"
+                        ".kafka has mode: batch; use deploy: worker"
+                    )
                 if e.kafka.ordering == "ordered":
-                    raise ValueError(f"a subscription keeps no per-key order, but events[{i}]"
-                                     ".kafka has ordering: ordered (the default); use deploy: "
-                                     "worker, or ordering: unordered")
+                    raise ValueError(
+                        f"a subscription keeps no per-key order, but events[{i}]"
+                        ".kafka has ordering: ordered (the default); use deploy: "
+                        "worker, or ordering: unordered"
+                    )
         return v
 
     @field_validator("handler")
@@ -529,8 +556,13 @@ class _Resolver:
     ``RETAILFN_STAGE``), ``${sls:stage}`` the stage the file is resolved for, ``${param:x}`` that
     stage's parameter, ``${self:a.b}`` the value at that path of the file (itself resolved)."""
 
-    def __init__(self, raw: dict[str, Any], env: Mapping[str, str], option_stage: str | None,
-                 problems: list[str]) -> None:
+    def __init__(
+        self,
+        raw: dict[str, Any],
+        env: Mapping[str, str],
+        option_stage: str | None,
+        problems: list[str],
+    ) -> None:
         self.raw = raw
         self.env = env
         self.option_stage = option_stage
@@ -542,8 +574,9 @@ class _Resolver:
 
     def resolve(self, node: Any, where: str) -> Any:
         if isinstance(node, dict):
-            return {k: self.resolve(v, f"{where}.{k}" if where else str(k))
-                    for k, v in node.items()}
+            return {
+                k: self.resolve(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()
+            }
         if isinstance(node, list):
             return [self.resolve(v, f"{where}[{i}]") for i, v in enumerate(node)]
         if not isinstance(node, str) or "${" not in node:
@@ -559,9 +592,11 @@ class _Resolver:
             if value is _UNSET:
                 return m.group(0)
             if isinstance(value, dict | list):
-                self.problems.append(f"{where}: ${{{m.group(1)}}} is a "
-                                     f"{'mapping' if isinstance(value, dict) else 'list'}; it "
-                                     "can only be a whole value, not part of a string")
+                self.problems.append(
+                    f"{where}: ${{{m.group(1)}}} is a "
+                    f"{'mapping' if isinstance(value, dict) else 'list'}; it "
+                    "can only be a whole value, not part of a string"
+                )
                 return m.group(0)
             return _text(value)
 
@@ -579,13 +614,19 @@ class _Resolver:
         elif colon and kind == "param" and arg:
             value, unset = self.params.get(arg), f"is not set{for_stage} and has no default"
         elif colon and kind == "opt" and arg == "stage":
-            value, unset = self.option_stage, (
-                "is not set: no --stage (or RETAILFN_STAGE) was given and it has no default; "
-                "write ${opt:stage, <stage>} or ${sls:stage}")
+            value, unset = (
+                self.option_stage,
+                (
+                    "is not set: no --stage (or RETAILFN_STAGE) was given and it has no default; "
+                    "write ${opt:stage, <stage>} or ${sls:stage}"
+                ),
+            )
         elif colon and kind == "sls" and arg == "stage":
             if self.stage is None:
-                self.problems.append(f"{where}: ${{sls:stage}} is the stage this value decides; "
-                                     "write ${opt:stage, <stage>}")
+                self.problems.append(
+                    f"{where}: ${{sls:stage}} is the stage this value decides; "
+                    "write ${opt:stage, <stage>}"
+                )
                 return _UNSET
             value, unset = self.stage, ""
         elif colon and kind == "self" and arg:
@@ -593,8 +634,9 @@ class _Resolver:
             if value is _UNSET:
                 return _UNSET
         else:
-            self.problems.append(f"{where}: unknown variable ${{{expr}}}; known: "
-                                 f"{_KNOWN_VARIABLES}")
+            self.problems.append(
+                f"{where}: unknown variable ${{{expr}}}; known: {_KNOWN_VARIABLES}"
+            )
             return _UNSET
         if value is None:
             value = default
@@ -626,8 +668,11 @@ def _params_by_stage(raw: dict[str, Any], problems: list[str]) -> dict[str, dict
     """Parameters per stage name (and ``default``): Serverless v3's top-level ``params`` or
     v4's ``stages.<stage>.params``."""
     stages = raw.get("stages") if isinstance(raw.get("stages"), dict) else {}
-    v4 = {name: body["params"] for name, body in stages.items()
-          if isinstance(body, dict) and isinstance(body.get("params"), dict)}
+    v4 = {
+        name: body["params"]
+        for name, body in stages.items()
+        if isinstance(body, dict) and isinstance(body.get("params"), dict)
+    }
     if "params" not in raw:
         return v4
     v3 = raw["params"]
@@ -635,8 +680,10 @@ def _params_by_stage(raw: dict[str, Any], problems: list[str]) -> dict[str, dict
         problems.append("params: must map stage names (and default) to their parameters")
         return {}
     if v4:
-        problems.append(f"params: parameters are written both here (Serverless v3) and under "
-                        f"stages.<stage>.params (v4: {_known(v4)}); keep one of the two")
+        problems.append(
+            f"params: parameters are written both here (Serverless v3) and under "
+            f"stages.<stage>.params (v4: {_known(v4)}); keep one of the two"
+        )
     out = {}
     for name, body in v3.items():
         if isinstance(body, dict):
@@ -651,22 +698,23 @@ def _params_by_stage(raw: dict[str, Any], problems: list[str]) -> dict[str, dict
 _INSTEAD = {
     ("kafka", "consumerGroup"): "write consumerGroupId (Serverless's name)",
     ("kafka", "startPosition"): "write startingPosition: TRIM_HORIZON or LATEST (Serverless's "
-                                "names)",
+    "names)",
     ("kafka", "bootstrapServers"): "the brokers are the stage's RETAILFN_KAFKA_BOOTSTRAP_SERVERS, "
-                                   "not part of the event",
+    "not part of the event",
     ("kafka", "accessConfigurations"): "the credentials are the stage's RETAILFN_KAFKA_* "
-                                       "settings, not part of the event",
+    "settings, not part of the event",
     ("cos", "prefix"): "write rules: [{prefix: ...}], as in Serverless's s3 event",
     ("cos", "suffix"): "write rules: [{suffix: ...}], as in Serverless's s3 event",
     ("event", "s3"): "storage events are on IBM COS: write cos: with the same bucket, event and "
-                     "rules",
+    "rules",
 }
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
     # pydantic ends the location of a bad mapping key with "[key]": the key itself is the path.
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc
-                   if p != "[key]").lstrip(".")
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc if p != "[key]").lstrip(
+        "."
+    )
 
 
 def _unknown_field(loc: tuple[Any, ...]) -> str:
@@ -688,8 +736,13 @@ def _format(exc: ValidationError) -> list[str]:
     return problems
 
 
-def parse_service(text: str, *, stage: str | None = None, env: Mapping[str, str] | None = None,
-                  source: str = "serverless.yaml") -> ServiceConfig:
+def parse_service(
+    text: str,
+    *,
+    stage: str | None = None,
+    env: Mapping[str, str] | None = None,
+    source: str = "serverless.yaml",
+) -> ServiceConfig:
     """Resolve and validate one ``serverless.yaml``.
 
     The stage is ``stage`` (the ``--stage`` option), else ``RETAILFN_STAGE``, else
@@ -700,8 +753,9 @@ def parse_service(text: str, *, stage: str | None = None, env: Mapping[str, str]
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], source) from None
     if not isinstance(raw, dict):
-        raise ConfigError(["the file must be a mapping with service, provider and functions"],
-                          source)
+        raise ConfigError(
+            ["the file must be a mapping with service, provider and functions"], source
+        )
     env = dict(os.environ if env is None else env)
     problems: list[str] = []
     option_stage = stage or env.get("RETAILFN_STAGE") or None
@@ -727,8 +781,12 @@ def parse_service(text: str, *, stage: str | None = None, env: Mapping[str, str]
         raise ConfigError(_format(exc), source) from None
 
 
-def load_service(path: Path | str = DEFAULT_PATH, *, stage: str | None = None,
-                 env: Mapping[str, str] | None = None) -> ServiceConfig:
+def load_service(
+    path: Path | str = DEFAULT_PATH,
+    *,
+    stage: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ServiceConfig:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -52,8 +52,15 @@ SETTLE_S = 1.0
 _monotonic = time.monotonic  # the settle clock; a test may move it
 
 
-def cos_event(bucket: str, key: str, operation: Literal["write", "delete"], etag: str,
-              size: int = 0, content_type: str = "", when: datetime | None = None) -> CloudEvent:
+def cos_event(
+    bucket: str,
+    key: str,
+    operation: Literal["write", "delete"],
+    etag: str,
+    size: int = 0,
+    content_type: str = "",
+    when: datetime | None = None,
+) -> CloudEvent:
     """The event Code Engine's object-storage subscription delivers for one change."""
     when = when or datetime.now(UTC)
     event_id = hashlib.sha256(f"{bucket}\0{key}\0{etag}\0{operation}".encode()).hexdigest()[:32]
@@ -97,9 +104,18 @@ class CosSubscription:
 class CosWatcher:
     """Watches one bucket for every COS trigger on it."""
 
-    def __init__(self, *, bucket: str, subscriptions: list[CosSubscription], store: ObjectStore,
-                 claims: ClaimStore, state_bucket: str, stop: threading.Event,
-                 interval_s: float = 0.5, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        subscriptions: list[CosSubscription],
+        store: ObjectStore,
+        claims: ClaimStore,
+        state_bucket: str,
+        stop: threading.Event,
+        interval_s: float = 0.5,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         self.bucket = bucket
         self.subscriptions = subscriptions
         self.store = store
@@ -169,8 +185,9 @@ class CosWatcher:
             if (info.etag, info.size) != (listed.etag, listed.size):
                 self._unsettled[key] = (info.etag, info.size, now)  # written to again: wait
                 continue
-            if self._fire(key, "write", info.etag, info.size, info.content_type,
-                          info.last_modified):
+            if self._fire(
+                key, "write", info.etag, info.size, info.content_type, info.last_modified
+            ):
                 self._unsettled.pop(key, None)
                 next_snapshot[key] = info.etag
                 changed = True
@@ -192,8 +209,15 @@ class CosWatcher:
             return False
         return now - seen[2] >= SETTLE_S
 
-    def _fire(self, key: str, operation: Literal["write", "delete"], etag: str, size: int = 0,
-              content_type: str = "", when: datetime | None = None) -> bool:
+    def _fire(
+        self,
+        key: str,
+        operation: Literal["write", "delete"],
+        etag: str,
+        size: int = 0,
+        content_type: str = "",
+        when: datetime | None = None,
+    ) -> bool:
         """Deliver to every matching subscription; ``False`` if shutdown abandoned one."""
         for sub in self.subscriptions:
             if not sub.trigger.matches(key, operation):
@@ -216,5 +240,9 @@ class CosWatcher:
             return {}
 
     def _save_snapshot(self, snapshot: dict[str, str]) -> None:
-        self.store.put(self.state_bucket, self._snapshot_key, json.dumps(snapshot).encode(),
-                       content_type="application/json")
+        self.store.put(
+            self.state_bucket,
+            self._snapshot_key,
+            json.dumps(snapshot).encode(),
+            content_type="application/json",
+        )

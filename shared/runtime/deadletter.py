@@ -86,12 +86,14 @@ def _encode(raw: bytes, limit: int) -> dict[str, Any]:
     size = len(raw) if text else (len(raw) + 2) // 3 * 4
     fields: dict[str, Any] = {"data_encoding": "text" if text else "base64"}
     if size > limit:
-        fields.update(data_truncated=True, data_size=len(raw),
-                      data_sha256=hashlib.sha256(raw).hexdigest())
+        fields.update(
+            data_truncated=True, data_size=len(raw), data_sha256=hashlib.sha256(raw).hexdigest()
+        )
         raw = raw[:limit] if text else raw[: limit // 4 * 3]
     # A cut may split a character: the part of it that is left is dropped.
-    fields["data"] = (raw.decode("utf-8", "ignore") if text
-                      else base64.b64encode(raw).decode("ascii"))
+    fields["data"] = (
+        raw.decode("utf-8", "ignore") if text else base64.b64encode(raw).decode("ascii")
+    )
     return fields
 
 
@@ -108,7 +110,8 @@ def _event_fields(ce: CloudEvent, origin: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {k: _clip(attrs.get(k)) for k in _ATTRIBUTES if k != "time"}
     fields.update(
         time=attrs.get("time") if isinstance(attrs.get("time"), str | datetime) else None,
-        topic=_clip(origin.get("topic")), partition=origin.get("partition"),
+        topic=_clip(origin.get("topic")),
+        partition=origin.get("partition"),
         offset=origin.get("offset"),
         key=extensions.get("partitionkey") or extensions.get("key") or None,
         bucket=_clip(origin.get("bucket")) if in_bucket else None,
@@ -121,25 +124,42 @@ def _event_fields(ce: CloudEvent, origin: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def make_dead_letter(function: str, ce: CloudEvent, error: BaseException, attempts: int,
-                     first_failed_at: datetime, origin: dict[str, Any] | None = None,
-                     *, retryable: bool = True) -> DeadLetter:
+def make_dead_letter(
+    function: str,
+    ce: CloudEvent,
+    error: BaseException,
+    attempts: int,
+    first_failed_at: datetime,
+    origin: dict[str, Any] | None = None,
+    *,
+    retryable: bool = True,
+) -> DeadLetter:
     """The dead letter of ``ce``, whatever it holds: oversized attributes are clipped and data
     beyond :data:`MAX_DATA_CHARS` is cut (with its size and SHA-256), so that making the dead
     letter never fails for what the event contains."""
     origin = origin or {}
-    failure = Failure(type=type(error).__name__[:200] or "Exception",
-                      message=(str(error) or type(error).__name__)[:MAX_MESSAGE_CHARS],
-                      retryable=retryable)
+    failure = Failure(
+        type=type(error).__name__[:200] or "Exception",
+        message=(str(error) or type(error).__name__)[:MAX_MESSAGE_CHARS],
+        retryable=retryable,
+    )
     try:
         failed = FailedEvent(**_event_fields(ce, origin))
     except Exception as problem:  # noqa: BLE001 - the dead letter must be written regardless
         # What is left when the event's own fields cannot be kept: where it came from and why.
-        failed = FailedEvent(topic=_clip(origin.get("topic")),
-                             partition=origin.get("partition"), offset=origin.get("offset"))
-        failure = failure.model_copy(update={"message": (
-            f"{failure.message} (the event itself could not be kept: "
-            f"{type(problem).__name__})")[:MAX_MESSAGE_CHARS]})
+        failed = FailedEvent(
+            topic=_clip(origin.get("topic")),
+            partition=origin.get("partition"),
+            offset=origin.get("offset"),
+        )
+        failure = failure.model_copy(
+            update={
+                "message": (
+                    f"{failure.message} (the event itself could not be kept: "
+                    f"{type(problem).__name__})"
+                )[:MAX_MESSAGE_CHARS]
+            }
+        )
     return DeadLetter(
         function=function,
         event=failed,
@@ -156,20 +176,27 @@ def within(dl: DeadLetter, max_bytes: int = EVENT_MAX_BYTES) -> DeadLetter:
     ev = dl.event
     if size <= max_bytes or ev.data is None:
         return dl
-    raw = (base64.b64decode(ev.data) if ev.data_encoding == "base64"
-           else ev.data.encode("utf-8", "surrogatepass"))
+    raw = (
+        base64.b64decode(ev.data)
+        if ev.data_encoding == "base64"
+        else ev.data.encode("utf-8", "surrogatepass")
+    )
     limit, cut = len(ev.data), False
     while size > max_bytes and limit > 0:
         # Cut by the excess; JSON escaping can make one character several bytes, so when that
         # was not enough, halve as well.
-        limit = max(0, min(limit - (size - max_bytes), limit // 2) if cut
-                    else limit - (size - max_bytes))
+        limit = max(
+            0, min(limit - (size - max_bytes), limit // 2) if cut else limit - (size - max_bytes)
+        )
         cut = True
         fields = _encode(raw, limit)
         if ev.data_truncated:  # keep the original's size and digest, not the stored part's
             fields.update(data_size=ev.data_size, data_sha256=ev.data_sha256)
-        fields.update(data_truncated=True, data_size=fields.get("data_size", len(raw)),
-                      data_sha256=fields.get("data_sha256") or hashlib.sha256(raw).hexdigest())
+        fields.update(
+            data_truncated=True,
+            data_size=fields.get("data_size", len(raw)),
+            data_sha256=fields.get("data_sha256") or hashlib.sha256(raw).hexdigest(),
+        )
         dl = dl.model_copy(update={"event": ev.model_copy(update=fields)})
         size = len(dl.model_dump_json().encode())
     return dl
@@ -207,11 +234,16 @@ class DeadLetterStore:
         self._bucket = bucket
 
     def save(self, dl_id: str, dl: DeadLetter) -> None:
-        self._store.put(self._bucket, f"pending/{dl.function}/{dl_id}.json",
-                        dl.model_dump_json().encode(), content_type="application/json")
+        self._store.put(
+            self._bucket,
+            f"pending/{dl.function}/{dl_id}.json",
+            dl.model_dump_json().encode(),
+            content_type="application/json",
+        )
 
-    def list(self, function: str | None = None, *,
-             status: str = "pending") -> Iterator[StoredDeadLetter]:
+    def list(
+        self, function: str | None = None, *, status: str = "pending"
+    ) -> Iterator[StoredDeadLetter]:
         prefix = f"{status}/{function}/" if function else f"{status}/"
         for info in self._store.list(self._bucket, prefix):
             try:
@@ -223,8 +255,12 @@ class DeadLetterStore:
 
     def get(self, dl_id: str) -> StoredDeadLetter:
         """Find a dead letter by id, or by a unique prefix of it."""
-        matches = [d for status in ("pending", "replayed") for d in self.list(status=status)
-                   if d.id.startswith(dl_id)]
+        matches = [
+            d
+            for status in ("pending", "replayed")
+            for d in self.list(status=status)
+            if d.id.startswith(dl_id)
+        ]
         if not matches:
             raise KeyError(f"no dead letter with id {dl_id!r}")
         if len(matches) > 1:
@@ -233,6 +269,10 @@ class DeadLetterStore:
 
     def mark_replayed(self, stored: StoredDeadLetter) -> None:
         dl = stored.dead_letter
-        self._store.put(self._bucket, f"replayed/{dl.function}/{stored.id}.json",
-                        dl.model_dump_json().encode(), content_type="application/json")
+        self._store.put(
+            self._bucket,
+            f"replayed/{dl.function}/{stored.id}.json",
+            dl.model_dump_json().encode(),
+            content_type="application/json",
+        )
         self._store.delete(self._bucket, f"pending/{dl.function}/{stored.id}.json")

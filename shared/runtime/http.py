@@ -150,8 +150,11 @@ class HttpApp:
 
         target, allowed = self._match(path, method)
         if target is None:
-            problem = (method_not_allowed(sorted(allowed)) if allowed
-                       else not_found(f"No function serves {path}"))
+            problem = (
+                method_not_allowed(sorted(allowed))
+                if allowed
+                else not_found(f"No function serves {path}")
+            )
             status = await _send_problem(problem, rid, scope, receive, send)
             self._record(UNROUTED, self._unrouted_latency, method, path, status, rid, start)
             return
@@ -160,21 +163,20 @@ class HttpApp:
             try:
                 too_big = int(content_length) > target.max_body
             except ValueError:
-                status = await _send_problem(bad_request("Content-Length is not a number"),
-                                             rid, scope, receive, send)
+                status = await _send_problem(
+                    bad_request("Content-Length is not a number"), rid, scope, receive, send
+                )
                 self._record(target.function, target.latency, method, path, status, rid, start)
                 return
             if too_big:
-                status = await _send_problem(_too_large(target.max_body), rid, scope, receive,
-                                             send)
+                status = await _send_problem(_too_large(target.max_body), rid, scope, receive, send)
                 self._record(target.function, target.latency, method, path, status, rid, start)
                 return
         elif chunked and method in _BODY_METHODS:
             # No length up front: read the body (up to the limit) before the function runs.
             buffered = await _buffer_body(receive, target.max_body)
             if buffered is None:
-                status = await _send_problem(_too_large(target.max_body), rid, scope, receive,
-                                             send)
+                status = await _send_problem(_too_large(target.max_body), rid, scope, receive, send)
                 self._record(target.function, target.latency, method, path, status, rid, start)
                 return
             receive = buffered
@@ -200,8 +202,15 @@ class HttpApp:
             allowed.add("HEAD")
         return None, allowed
 
-    async def _forward(self, target: _Target, rid: str, request_id: bytes, scope: Scope,
-                       receive: Receive, send: Send) -> int:
+    async def _forward(
+        self,
+        target: _Target,
+        rid: str,
+        request_id: bytes,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> int:
         status = 0
         started = False
         crashed = False
@@ -231,8 +240,12 @@ class HttpApp:
             # else going wrong on the way.
             access_log.exception(
                 "function failed",
-                extra={"function": target.function, "request_id": rid,
-                       "method": scope["method"], "path": scope["path"]},
+                extra={
+                    "function": target.function,
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                },
             )
             if started:
                 raise
@@ -246,14 +259,25 @@ class HttpApp:
             # the caller learns only the request id to quote.
             access_log.error(
                 "function crashed",
-                extra={"function": target.function, "request_id": rid,
-                       "method": scope["method"], "path": scope["path"]},
+                extra={
+                    "function": target.function,
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                },
             )
             return await _send_problem(internal_error(rid), rid, scope, receive, send)
         return status
 
-    async def _builtin(self, builtin: Callable[[], tuple[int, bytes, bytes] | Problem],
-                       method: str, rid: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _builtin(
+        self,
+        builtin: Callable[[], tuple[int, bytes, bytes] | Problem],
+        method: str,
+        rid: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         if method not in ("GET", "HEAD"):
             await _send_problem(method_not_allowed(["GET", "HEAD"]), rid, scope, receive, send)
             return
@@ -262,20 +286,30 @@ class HttpApp:
             await _send_problem(result, rid, scope, receive, send)
             return
         status, content_type, body = result
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                (b"x-request-id", rid.encode()),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"x-request-id", rid.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
-    def _record(self, function: str, latency: Any, method: str, path: str, status: int,
-                rid: str, start: float) -> None:
+    def _record(
+        self,
+        function: str,
+        latency: Any,
+        method: str,
+        path: str,
+        status: int,
+        rid: str,
+        start: float,
+    ) -> None:
         elapsed = time.perf_counter() - start
         key = (function, method, status)
         counter = self._counters.get(key)
@@ -286,12 +320,25 @@ class HttpApp:
         if access_log.isEnabledFor(logging.INFO):
             # makeRecord + handle is logger.info() without its caller lookup, which is a
             # stack walk per request and would only ever name this line.
-            access_log.handle(access_log.makeRecord(
-                access_log.name, logging.INFO, __file__, 0, "%s %s %s", (method, path, status),
-                None, extra={"function": function, "method": method, "path": path,
-                             "status": status, "latency_ms": round(elapsed * 1000, 3),
-                             "request_id": rid},
-            ))
+            access_log.handle(
+                access_log.makeRecord(
+                    access_log.name,
+                    logging.INFO,
+                    __file__,
+                    0,
+                    "%s %s %s",
+                    (method, path, status),
+                    None,
+                    extra={
+                        "function": function,
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "latency_ms": round(elapsed * 1000, 3),
+                        "request_id": rid,
+                    },
+                )
+            )
 
 
 def build_http_app(
@@ -326,8 +373,9 @@ def build_http_app(
         if name not in functions:
             # The caller chose not to serve it (e.g. a CloudEvent function); say so once, as
             # its paths will answer 404.
-            access_log.warning("function has http triggers but is not served",
-                               extra={"function": name})
+            access_log.warning(
+                "function has http triggers but is not served", extra={"function": name}
+            )
             continue
         target = _Target(
             function=name,
@@ -344,8 +392,10 @@ def build_http_app(
     return HttpApp(static, dynamic, ready, _api_documents(service, served))
 
 
-def _api_documents(service: ServiceConfig, served: Mapping[str, LoadedFunction],
-                   ) -> dict[str, Callable[[], tuple[int, bytes, bytes] | Problem]]:
+def _api_documents(
+    service: ServiceConfig,
+    served: Mapping[str, LoadedFunction],
+) -> dict[str, Callable[[], tuple[int, bytes, bytes] | Problem]]:
     try:
         document = openapi_document(service, served)
         spec = json.dumps(document, ensure_ascii=False, indent=1).encode()
@@ -368,19 +418,20 @@ def _too_large(limit: int) -> Problem:
     return payload_too_large(f"The request body is larger than {limit} bytes", limit_bytes=limit)
 
 
-async def _send_problem(problem: Problem, rid: str, scope: Scope, receive: Receive,
-                        send: Send) -> int:
+async def _send_problem(
+    problem: Problem, rid: str, scope: Scope, receive: Receive, send: Send
+) -> int:
     body = json.dumps(problem.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-               for k, v in problem.headers.items()]
+    headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in problem.headers.items()
+    ]
     headers += [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", rid.encode()),
     ]
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
-    await send({"type": "http.response.body",
-                "body": b"" if scope["method"] == "HEAD" else body})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
     return problem.status
 
 

@@ -35,22 +35,27 @@ from shared.runtime.loader import load_function
 log = logging.getLogger("retailfn.http_app")
 
 
-def build_app(service: ServiceConfig, name: str, *,
-              ready: Callable[[], bool] = lambda: True) -> HttpApp:
+def build_app(
+    service: ServiceConfig, name: str, *, ready: Callable[[], bool] = lambda: True
+) -> HttpApp:
     """The HTTP front for function ``name`` alone (its routes, probes, metrics, API document).
 
     Raises :class:`ValueError` when ``name`` is not an HTTP function and
     :class:`~shared.runtime.loader.HandlerError` when its handler cannot be loaded."""
     fn = service.functions[name]
     if fn.deployment is not None:
-        raise ValueError(f"functions.{name} is deploy: {fn.deployment}, not an HTTP function; "
-                         "start it with its own start command")
+        raise ValueError(
+            f"functions.{name} is deploy: {fn.deployment}, not an HTTP function; "
+            "start it with its own start command"
+        )
     if not fn.triggers("http"):
         raise ValueError(f"functions.{name} has no http event: there is nothing to serve")
     loaded = load_function(name, fn.handler)
     if loaded.signature != "http":
-        raise ValueError(f"functions.{name}: {fn.handler} is not an HTTP function "
-                         "(@functions_framework.aio.http)")
+        raise ValueError(
+            f"functions.{name}: {fn.handler} is not an HTTP function "
+            "(@functions_framework.aio.http)"
+        )
     # The other functions are other apps: left out of the service, their routes answer 404
     # here without the front warning about each one, and the API document lists only this one.
     alone = service.model_copy(update={"functions": {name: fn}})
@@ -67,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     from shared.runtime.signals import stop_signals
     from shared.runtime.stage import StageGuardError, apply_function
 
-    args = app_arguments("python -m shared.runtime.http_app", __doc__.split("\n", 1)[0]).parse_args(argv)
+    args = app_arguments("python -m shared.runtime.http_app", __doc__.split("\n", 1)[0]).parse_args(
+        argv
+    )
     if not args.function:
         print("Error: no function: give --function or set RETAILFN_FUNCTION", file=sys.stderr)
         return 2
@@ -93,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Error: {exc.strerror or exc}", file=sys.stderr)
             return 1
         serving.set()
-        log.info("http app ready", extra={"function": args.function, "stage": service.stage,
-                                          "url": server.url})
+        log.info(
+            "http app ready",
+            extra={"function": args.function, "stage": service.stage, "url": server.url},
+        )
         done.wait()
         serving.clear()  # /readyz answers 503 while the requests in flight finish
         server.stop()

@@ -48,10 +48,16 @@ _OK_FIRST_TIME = Outcome("ok", 1)
 
 
 class Invoker:
-    def __init__(self, function: LoadedFunction, delivery: Delivery, trigger: str,
-                 dead_letter: Callable[[str, DeadLetter], None], stop: threading.Event | None = None,
-                 sleep: Callable[[float], bool] | None = None,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        function: LoadedFunction,
+        delivery: Delivery,
+        trigger: str,
+        dead_letter: Callable[[str, DeadLetter], None],
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], bool] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.function = function
         self.settings = settings
         """The function's own settings, current while it runs (``None``: the process's)."""
@@ -78,8 +84,9 @@ class Invoker:
             if token is not None:
                 exit_settings(token)
 
-    def deliver(self, ce: CloudEvent, origin: dict[str, Any] | None = None, *,
-                deadline: float | None = None) -> Outcome:
+    def deliver(
+        self, ce: CloudEvent, origin: dict[str, Any] | None = None, *, deadline: float | None = None
+    ) -> Outcome:
         """Call the function until it succeeds, retrying with the delivery's backoff; then the
         dead letter. ``deadline`` (``time.monotonic()``) ends the retries early when the wait
         before the next attempt would pass it: a platform's request timeout."""
@@ -94,29 +101,49 @@ class Invoker:
                 t0 = time.perf_counter()
             try:
                 self._call(ce)
-            except Exception as exc:  # noqa: BLE001 - any failure is the function's, not ours
+            except Exception as exc:
                 first_failure = first_failure or datetime.now(UTC)
                 permanent = isinstance(exc, PERMANENT_ERRORS)
                 fields = self._fields(ce, attempt, t0)
                 if permanent or attempt > self.delivery.retry or self._past(deadline, attempt):
                     dl_id = dead_letter_id(name, ce)
-                    self._dead_letter(dl_id, make_dead_letter(
-                        name, ce, exc, attempt, first_failure, origin, retryable=not permanent))
+                    self._dead_letter(
+                        dl_id,
+                        make_dead_letter(
+                            name, ce, exc, attempt, first_failure, origin, retryable=not permanent
+                        ),
+                    )
                     EVENTS.labels(name, self.trigger, "dead_letter").inc()
                     DEAD_LETTERS.labels(name, "invalid" if permanent else "exhausted").inc()
                     self._latency.observe(time.perf_counter() - start)
-                    log.error("event dead-lettered", exc_info=not permanent, extra={
-                        **fields, "outcome": "dead_letter", "error": type(exc).__name__,
-                        "reason": str(exc)[:500], "dead_letter_id": dl_id})
+                    log.error(
+                        "event dead-lettered",
+                        exc_info=not permanent,
+                        extra={
+                            **fields,
+                            "outcome": "dead_letter",
+                            "error": type(exc).__name__,
+                            "reason": str(exc)[:500],
+                            "dead_letter_id": dl_id,
+                        },
+                    )
                     return Outcome("dead_letter", attempt, dl_id)
                 delay = self.delivery.backoff(attempt)
                 EVENTS.labels(name, self.trigger, "retried").inc()
-                log.warning("event failed, will retry", extra={
-                    **fields, "outcome": "retry", "error": type(exc).__name__,
-                    "retry_in_s": round(delay, 3)})
+                log.warning(
+                    "event failed, will retry",
+                    extra={
+                        **fields,
+                        "outcome": "retry",
+                        "error": type(exc).__name__,
+                        "retry_in_s": round(delay, 3),
+                    },
+                )
                 if self._wait(delay):
-                    log.info("shutting down: event abandoned, it stays uncommitted",
-                             extra={**fields, "outcome": "abandoned"})
+                    log.info(
+                        "shutting down: event abandoned, it stays uncommitted",
+                        extra={**fields, "outcome": "abandoned"},
+                    )
                     return Outcome("abandoned", attempt)
                 continue
             self._ok.inc()
@@ -126,21 +153,32 @@ class Invoker:
             return _OK_FIRST_TIME if attempt == 1 else Outcome("ok", attempt)
 
     def _past(self, deadline: float | None, attempt: int) -> bool:
-        return (deadline is not None
-                and time.monotonic() + self.delivery.backoff(attempt) > deadline)
+        return deadline is not None and time.monotonic() + self.delivery.backoff(attempt) > deadline
 
-    def dead_letter_now(self, ce: CloudEvent, error: BaseException,
-                        origin: dict[str, Any] | None = None) -> str:
+    def dead_letter_now(
+        self, ce: CloudEvent, error: BaseException, origin: dict[str, Any] | None = None
+    ) -> str:
         """Dead-letter an event that never reached the function (it could not even be read)."""
         dl_id = dead_letter_id(self.function.name, ce)
-        self._dead_letter(dl_id, make_dead_letter(self.function.name, ce, error, 1,
-                                                  datetime.now(UTC), origin, retryable=False))
+        self._dead_letter(
+            dl_id,
+            make_dead_letter(
+                self.function.name, ce, error, 1, datetime.now(UTC), origin, retryable=False
+            ),
+        )
         EVENTS.labels(self.function.name, self.trigger, "dead_letter").inc()
         DEAD_LETTERS.labels(self.function.name, "unreadable").inc()
-        log.error("unreadable event dead-lettered", extra={
-            "function": self.function.name, "trigger": self.trigger,
-            "event_id": str(ce["id"])[:256],
-            "outcome": "dead_letter", "reason": str(error)[:500], "dead_letter_id": dl_id})
+        log.error(
+            "unreadable event dead-lettered",
+            extra={
+                "function": self.function.name,
+                "trigger": self.trigger,
+                "event_id": str(ce["id"])[:256],
+                "outcome": "dead_letter",
+                "reason": str(error)[:500],
+                "dead_letter_id": dl_id,
+            },
+        )
         return dl_id
 
     def _fields(self, ce: CloudEvent, attempt: int, t0: float) -> dict[str, Any]:

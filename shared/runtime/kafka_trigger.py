@@ -126,20 +126,27 @@ def batch_event(tp: TopicPartition, records: list[Record]) -> CloudEvent:
             value, encoding = r.value.decode("utf-8"), "text"
         except UnicodeDecodeError:
             value, encoding = base64.b64encode(r.value).decode("ascii"), "base64"
-        items.append({
-            "offset": r.offset, "timestamp_ms": r.timestamp_ms,
-            "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
-            "headers": {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers},
-            "value": value, "value_encoding": encoding,
-        })
+        items.append(
+            {
+                "offset": r.offset,
+                "timestamp_ms": r.timestamp_ms,
+                "key": r.key.decode("utf-8", "replace") if r.key is not None else None,
+                "headers": {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers},
+                "value": value,
+                "value_encoding": encoding,
+            }
+        )
     first, last = records[0].offset, records[-1].offset
-    return CloudEvent({
-        "type": KAFKA_BATCH_TYPE,
-        "source": f"/kafka/{tp.topic}",
-        "id": f"{tp.topic}+{tp.partition}+{first}+{last}",
-        "subject": f"partition:{tp.partition}#{first}-{last}",
-        "datacontenttype": "application/json",
-    }, {"topic": tp.topic, "partition": tp.partition, "records": items})
+    return CloudEvent(
+        {
+            "type": KAFKA_BATCH_TYPE,
+            "source": f"/kafka/{tp.topic}",
+            "id": f"{tp.topic}+{tp.partition}+{first}+{last}",
+            "subject": f"partition:{tp.partition}#{first}-{last}",
+            "datacontenttype": "application/json",
+        },
+        {"topic": tp.topic, "partition": tp.partition, "records": items},
+    )
 
 
 @dataclass(frozen=True)
@@ -153,10 +160,20 @@ class _Finished:
 
 
 class KafkaTriggerWorker:
-    def __init__(self, *, function: str, group: str, trigger: KafkaTrigger, bus: EventBus,
-                 invoker: Invoker, seen: SeenLog, stop: threading.Event,
-                 on_ready: Callable[[], None] | None = None, poll_timeout_s: float = 0.5,
-                 commit_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        function: str,
+        group: str,
+        trigger: KafkaTrigger,
+        bus: EventBus,
+        invoker: Invoker,
+        seen: SeenLog,
+        stop: threading.Event,
+        on_ready: Callable[[], None] | None = None,
+        poll_timeout_s: float = 0.5,
+        commit_interval_s: float = 1.0,
+    ) -> None:
         self.function = function
         self.group = group
         self.trigger = trigger
@@ -170,14 +187,16 @@ class KafkaTriggerWorker:
         self._pending: list[_Finished] = []
         self._committed_at = time.monotonic()
         self.processed = 0
-        self._pool = (ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{function}-unordered")
-                      if trigger.ordering == "unordered" else None)
+        self._pool = (
+            ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{function}-unordered")
+            if trigger.ordering == "unordered"
+            else None
+        )
         self._thread: threading.Thread | None = None
         self._lag_reported = 0.0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=f"kafka-{self.function}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"kafka-{self.function}", daemon=True)
         self._thread.start()
 
     def join(self, timeout: float | None = None) -> None:
@@ -192,18 +211,27 @@ class KafkaTriggerWorker:
         """Poll on this thread, handle on another, so the broker round trip and the function's
         work overlap. Only this thread touches the consumer (it is not thread-safe): the handler
         hands back the offsets it finished and this thread commits them before its next poll."""
-        consumer = self.bus.consumer(self.group, self.trigger.topics,
-                                     start=self.trigger.start_position,
-                                     client_id=f"retailfn-{self.function}")
-        log.info("consumer started", extra={"function": self.function, "group": self.group,
-                                            "topics": self.trigger.topics})
+        consumer = self.bus.consumer(
+            self.group,
+            self.trigger.topics,
+            start=self.trigger.start_position,
+            client_id=f"retailfn-{self.function}",
+        )
+        log.info(
+            "consumer started",
+            extra={"function": self.function, "group": self.group, "topics": self.trigger.topics},
+        )
         if self.on_ready:
             self.on_ready()
         handoff: queue.Queue[list[Record] | None] = queue.Queue(maxsize=1)
         finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         halt = threading.Event()  # this trigger's handler only; the runtime's stop is shared
-        handler = threading.Thread(target=self._handle_loop, args=(handoff, finished, halt),
-                                   name=f"handle-{self.function}", daemon=True)
+        handler = threading.Thread(
+            target=self._handle_loop,
+            args=(handoff, finished, halt),
+            name=f"handle-{self.function}",
+            daemon=True,
+        )
         handler.start()
         outages = 0
         try:
@@ -216,9 +244,12 @@ class KafkaTriggerWorker:
                     # The broker is away: keep the member, wait, try again. Nothing is lost:
                     # what was not committed is read again.
                     outages += 1
-                    delay = min(0.5 * 2 ** outages, 30.0)
-                    log.warning("poll failed; retrying", exc_info=True, extra={
-                        "function": self.function, "retry_in_s": delay})
+                    delay = min(0.5 * 2**outages, 30.0)
+                    log.warning(
+                        "poll failed; retrying",
+                        exc_info=True,
+                        extra={"function": self.function, "retry_in_s": delay},
+                    )
                     self.stop.wait(delay)
                     continue
                 while records and not self.stop.is_set() and handler.is_alive():
@@ -241,11 +272,16 @@ class KafkaTriggerWorker:
             consumer.close()
             if self._pool:
                 self._pool.shutdown(wait=True)
-            log.info("consumer stopped", extra={"function": self.function,
-                                                "processed": self.processed})
+            log.info(
+                "consumer stopped", extra={"function": self.function, "processed": self.processed}
+            )
 
-    def _handle_loop(self, handoff: queue.Queue[list[Record] | None],
-                     finished: queue.SimpleQueue[_Finished], halt: threading.Event) -> None:
+    def _handle_loop(
+        self,
+        handoff: queue.Queue[list[Record] | None],
+        finished: queue.SimpleQueue[_Finished],
+        halt: threading.Event,
+    ) -> None:
         while not (self.stop.is_set() or halt.is_set()):
             try:
                 records = handoff.get(timeout=0.1)
@@ -263,8 +299,9 @@ class KafkaTriggerWorker:
             if done is not None:
                 finished.put(done)
 
-    def _commit_finished(self, consumer: Consumer, finished: queue.SimpleQueue[_Finished],
-                         *, force: bool = False) -> None:
+    def _commit_finished(
+        self, consumer: Consumer, finished: queue.SimpleQueue[_Finished], *, force: bool = False
+    ) -> None:
         """Commit what the handler finished, at most every ``commit_interval_s`` (or sooner when
         many records wait, or at shutdown), as Kafka's own auto-commit would: a crash re-delivers
         at most that much, and idempotent effects plus the dedup log absorb it."""
@@ -277,21 +314,27 @@ class KafkaTriggerWorker:
             return
         waiting = sum(done.count for done in self._pending)
         now = time.monotonic()
-        if not (force or waiting >= COMMIT_MAX_RECORDS
-                or now - self._committed_at >= self.commit_interval_s):
+        if not (
+            force
+            or waiting >= COMMIT_MAX_RECORDS
+            or now - self._committed_at >= self.commit_interval_s
+        ):
             return
         # The ids are durable before the offsets are committed: one object per commit, named
         # after its first record, so a re-delivered range overwrites its own.
         try:
-            self.seen.persist(self._pending[0].name,
-                              [k for done in self._pending for k in done.keys])
+            self.seen.persist(
+                self._pending[0].name, [k for done in self._pending for k in done.keys]
+            )
         except ObjectStoreError:
             # The store is away: commit nothing (the records stay uncommitted, so nothing is
             # lost) and try again after the interval; a blip must not end the consumer.
             self._committed_at = now
-            log.warning("dedup ids not written; the commit waits for the object store",
-                        exc_info=True, extra={"function": self.function,
-                                              "waiting": waiting})
+            log.warning(
+                "dedup ids not written; the commit waits for the object store",
+                exc_info=True,
+                extra={"function": self.function, "waiting": waiting},
+            )
             return
         offsets: dict[TopicPartition, int] = {}
         for done in self._pending:
@@ -304,8 +347,11 @@ class KafkaTriggerWorker:
         except BusError:
             # Partitions moved to another member meanwhile: it re-reads from the last commit
             # (at least once), and the dedup log keeps the effects single.
-            log.warning("commit failed; records will be redelivered",
-                        extra={"function": self.function}, exc_info=True)
+            log.warning(
+                "commit failed; records will be redelivered",
+                extra={"function": self.function},
+                exc_info=True,
+            )
 
     def _handle_batch(self, records: list[Record]) -> _Finished | None:
         """Handle one poll; return the offsets to commit (up to the first abandoned record)."""
@@ -358,12 +404,14 @@ class KafkaTriggerWorker:
         except UnreadableRecord as exc:
             self.invoker.dead_letter_now(unreadable_record_event(record), exc, origin)
             return _Handled(True)
-        except Exception as exc:  # noqa: BLE001 - nothing a record holds may end the consumer
+        except Exception as exc:
             # Only a failure to handle the record gets here (the function's own failures are
             # the invoker's): dead-letter it and carry on. Should the dead letter fail as well
             # (its store or topic is down), that escapes, the trigger dies and /readyz says so.
-            log.exception("record could not be handled", extra={
-                "function": self.function, **origin, "error": type(exc).__name__})
+            log.exception(
+                "record could not be handled",
+                extra={"function": self.function, **origin, "error": type(exc).__name__},
+            )
             self.invoker.dead_letter_now(unreadable_record_event(record), exc, origin)
             return _Handled(True)
 
@@ -372,9 +420,15 @@ class KafkaTriggerWorker:
         dedup_key = identity(ce["source"], ce["id"], sep="\0")
         if self.seen.seen(dedup_key):
             EVENTS.labels(self.function, "kafka", "duplicate").inc()
-            log.info("duplicate event skipped", extra={
-                "function": self.function, "event_id": ce["id"], "event_type": ce["type"],
-                "outcome": "duplicate"})
+            log.info(
+                "duplicate event skipped",
+                extra={
+                    "function": self.function,
+                    "event_id": ce["id"],
+                    "event_type": ce["type"],
+                    "outcome": "duplicate",
+                },
+            )
             return _Handled(True)
         outcome = self.invoker.deliver(ce, origin)
         if outcome.status == "abandoned":

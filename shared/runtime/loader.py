@@ -43,7 +43,9 @@ def load_function(name: str, handler: str) -> LoadedFunction:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # an import error of any kind is a configuration problem here
-        raise HandlerError(f"functions.{name}.handler: cannot import {module_name!r}: {exc}") from exc
+        raise HandlerError(
+            f"functions.{name}.handler: cannot import {module_name!r}: {exc}"
+        ) from exc
     func = getattr(module, target, None)
     if not callable(func):
         raise HandlerError(f"functions.{name}.handler: {module_name!r} has no function {target!r}")

@@ -34,7 +34,6 @@ OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
 
 
-
 # --- the problem document ----------------------------------------------------------------------
 # Mirrors shared.platform.problems.Problem.to_dict(); named Problem so the schema is.
 
@@ -61,15 +60,19 @@ class Problem(BaseModel):
     # no null defaults.
     model_config = ConfigDict(extra="allow", json_schema_extra=_absent_not_null)
 
-    type: str = Field(json_schema_extra={"format": "uri-reference"},
-                      description=f"`about:blank` or one of ours under {PROBLEM_TYPE_BASE}")
+    type: str = Field(
+        json_schema_extra={"format": "uri-reference"},
+        description=f"`about:blank` or one of ours under {PROBLEM_TYPE_BASE}",
+    )
     title: str = Field(description="The status phrase, or the problem type's title.")
     status: int = Field(ge=100, le=599)
     detail: str | SkipJsonSchema[None] = Field(
-        None, description="What went wrong with this request.")
+        None, description="What went wrong with this request."
+    )
     instance: str | SkipJsonSchema[None] = None
     errors: list[FieldError] | SkipJsonSchema[None] = Field(
-        None, description="One entry per invalid field (422, and 400 for query parameters).")
+        None, description="One entry per invalid field (422, and 400 for query parameters)."
+    )
 
 
 _COMMON_PROBLEMS = {
@@ -80,7 +83,7 @@ _COMMON_PROBLEMS = {
     422: "The body failed validation; `errors` names each field",
     500: "The function failed unexpectedly; the answer quotes the request id it was logged with",
     503: "A dependency (key store, token issuer, event bus) is unavailable; retry after "
-         "`Retry-After` seconds",
+    "`Retry-After` seconds",
 }
 _PROBLEM_HEADERS = {
     401: {"WWW-Authenticate": "The authentication schemes to use"},
@@ -92,9 +95,12 @@ _PROBLEM_HEADERS = {
 # --- the document ------------------------------------------------------------------------------
 
 
-def openapi_document(service: ServiceConfig,
-                     functions: Mapping[str, LoadedFunction] | None = None, *,
-                     version: str | None = None) -> dict[str, Any]:
+def openapi_document(
+    service: ServiceConfig,
+    functions: Mapping[str, LoadedFunction] | None = None,
+    *,
+    version: str | None = None,
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``service``'s http triggers.
 
     ``functions`` are the loaded handlers whose routes to document (what the runtime serves);
@@ -102,19 +108,25 @@ def openapi_document(service: ServiceConfig,
     ``version`` defaults to the installed ``retailfn`` package's.
     """
     if functions is None:
-        functions = {name: load_function(name, fn.handler)
-                     for name, fn in service.functions.items() if fn.triggers("http")}
+        functions = {
+            name: load_function(name, fn.handler)
+            for name, fn in service.functions.items()
+            if fn.triggers("http")
+        }
     routes = [
         _Route(name, fn, trigger, _declared_for(functions[name], trigger))
-        for name, fn in service.functions.items() if name in functions
+        for name, fn in service.functions.items()
+        if name in functions
         for trigger in fn.triggers("http")
     ]
     for name, fn in service.functions.items():
         routed = {t.path for t in fn.triggers("http")}
         for op in declared_operations(functions[name].callable) if name in functions else ():
             if op.path is not None and op.path not in routed:
-                raise ValueError(f"{fn.handler} declares an operation for {op.path}, "
-                                 f"which serverless.yaml does not route to functions.{name}")
+                raise ValueError(
+                    f"{fn.handler} declares an operation for {op.path}, "
+                    f"which serverless.yaml does not route to functions.{name}"
+                )
     schemas = _Schemas()
     schemas.add(Problem, "serialization")
     for route in routes:
@@ -127,15 +139,18 @@ def openapi_document(service: ServiceConfig,
         operation_id = route.operation_id(used_ids)
         used_ids.add(operation_id)
         paths.setdefault(route.trigger.path, {})[route.trigger.method] = route.document(
-            operation_id, schemas)
+            operation_id, schemas
+        )
 
     scopes = sorted({s for r in routes for s in r.trigger.auth.scopes})
     components: dict[str, Any] = {"schemas": schemas.components()}
     if any(r.trigger.auth.type != "none" for r in routes):
         components["securitySchemes"] = _security_schemes(scopes)
-    tags = [{"name": name, "description": fn.description} if fn.description else {"name": name}
-            for name, fn in service.functions.items()
-            if name in functions and fn.triggers("http")]
+    tags = [
+        {"name": name, "description": fn.description} if fn.description else {"name": name}
+        for name, fn in service.functions.items()
+        if name in functions and fn.triggers("http")
+    ]
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -244,8 +259,10 @@ class _Route:
                 schemas.add(answer.model, "serialization")
 
     def _answers(self) -> dict[int, Answer]:
-        answers = {status: value if isinstance(value, Answer) else Answer(value)
-                   for status, value in self.op.responses.items()}
+        answers = {
+            status: value if isinstance(value, Answer) else Answer(value)
+            for status, value in self.op.responses.items()
+        }
         return answers or {200: Answer(description="OK")}
 
     def operation_id(self, used: set[str]) -> str:
@@ -281,16 +298,21 @@ class _Route:
 
     def _parameters(self, schemas: _Schemas) -> list[dict[str, Any]]:
         op = self.op
-        out = [{"name": name, "in": "path", "required": True,
-                "schema": schemas.of(op.path_params.get(name, str), "validation")}
-               for name in self.trigger.path_params]
+        out = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": schemas.of(op.path_params.get(name, str), "validation"),
+            }
+            for name in self.trigger.path_params
+        ]
         if op.query is not None:
             model = schemas.resolved(op.query, "validation")
             required = set(model.get("required", ()))
             for name, prop in model.get("properties", {}).items():
                 prop = {k: v for k, v in prop.items() if k != "title"}
-                param: dict[str, Any] = {"name": name, "in": "query",
-                                         "required": name in required}
+                param: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
                 description = prop.pop("description", None) or _field_doc(op.query, name)
                 if description:
                     param["description"] = description
@@ -298,9 +320,15 @@ class _Route:
                 out.append(param)
             schemas.hide_if_unused(op.query, "validation")
         for header in op.headers:
-            out.append({"name": header.name, "in": "header", "required": header.required,
-                        "description": header.description,
-                        "schema": schemas.of(header.schema, "validation")})
+            out.append(
+                {
+                    "name": header.name,
+                    "in": "header",
+                    "required": header.required,
+                    "description": header.description,
+                    "schema": schemas.of(header.schema, "validation"),
+                }
+            )
         return out
 
     def _responses(self, schemas: _Schemas) -> dict[str, Any]:
@@ -311,7 +339,8 @@ class _Route:
                 response["headers"] = _headers(answer.headers)
             if answer.model is not None:
                 response["content"] = {
-                    answer.media_type: {"schema": schemas.of(answer.model, "serialization")}}
+                    answer.media_type: {"schema": schemas.of(answer.model, "serialization")}
+                }
             responses[str(status)] = response
         problem = schemas.of(Problem, "serialization")
         for status, when in sorted(self._problems().items()):
@@ -339,8 +368,11 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
         rest = {k: v for k, v in schema.items() if k != "anyOf"}
         if rest.get("default", ...) is None:
             del rest["default"]
-        return {**alternatives[0], **rest} if len(alternatives) == 1 else {
-            **rest, "anyOf": alternatives}
+        return (
+            {**alternatives[0], **rest}
+            if len(alternatives) == 1
+            else {**rest, "anyOf": alternatives}
+        )
     return schema
 
 
@@ -350,8 +382,9 @@ def _field_doc(model: type[BaseModel], name: str) -> str | None:
 
 
 def _headers(headers: Mapping[str, str]) -> dict[str, Any]:
-    return {name: {"description": text, "schema": {"type": "string"}}
-            for name, text in headers.items()}
+    return {
+        name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+    }
 
 
 def _phrase(status: int) -> str:
@@ -421,23 +454,28 @@ def render_docs(document: Mapping[str, Any]) -> str:
     schemas, rendered server-side (no scripts, no assets from elsewhere)."""
     info = document.get("info", {})
     title = f"{info.get('title', 'API')} {info.get('version', '')}".strip()
-    operations = [(path, method, op) for path, item in document.get("paths", {}).items()
-                  for method, op in item.items()]
+    operations = [
+        (path, method, op)
+        for path, item in document.get("paths", {}).items()
+        for method, op in item.items()
+    ]
     components = document.get("components", {})
     out = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)} API</title><style>{_STYLE}</style></head><body>",
-        f"<header><h1>{_e(info.get('title', 'API'))} <small>{_e(info.get('version', ''))}"
-        f"</small></h1><p>{_md(info.get('description', ''))}</p>",
-        '<p>Machine-readable: <a href="openapi.json">openapi.json</a> '
-        f"(OpenAPI {_e(document.get('openapi', ''))})</p></header>",
+        (f"<header><h1>{_e(info.get('title', 'API'))} <small>{_e(info.get('version', ''))}"
+        f"</small></h1><p>{_md(info.get('description', ''))}</p>"),
+        ('<p>Machine-readable: <a href="openapi.json">openapi.json</a> '
+        f"(OpenAPI {_e(document.get('openapi', ''))})</p></header>"),
         "<nav><h2>Operations</h2><ul>",
     ]
     for path, method, op in operations:
-        out.append(f'<li><a href="#op-{_e(op["operationId"])}">{_method(method)} '
-                   f"<code>{_e(path)}</code></a> {_e(op.get('summary', ''))}</li>")
+        out.append(
+            f'<li><a href="#op-{_e(op["operationId"])}">{_method(method)} '
+            f"<code>{_e(path)}</code></a> {_e(op.get('summary', ''))}</li>"
+        )
     out.append("</ul></nav><main>")
     for path, method, op in operations:
         out.append(_operation_html(path, method, op, components))
@@ -454,58 +492,87 @@ def render_docs(document: Mapping[str, Any]) -> str:
     if schemes:
         out.append("<h2>Security schemes</h2>")
         for name, scheme in schemes.items():
-            out.append(f'<section id="security-{_e(name)}"><h3>{_e(name)}</h3>'
-                       f"<p>{_md(scheme.get('description', ''))}</p></section>")
+            out.append(
+                f'<section id="security-{_e(name)}"><h3>{_e(name)}</h3>'
+                f"<p>{_md(scheme.get('description', ''))}</p></section>"
+            )
     out.append("</main></body></html>")
     return "\n".join(out)
 
 
-def _operation_html(path: str, method: str, op: Mapping[str, Any],
-                    components: Mapping[str, Any]) -> str:
+def _operation_html(
+    path: str, method: str, op: Mapping[str, Any], components: Mapping[str, Any]
+) -> str:
     out = [
         f'<section class="op" id="op-{_e(op["operationId"])}">',
         f"<h3>{_method(method)} <code>{_e(path)}</code></h3>",
-        f"<p><strong>{_e(op.get('summary', ''))}</strong> "
-        f"<span class=\"muted\">({_e(op['operationId'])})</span></p>",
+        (f"<p><strong>{_e(op.get('summary', ''))}</strong> "
+        f'<span class="muted">({_e(op["operationId"])})</span></p>'),
     ]
     if op.get("description") and op["description"] != op.get("summary"):
         out.append(f"<p>{_md(op['description'])}</p>")
     security = op.get("security") or []
     if security:
-        ways = [" + ".join(f'<a href="#security-{_e(name)}">{_e(name)}</a>'
-                           + (f" (scopes: {', '.join(f'<code>{_e(s)}</code>' for s in scopes)})"
-                              if scopes else "")
-                           for name, scopes in requirement.items())
-                for requirement in security]
+        ways = [
+            " + ".join(
+                f'<a href="#security-{_e(name)}">{_e(name)}</a>'
+                + (
+                    f" (scopes: {', '.join(f'<code>{_e(s)}</code>' for s in scopes)})"
+                    if scopes
+                    else ""
+                )
+                for name, scopes in requirement.items()
+            )
+            for requirement in security
+        ]
         out.append(f"<p>Authentication: {' <em>or</em> '.join(ways)}</p>")
     else:
         out.append("<p>Authentication: none</p>")
     parameters = op.get("parameters") or []
     if parameters:
-        out.append("<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>type</th>"
-                   "<th>description</th></tr>")
+        out.append(
+            "<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>type</th>"
+            "<th>description</th></tr>"
+        )
         for p in parameters:
             required = ' <span class="req">required</span>' if p.get("required") else ""
-            out.append(f"<tr><td><code>{_e(p['name'])}</code>{required}</td><td>{_e(p['in'])}"
-                       f"</td><td>{_type_html(p.get('schema', {}))}</td>"
-                       f"<td>{_md(p.get('description', ''))}</td></tr>")
+            out.append(
+                f"<tr><td><code>{_e(p['name'])}</code>{required}</td><td>{_e(p['in'])}"
+                f"</td><td>{_type_html(p.get('schema', {}))}</td>"
+                f"<td>{_md(p.get('description', ''))}</td></tr>"
+            )
         out.append("</table>")
     body = op.get("requestBody")
     if body:
         out.append("<h4>Request body</h4>")
         for media_type, content in body.get("content", {}).items():
-            out.append(f"<p><code>{_e(media_type)}</code>: "
-                       f"{_type_html(content.get('schema', {}))}</p>")
-    out.append("<h4>Responses</h4><table><tr><th>status</th><th>description</th><th>body</th>"
-               "<th>headers</th></tr>")
+            out.append(
+                f"<p><code>{_e(media_type)}</code>: {_type_html(content.get('schema', {}))}</p>"
+            )
+    out.append(
+        "<h4>Responses</h4><table><tr><th>status</th><th>description</th><th>body</th>"
+        "<th>headers</th></tr>"
+    )
     for status, response in op.get("responses", {}).items():
-        bodies = "<br>".join(f"<code>{_e(mt)}</code> {_type_html(c.get('schema', {}))}"
-                             for mt, c in response.get("content", {}).items()) or "—"
-        headers = "<br>".join(f"<code>{_e(name)}</code>: {_md(h.get('description', ''))}"
-                              for name, h in response.get("headers", {}).items()) or "—"
-        out.append(f"<tr><td><strong>{_e(status)}</strong></td>"
-                   f"<td>{_md(response.get('description', ''))}</td><td>{bodies}</td>"
-                   f"<td>{headers}</td></tr>")
+        bodies = (
+            "<br>".join(
+                f"<code>{_e(mt)}</code> {_type_html(c.get('schema', {}))}"
+                for mt, c in response.get("content", {}).items()
+            )
+            or "—"
+        )
+        headers = (
+            "<br>".join(
+                f"<code>{_e(name)}</code>: {_md(h.get('description', ''))}"
+                for name, h in response.get("headers", {}).items()
+            )
+            or "—"
+        )
+        out.append(
+            f"<tr><td><strong>{_e(status)}</strong></td>"
+            f"<td>{_md(response.get('description', ''))}</td><td>{bodies}</td>"
+            f"<td>{headers}</td></tr>"
+        )
     out.append("</table></section>")
     return "\n".join(out)
 
@@ -515,16 +582,23 @@ def _schema_html(schema: Mapping[str, Any]) -> str:
     if "properties" not in schema:
         alternatives = schema.get("anyOf") or schema.get("oneOf")
         if alternatives and any("properties" in a for a in alternatives):
-            return "<p>One of:</p><ul>" + "".join(
-                f"<li>{_schema_html(a) if 'properties' in a else _type_html(a)}</li>"
-                for a in alternatives) + "</ul>"
+            return (
+                "<p>One of:</p><ul>"
+                + "".join(
+                    f"<li>{_schema_html(a) if 'properties' in a else _type_html(a)}</li>"
+                    for a in alternatives
+                )
+                + "</ul>"
+            )
         return f"<p>{_type_html(schema)}</p>"
     required = set(schema.get("required", ()))
     rows = ["<table><tr><th>field</th><th>type</th><th>description</th></tr>"]
     for name, prop in schema["properties"].items():
         mark = ' <span class="req">required</span>' if name in required else ""
-        rows.append(f"<tr><td><code>{_e(name)}</code>{mark}</td><td>{_type_html(prop)}</td>"
-                    f"<td>{_md(prop.get('description', ''))}</td></tr>")
+        rows.append(
+            f"<tr><td><code>{_e(name)}</code>{mark}</td><td>{_type_html(prop)}</td>"
+            f"<td>{_md(prop.get('description', ''))}</td></tr>"
+        )
     rows.append("</table>")
     extra = schema.get("additionalProperties")
     if extra is False:
@@ -535,9 +609,16 @@ def _schema_html(schema: Mapping[str, Any]) -> str:
 
 
 _CONSTRAINTS = {
-    "minimum": "≥ {}", "exclusiveMinimum": "> {}", "maximum": "≤ {}", "exclusiveMaximum": "< {}",
-    "minLength": "length ≥ {}", "maxLength": "length ≤ {}", "minItems": "≥ {} items",
-    "maxItems": "≤ {} items", "minProperties": "≥ {} entries", "maxProperties": "≤ {} entries",
+    "minimum": "≥ {}",
+    "exclusiveMinimum": "> {}",
+    "maximum": "≤ {}",
+    "exclusiveMaximum": "< {}",
+    "minLength": "length ≥ {}",
+    "maxLength": "length ≤ {}",
+    "minItems": "≥ {} items",
+    "maxItems": "≤ {} items",
+    "minProperties": "≥ {} entries",
+    "maxProperties": "≤ {} entries",
     "format": "{}",
 }
 
@@ -555,8 +636,11 @@ def _type_html(schema: Mapping[str, Any]) -> str:
     if "const" in schema:
         return f"<code>{_e(json.dumps(schema['const']))}</code>"
     if "enum" in schema:
-        return "one of " + ", ".join(f"<code>{_e(json.dumps(v))}</code>"
-                                     for v in schema["enum"]) + _notes(schema)
+        return (
+            "one of "
+            + ", ".join(f"<code>{_e(json.dumps(v))}</code>" for v in schema["enum"])
+            + _notes(schema)
+        )
     kind = schema.get("type", "any")
     if isinstance(kind, list):
         kind = " or ".join(kind)
@@ -569,16 +653,16 @@ def _type_html(schema: Mapping[str, Any]) -> str:
         patterns = schema.get("patternProperties", {})
         if patterns:
             key, values = next(iter(patterns.items()))
-            return (f"map of <code>{_e(key)}</code> to {_type_html(values)}"
-                    f"{_notes(schema)}")
+            return f"map of <code>{_e(key)}</code> to {_type_html(values)}{_notes(schema)}"
         if isinstance(values, dict):
             return f"map to {_type_html(values)}{_notes(schema)}"
     return f"<code>{_e(str(kind))}</code>{_notes(schema)}"
 
 
 def _notes(schema: Mapping[str, Any]) -> str:
-    notes = [_e(template.format(schema[key])) for key, template in _CONSTRAINTS.items()
-             if key in schema]
+    notes = [
+        _e(template.format(schema[key])) for key, template in _CONSTRAINTS.items() if key in schema
+    ]
     if "pattern" in schema:
         notes.append(f"matching <code>{_e(schema['pattern'])}</code>")
     if "default" in schema:

@@ -37,8 +37,13 @@ def next_tick(trigger: ScheduleTrigger, after: datetime) -> datetime:
 def ping_event(function: str, trigger: ScheduleTrigger, tick: datetime) -> CloudEvent:
     stamp = tick.isoformat().replace("+00:00", "Z")
     return CloudEvent(
-        {"type": PING_EVENT, "source": f"/schedule/{function}", "id": f"{function}@{stamp}",
-         "time": stamp, "datacontenttype": "application/json"},
+        {
+            "type": PING_EVENT,
+            "source": f"/schedule/{function}",
+            "id": f"{function}@{stamp}",
+            "time": stamp,
+            "datacontenttype": "application/json",
+        },
         {"scheduled_time": stamp, "expression": trigger.expression},
     )
 
@@ -51,8 +56,9 @@ class ScheduledFunction:
 
 
 class Scheduler:
-    def __init__(self, jobs: list[ScheduledFunction], claims: ClaimStore,
-                 stop: threading.Event) -> None:
+    def __init__(
+        self, jobs: list[ScheduledFunction], claims: ClaimStore, stop: threading.Event
+    ) -> None:
         self.jobs = [j for j in jobs if j.trigger.enabled]
         self.claims = claims
         self.stop = stop
@@ -79,5 +85,7 @@ class Scheduler:
             job, tick = self.jobs[i], due[i]
             due[i] = next_tick(job.trigger, tick + timedelta(microseconds=1))
             if self.claims.claim(f"schedule/{job.function}", tick.isoformat()):
-                job.invoker.deliver(ping_event(job.function, job.trigger, tick),
-                                    {"schedule": job.trigger.expression})
+                job.invoker.deliver(
+                    ping_event(job.function, job.trigger, tick),
+                    {"schedule": job.trigger.expression},
+                )

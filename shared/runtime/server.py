@@ -68,8 +68,9 @@ class HttpServer:
             sock.bind((self.host, self.port))
         except OSError as exc:
             sock.close()
-            raise OSError(exc.errno, f"cannot listen on {self.host}:{self.port}: "
-                                     f"{exc.strerror}") from exc
+            raise OSError(
+                exc.errno, f"cannot listen on {self.host}:{self.port}: {exc.strerror}"
+            ) from exc
         sock.set_inheritable(True)
         self._socket = sock
         self.port = sock.getsockname()[1]
@@ -121,6 +122,10 @@ class HttpServer:
     def __enter__(self) -> HttpServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -30,8 +30,11 @@ def stop_signals() -> Iterator[threading.Event]:
             signal.signal(signum, handler)
 
 
-def run_until_signal(start: Callable[[], object], stop: Callable[[], object],
-                     ready: Callable[[], object] = lambda: None) -> None:
+def run_until_signal(
+    start: Callable[[], object],
+    stop: Callable[[], object],
+    ready: Callable[[], object] = lambda: None,
+) -> None:
     """``start``, then ``ready``, wait for a stop signal, then ``stop``. A ``start`` or ``ready``
     that fails is stopped too (what did start, consumers say, must not keep the process alive)."""
     with stop_signals() as done:

@@ -72,8 +72,10 @@ def function_settings(service: ServiceConfig, functions: list[str]) -> dict[str,
             if key.upper().startswith(ENV_PREFIX):
                 continue
             if key in exported and exported[key][1] != value:
-                log.warning("functions set one process variable differently; the last wins",
-                            extra={"variable": key, "functions": [exported[key][0], name]})
+                log.warning(
+                    "functions set one process variable differently; the last wins",
+                    extra={"variable": key, "functions": [exported[key][0], name]},
+                )
             exported[key] = (name, value)
     _export({key: value for key, (_name, value) in exported.items()})
     return chosen
@@ -98,13 +100,19 @@ def check_stage(settings: Settings, *, allow_embedded: bool = False) -> None:
     if settings.stage == LOCAL_STAGE:
         return
     if settings.jwt_issuer == DEV_ISSUER:
-        raise StageGuardError(f"stage {settings.stage!r} trusts the local dev issuer "
-                              f"(RETAILFN_JWT_ISSUER={DEV_ISSUER}); set your identity provider's "
-                              "issuer, audience and JWKS URL")
-    embedded = [what for what, on in (("the embedded bus (RETAILFN_BUS=embedded)",
-                                       settings.bus == "embedded"),
-                                      ("the folder store (RETAILFN_OBJECTSTORE=local)",
-                                       settings.objectstore == "local")) if on]
+        raise StageGuardError(
+            f"stage {settings.stage!r} trusts the local dev issuer "
+            f"(RETAILFN_JWT_ISSUER={DEV_ISSUER}); set your identity provider's "
+            "issuer, audience and JWKS URL"
+        )
+    embedded = [
+        what
+        for what, on in (
+            ("the embedded bus (RETAILFN_BUS=embedded)", settings.bus == "embedded"),
+            ("the folder store (RETAILFN_OBJECTSTORE=local)", settings.objectstore == "local"),
+        )
+        if on
+    ]
     if not embedded:
         return
     if not (allow_embedded or settings.allow_embedded):
@@ -112,10 +120,12 @@ def check_stage(settings: Settings, *, allow_embedded: bool = False) -> None:
             f"stage {settings.stage!r} would run on {' and '.join(embedded)}; configure Kafka "
             "and COS for it (RETAILFN_BUS=kafka, RETAILFN_OBJECTSTORE=cos and their endpoints, "
             "e.g. in the stage's environment in serverless.yaml), or pass --allow-embedded "
-            "(RETAILFN_ALLOW_EMBEDDED=true) if this stage really is a single box")
-    log.warning("stage runs on embedded adapters, as explicitly allowed",
-                extra={"stage": settings.stage, "bus": settings.bus,
-                       "objectstore": settings.objectstore})
+            "(RETAILFN_ALLOW_EMBEDDED=true) if this stage really is a single box"
+        )
+    log.warning(
+        "stage runs on embedded adapters, as explicitly allowed",
+        extra={"stage": settings.stage, "bus": settings.bus, "objectstore": settings.objectstore},
+    )
 
 
 def _export(env: dict[str, str]) -> None:

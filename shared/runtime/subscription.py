@@ -54,8 +54,10 @@ from shared.runtime.invoker import Invoker, Outcome
 
 log = logging.getLogger("retailfn.subscription")
 
-COS_TYPES = {"com.ibm.cloud.cos.document.write": "write",
-             "com.ibm.cloud.cos.document.delete": "delete"}
+COS_TYPES = {
+    "com.ibm.cloud.cos.document.write": "write",
+    "com.ibm.cloud.cos.document.delete": "delete",
+}
 KNATIVE_KAFKA_TYPE = "dev.knative.kafka.event"
 _PARTITION_OFFSET = re.compile(r"^partition:(\d+)/offset:(\d+)$")
 SWEEP_EVERY_S = 3600.0
@@ -93,15 +95,20 @@ def identity_of(function: str, ce: CloudEvent) -> Identity:
         key = note.get("object_name") or data.get("key") or attrs.get("subject")
         etag = str(note.get("object_etag") or "").strip('"')
         if bucket and key and etag:
-            return Identity(f"cos/{function}", f"{bucket}\0{key}\0{etag}\0{operation}",
-                            {"bucket": bucket, "key": key, "etag": etag})
+            return Identity(
+                f"cos/{function}",
+                f"{bucket}\0{key}\0{etag}\0{operation}",
+                {"bucket": bucket, "key": key, "etag": etag},
+            )
     source, event_id = attrs["source"], attrs["id"]
     origin: dict[str, Any] = {}
     if attrs["type"] == KNATIVE_KAFKA_TYPE:
         match = _PARTITION_OFFSET.match(str(event_id))
         topic = attrs.get("topic") or str(source).rstrip("/").rsplit("/", 1)[-1]
-        origin = {"topic": topic, **({"partition": int(match[1]), "offset": int(match[2])}
-                                     if match else {})}
+        origin = {
+            "topic": topic,
+            **({"partition": int(match[1]), "offset": int(match[2])} if match else {}),
+        }
         carried_id = attrs.get("kafkaheaderce_id") or attrs.get("kafkaheaderceid")
         carried_source = attrs.get("kafkaheaderce_source") or attrs.get("kafkaheadercesource")
         if carried_id and carried_source:
@@ -153,23 +160,27 @@ class Answer:
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> Answer:
-    return Answer(status, {"type": "about:blank", "title": title, "status": status,
-                           "detail": detail, **extra})
+    return Answer(
+        status, {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    )
 
 
 class SubscriptionFunction:
     """One function behind a subscription: dedup, the invoker's retries, the dead letter."""
 
-    def __init__(self, service: ServiceConfig, name: str, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, service: ServiceConfig, name: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         from shared.platform.adapters import bucket, get_bus, get_store
         from shared.runtime.app import DeadLetterSink
         from shared.runtime.loader import load_function
 
         fn = service.functions[name]
         if fn.deployment != "subscription":
-            raise ValueError(f"functions.{name} is deploy: {fn.deployment or 'http'}, not "
-                             "subscription; start it with its own start command")
+            raise ValueError(
+                f"functions.{name} is deploy: {fn.deployment or 'http'}, not "
+                "subscription; start it with its own start command"
+            )
         loaded = load_function(name, fn.handler)
         if loaded.signature != "cloudevent":
             raise ValueError(f"functions.{name}: {fn.handler} is not a CloudEvent function")
@@ -191,54 +202,90 @@ class SubscriptionFunction:
         deadline = self._clock() + self.budget_s
         ident = identity_of(self.name, ce)
         try:
-            claim = self._with_retries(lambda: take_claim(self.claims, ident, self.lease),
-                                       deadline)
+            claim = self._with_retries(lambda: take_claim(self.claims, ident, self.lease), deadline)
         except Exception as exc:  # noqa: BLE001 - the dedup store stayed unreachable
             return self._dead_letter_directly(ce, ident, exc, 1)
         if claim.state == "done":
             EVENTS.labels(self.name, "subscription", "duplicate").inc()
-            log.info("duplicate event skipped", extra={
-                "function": self.name, "event_id": ce["id"], "event_type": ce["type"],
-                "outcome": "duplicate"})
+            log.info(
+                "duplicate event skipped",
+                extra={
+                    "function": self.name,
+                    "event_id": ce["id"],
+                    "event_type": ce["type"],
+                    "outcome": "duplicate",
+                },
+            )
             return Answer(200, {"outcome": "duplicate"})
         if claim.state == "busy":
-            return Answer(409, _problem(409, "Event in progress", "another delivery of this "
-                                        "event is being handled").body, {"Retry-After": "5"})
+            return Answer(
+                409,
+                _problem(
+                    409, "Event in progress", "another delivery of this event is being handled"
+                ).body,
+                {"Retry-After": "5"},
+            )
         assert claim.version is not None
         try:
             outcome = self.invoker.deliver(ce, ident.origin, deadline=deadline)
-        except Exception as exc:  # noqa: BLE001 - the dead letter itself could not be written
+        except Exception as exc:
             self.claims.release(ident.scope, ident.key, version=claim.version)
-            log.error("event neither handled nor dead-lettered", exc_info=True, extra={
-                "function": self.name, "event_id": ce["id"], "outcome": "failed",
-                "error": type(exc).__name__})
-            return _problem(500, "Event not handled", "the event failed and its dead letter "
-                            "could not be written; deliver it again")
+            log.error(
+                "event neither handled nor dead-lettered",
+                exc_info=True,
+                extra={
+                    "function": self.name,
+                    "event_id": ce["id"],
+                    "outcome": "failed",
+                    "error": type(exc).__name__,
+                },
+            )
+            return _problem(
+                500,
+                "Event not handled",
+                "the event failed and its dead letter could not be written; deliver it again",
+            )
         if outcome.status == "abandoned":
             # Stopped while waiting for a retry. A subscription never delivers the event again,
             # so it becomes a dead letter (retryable) rather than an answer nobody acts on.
             answer = self._dead_letter_directly(
-                ce, ident, RuntimeError("the app stopped before the retries were done"),
-                outcome.attempts)
+                ce,
+                ident,
+                RuntimeError("the app stopped before the retries were done"),
+                outcome.attempts,
+            )
             if answer.status != 200:
                 self.claims.release(ident.scope, ident.key, version=claim.version)
                 return answer
             outcome = Outcome("dead_letter", outcome.attempts, answer.body["dead_letter_id"])
         self._finish(ident, claim.version, outcome, deadline)
-        return Answer(200, {"outcome": outcome.status, "attempts": outcome.attempts,
-                            "dead_letter_id": outcome.dead_letter_id})
+        return Answer(
+            200,
+            {
+                "outcome": outcome.status,
+                "attempts": outcome.attempts,
+                "dead_letter_id": outcome.dead_letter_id,
+            },
+        )
 
     def _finish(self, ident: Identity, version: str, outcome: Outcome, deadline: float) -> None:
-        done = {"state": "done", "outcome": outcome.status,
-                "dead_letter_id": outcome.dead_letter_id}
+        done = {
+            "state": "done",
+            "outcome": outcome.status,
+            "dead_letter_id": outcome.dead_letter_id,
+        }
         try:
             # Late deliveries of the event are duplicates from now on. If this write is lost,
             # the claim stays in progress until its lease ends and a redelivery runs again.
-            self._with_retries(lambda: self.claims.replace(ident.scope, ident.key, done,
-                                                           version=version), deadline)
-        except Exception:  # noqa: BLE001 - the effect is there; only the marker is missing
-            log.warning("could not mark the event done", exc_info=True,
-                        extra={"function": self.name, "dedup_scope": ident.scope})
+            self._with_retries(
+                lambda: self.claims.replace(ident.scope, ident.key, done, version=version), deadline
+            )
+        except Exception:
+            log.warning(
+                "could not mark the event done",
+                exc_info=True,
+                extra={"function": self.name, "dedup_scope": ident.scope},
+            )
 
     def _with_retries(self, op: Callable[[], Any], deadline: float) -> Any:
         """``op()``, retried with the function's backoff while the next try fits the deadline."""
@@ -251,29 +298,53 @@ class SubscriptionFunction:
                 delay = self.delivery.backoff(attempt)
                 if attempt > self.delivery.retry or self._clock() + delay > deadline:
                     raise
-                log.warning("dedup store unavailable, will retry", exc_info=True, extra={
-                    "function": self.name, "attempt": attempt, "retry_in_s": round(delay, 3)})
+                log.warning(
+                    "dedup store unavailable, will retry",
+                    exc_info=True,
+                    extra={
+                        "function": self.name,
+                        "attempt": attempt,
+                        "retry_in_s": round(delay, 3),
+                    },
+                )
                 if self.stop.wait(delay):
                     raise
 
-    def _dead_letter_directly(self, ce: CloudEvent, ident: Identity, error: BaseException,
-                              attempts: int) -> Answer:
+    def _dead_letter_directly(
+        self, ce: CloudEvent, ident: Identity, error: BaseException, attempts: int
+    ) -> Answer:
         """Dead-letter an event the invoker did not finish (retryable: a replay may work)."""
         dl_id = dead_letter_id(self.name, ce)
         try:
-            self.sink(dl_id, make_dead_letter(self.name, ce, error, attempts, datetime.now(UTC),
-                                              ident.origin))
-        except Exception:  # noqa: BLE001
-            log.error("event neither handled nor dead-lettered", exc_info=True, extra={
-                "function": self.name, "event_id": ce["id"], "outcome": "failed"})
-            return _problem(500, "Event not handled", "neither the event nor its dead letter "
-                            "could be stored; deliver the event again")
+            self.sink(
+                dl_id,
+                make_dead_letter(self.name, ce, error, attempts, datetime.now(UTC), ident.origin),
+            )
+        except Exception:
+            log.error(
+                "event neither handled nor dead-lettered",
+                exc_info=True,
+                extra={"function": self.name, "event_id": ce["id"], "outcome": "failed"},
+            )
+            return _problem(
+                500,
+                "Event not handled",
+                "neither the event nor its dead letter could be stored; deliver the event again",
+            )
         EVENTS.labels(self.name, "subscription", "dead_letter").inc()
-        log.error("event dead-lettered", extra={
-            "function": self.name, "event_id": ce["id"], "outcome": "dead_letter",
-            "reason": str(error)[:500], "dead_letter_id": dl_id})
-        return Answer(200, {"outcome": "dead_letter", "attempts": attempts,
-                            "dead_letter_id": dl_id})
+        log.error(
+            "event dead-lettered",
+            extra={
+                "function": self.name,
+                "event_id": ce["id"],
+                "outcome": "dead_letter",
+                "reason": str(error)[:500],
+                "dead_letter_id": dl_id,
+            },
+        )
+        return Answer(
+            200, {"outcome": "dead_letter", "attempts": attempts, "dead_letter_id": dl_id}
+        )
 
     def sweep_claims(self) -> None:
         """Expired dedup claims go hourly, so the state bucket does not grow forever."""
@@ -318,12 +389,15 @@ def build_app(function: SubscriptionFunction) -> Starlette:
 
         flush_background()
 
-    return Starlette(routes=[
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/{path:path}", event, methods=["POST"]),
-    ], lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/{path:path}", event, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     from shared.runtime.loader import HandlerError
     from shared.runtime.stage import StageGuardError, apply_function
 
-    args = app_arguments("python -m shared.runtime.subscription", __doc__.split("\n", 1)[0]).parse_args(argv)
+    args = app_arguments(
+        "python -m shared.runtime.subscription", __doc__.split("\n", 1)[0]
+    ).parse_args(argv)
     if not args.function:
         print("Error: no function: give --function or set RETAILFN_FUNCTION", file=sys.stderr)
         return 2
@@ -350,9 +426,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, HandlerError, StageGuardError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(build_app(function), host=args.host, port=args.port, lifespan="on",
-                log_config=None, access_log=False, server_header=False,
-                timeout_graceful_shutdown=int(function.budget_s) + 5)
+    uvicorn.run(
+        build_app(function),
+        host=args.host,
+        port=args.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(function.budget_s) + 5,
+    )
     return 0
 
 

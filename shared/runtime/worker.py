@@ -34,19 +34,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         service = load_app_service(args)
         if any(e.kind == "http" for e in service.functions[args.function].events):
-            raise ConfigError([f"functions.{args.function} serves HTTP: it is not a worker"],
-                              args.config)
+            raise ConfigError(
+                [f"functions.{args.function} serves HTTP: it is not a worker"], args.config
+            )
         configure_logging(apply_stage(service).log_level)
-        runtime = Runtime(service, functions=[args.function], serve_http=True, host=args.host,
-                          port=args.port)
+        runtime = Runtime(
+            service, functions=[args.function], serve_http=True, host=args.host, port=args.port
+        )
     except (ConfigError, StageGuardError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
 
     def ready() -> None:
         runtime.wait_ready()
-        log.info("worker ready", extra={"function": args.function, "stage": service.stage,
-                                        "url": f"http://{runtime.host}:{runtime.port}"})
+        log.info(
+            "worker ready",
+            extra={
+                "function": args.function,
+                "stage": service.stage,
+                "url": f"http://{runtime.host}:{runtime.port}",
+            },
+        )
 
     try:
         run_until_signal(runtime.start, runtime.stop, ready)

@@ -60,26 +60,38 @@ def _error(exc: Exception) -> click.ClickException:
     from shared.runtime.loader import HandlerError
     from shared.runtime.stage import StageGuardError
 
-    if isinstance(exc, ConfigError | SettingsError | StageGuardError | HandlerError |
-                  UnknownFunction | DevOnlyError):
+    if isinstance(
+        exc,
+        ConfigError
+        | SettingsError
+        | StageGuardError
+        | HandlerError
+        | UnknownFunction
+        | DevOnlyError,
+    ):
         return ConfigProblem(str(exc))
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-        return click.ClickException(f"{exc.strerror}: another process is using that port; stop "
-                                    "it or choose another with --port")
+        return click.ClickException(
+            f"{exc.strerror}: another process is using that port; stop "
+            "it or choose another with --port"
+        )
     settings = _settings_or_none()
     module = type(exc).__module__
     if isinstance(exc, BusError) or module.startswith("kafka"):
         where = settings.kafka_bootstrap_servers if settings else None
         return click.ClickException(
-            f"event bus: {exc}" + (f" (RETAILFN_KAFKA_BOOTSTRAP_SERVERS={where})" if where else "")
-            + "; check that the brokers are up and reachable from here")
+            f"event bus: {exc}"
+            + (f" (RETAILFN_KAFKA_BOOTSTRAP_SERVERS={where})" if where else "")
+            + "; check that the brokers are up and reachable from here"
+        )
     if isinstance(exc, ObjectStoreError) or module.startswith(("ibm_botocore", "ibm_boto3")):
         where = settings.cos_endpoint if settings else None
         return click.ClickException(
-            f"object store: {exc}" + (f" (RETAILFN_COS_ENDPOINT={where})" if where else "")
-            + "; check the endpoint, the credentials and that the buckets are provisioned")
-    return click.ClickException(f"{type(exc).__name__}: {exc} (run with --debug for the "
-                                "traceback)")
+            f"object store: {exc}"
+            + (f" (RETAILFN_COS_ENDPOINT={where})" if where else "")
+            + "; check the endpoint, the credentials and that the buckets are provisioned"
+        )
+    return click.ClickException(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
 
 def _settings_or_none() -> Any:
@@ -102,16 +114,26 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config", type=click.Path(path_type=Path), default="serverless.yaml",
-              show_default=True, help="The service description.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path),
+    default="serverless.yaml",
+    show_default=True,
+    help="The service description.",
+)
 @click.option("--stage", default=None, help="Stage in serverless.yaml (default: provider.stage).")
-@click.option("--allow-embedded", is_flag=True,
-              help="Let a stage other than local run on the embedded bus or folder store "
-                   "(RETAILFN_ALLOW_EMBEDDED=true does the same).")
+@click.option(
+    "--allow-embedded",
+    is_flag=True,
+    help="Let a stage other than local run on the embedded bus or folder store "
+    "(RETAILFN_ALLOW_EMBEDDED=true does the same).",
+)
 @click.option("--debug", is_flag=True, help="On failure, show the traceback.")
 @click.pass_context
-def main(ctx: click.Context, config: Path, stage: str | None, allow_embedded: bool,
-         debug: bool) -> None:
+def main(
+    ctx: click.Context, config: Path, stage: str | None, allow_embedded: bool, debug: bool
+) -> None:
     """retailfn: serverless retail functions, run locally from serverless.yaml."""
     ctx.ensure_object(dict)
     ctx.obj.update(config=config, stage=stage, allow_embedded=allow_embedded, debug=debug)
@@ -123,9 +145,14 @@ def _run_until_signal(runtime: Runtime) -> None:
 
     def ready() -> None:
         runtime.wait_ready()
-        log.info("retailfn ready", extra={
-            "stage": runtime.service.stage, "functions": runtime.names,
-            **({"url": f"http://{runtime.host}:{runtime.port}"} if runtime.serve_http else {})})
+        log.info(
+            "retailfn ready",
+            extra={
+                "stage": runtime.service.stage,
+                "functions": runtime.names,
+                **({"url": f"http://{runtime.host}:{runtime.port}"} if runtime.serve_http else {}),
+            },
+        )
 
     run_until_signal(runtime.start, runtime.stop, ready)
 
@@ -140,16 +167,28 @@ def up(ctx: click.Context, host: str, port: int, functions: str) -> None:
     from shared.runtime.app import Runtime
 
     names = [f for f in functions.split(",") if f] or None
-    _run_until_signal(Runtime(_service(ctx), functions=names, host=host, port=port,
-                              allow_embedded=ctx.obj["allow_embedded"]))
+    _run_until_signal(
+        Runtime(
+            _service(ctx),
+            functions=names,
+            host=host,
+            port=port,
+            allow_embedded=ctx.obj["allow_embedded"],
+        )
+    )
 
 
 @main.command()
-@click.option("--functions", default="", help="Comma-separated functions (default: all with "
-              "event triggers).")
+@click.option(
+    "--functions", default="", help="Comma-separated functions (default: all with event triggers)."
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=None, type=int,
-              help="Also serve /healthz, /readyz and /metrics on this port (a platform's probes).")
+@click.option(
+    "--port",
+    default=None,
+    type=int,
+    help="Also serve /healthz, /readyz and /metrics on this port (a platform's probes).",
+)
 @click.pass_context
 def worker(ctx: click.Context, functions: str, host: str, port: int | None) -> None:
     """Run only event consumers; start several to share a consumer group's partitions."""
@@ -157,9 +196,16 @@ def worker(ctx: click.Context, functions: str, host: str, port: int | None) -> N
 
     service = _service(ctx)
     names = [f for f in functions.split(",") if f] or [
-        n for n, f in service.functions.items() if any(e.kind != "http" for e in f.events)]
-    runtime = Runtime(service, functions=names, serve_http=port is not None, host=host,
-                      port=port or 0, allow_embedded=ctx.obj["allow_embedded"])
+        n for n, f in service.functions.items() if any(e.kind != "http" for e in f.events)
+    ]
+    runtime = Runtime(
+        service,
+        functions=names,
+        serve_http=port is not None,
+        host=host,
+        port=port or 0,
+        allow_embedded=ctx.obj["allow_embedded"],
+    )
     http_fns = [n for n in names if any(e.kind == "http" for e in service.functions[n].events)]
     if http_fns:
         raise click.UsageError(f"{', '.join(http_fns)} serve HTTP: run them with `retailfn up`")
@@ -168,12 +214,21 @@ def worker(ctx: click.Context, functions: str, host: str, port: int | None) -> N
 
 @main.command()
 @click.argument("function")
-@click.option("--event", "event_file", required=True, type=click.File("rb"),
-              help="A structured-mode CloudEvent JSON file ('-' for stdin).")
+@click.option(
+    "--event",
+    "event_file",
+    required=True,
+    type=click.File("rb"),
+    help="A structured-mode CloudEvent JSON file ('-' for stdin).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @click.pass_context
-def invoke(ctx: click.Context, function: str, event_file,  # type: ignore[no-untyped-def]
-           as_json: bool) -> None:
+def invoke(
+    ctx: click.Context,
+    function: str,
+    event_file,  # type: ignore[no-untyped-def]
+    as_json: bool,
+) -> None:
     """Run one function once on one event, with its retries and dead letter.
 
     Exits 1 if the event was not handled (dead-lettered or abandoned)."""
@@ -183,8 +238,13 @@ def invoke(ctx: click.Context, function: str, event_file,  # type: ignore[no-unt
     from shared.runtime.app import Runtime
 
     service = _service(ctx)
-    runtime = Runtime(service, functions=[function], serve_http=False, run_events=False,
-                      allow_embedded=ctx.obj["allow_embedded"])
+    runtime = Runtime(
+        service,
+        functions=[function],
+        serve_http=False,
+        run_events=False,
+        allow_embedded=ctx.obj["allow_embedded"],
+    )
     try:
         runtime.start()
         if runtime.loaded[function].signature != "cloudevent":
@@ -197,18 +257,30 @@ def invoke(ctx: click.Context, function: str, event_file,  # type: ignore[no-unt
     finally:
         runtime.stop()
     if as_json:
-        click.echo(json.dumps({"function": function, "event_id": ce["id"],
-                               "outcome": outcome.status, "attempts": outcome.attempts,
-                               "dead_letter_id": outcome.dead_letter_id}))
+        click.echo(
+            json.dumps(
+                {
+                    "function": function,
+                    "event_id": ce["id"],
+                    "outcome": outcome.status,
+                    "attempts": outcome.attempts,
+                    "dead_letter_id": outcome.dead_letter_id,
+                }
+            )
+        )
     elif outcome.status == "ok":
         click.echo(f"{function}: event {ce['id']} handled (attempts: {outcome.attempts})")
     elif outcome.status == "dead_letter":
-        click.echo(f"{function}: event {ce['id']} dead-lettered after {outcome.attempts} "
-                   f"attempt(s) as {outcome.dead_letter_id} "
-                   f"(retailfn dlq show {outcome.dead_letter_id})")
+        click.echo(
+            f"{function}: event {ce['id']} dead-lettered after {outcome.attempts} "
+            f"attempt(s) as {outcome.dead_letter_id} "
+            f"(retailfn dlq show {outcome.dead_letter_id})"
+        )
     else:
-        click.echo(f"{function}: event {ce['id']} abandoned after {outcome.attempts} "
-                   "attempt(s) (shutting down)")
+        click.echo(
+            f"{function}: event {ce['id']} abandoned after {outcome.attempts} "
+            "attempt(s) (shutting down)"
+        )
     if outcome.status != "ok":
         sys.exit(1)
 
@@ -228,8 +300,9 @@ def validate(ctx: click.Context) -> None:
         for p in problems:
             click.echo(f"error: {p}", err=True)
         raise click.ClickException(f"{len(problems)} problem(s) in {ctx.obj['config']}")
-    click.echo(f"{ctx.obj['config']}: {len(service.functions)} functions OK "
-               f"(stage {service.stage})")
+    click.echo(
+        f"{ctx.obj['config']}: {len(service.functions)} functions OK (stage {service.stage})"
+    )
 
 
 @main.command()
@@ -246,8 +319,10 @@ def provision(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(created))
         return
     for kind in ("topics", "buckets"):
-        click.echo(f"created {len(created[kind])} {kind}" +
-                   (f": {', '.join(created[kind])}" if created[kind] else " (all exist)"))
+        click.echo(
+            f"created {len(created[kind])} {kind}"
+            + (f": {', '.join(created[kind])}" if created[kind] else " (all exist)")
+        )
 
 
 @main.group()
@@ -263,8 +338,10 @@ def _no_bucket_is_an_error() -> Iterator[None]:
     try:
         yield
     except NoSuchBucket as exc:
-        raise click.ClickException(f"{exc}: nothing dead-lettered on this object store yet, "
-                                   "or it is not provisioned (retailfn provision)") from None
+        raise click.ClickException(
+            f"{exc}: nothing dead-lettered on this object store yet, "
+            "or it is not provisioned (retailfn provision)"
+        ) from None
 
 
 def _dead_letters():  # type: ignore[no-untyped-def]
@@ -287,11 +364,14 @@ def dlq_list(ctx: click.Context, function: str | None, replayed: bool, as_json: 
         for d in _dead_letters().list(function, status="replayed" if replayed else "pending"):
             dl = d.dead_letter
             if as_json:
-                click.echo(json.dumps({"id": d.id, "status": d.status,
-                                       **dl.model_dump(mode="json")}))
+                click.echo(
+                    json.dumps({"id": d.id, "status": d.status, **dl.model_dump(mode="json")})
+                )
                 continue
-            click.echo(f"{d.id}  {dl.function:<22} {dl.event.type or '-'}  {dl.event.id or '-'}  "
-                       f"attempts={dl.attempts}  {dl.error.type}: {dl.error.message[:80]}")
+            click.echo(
+                f"{d.id}  {dl.function:<22} {dl.event.type or '-'}  {dl.event.id or '-'}  "
+                f"attempts={dl.attempts}  {dl.error.type}: {dl.error.message[:80]}"
+            )
 
 
 @dlq.command("show")
@@ -305,8 +385,11 @@ def dlq_show(ctx: click.Context, dead_letter_id: str) -> None:
             d = _dead_letters().get(dead_letter_id)
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
-    click.echo(json.dumps({"id": d.id, "status": d.status,
-                           **d.dead_letter.model_dump(mode="json")}, indent=2))
+    click.echo(
+        json.dumps(
+            {"id": d.id, "status": d.status, **d.dead_letter.model_dump(mode="json")}, indent=2
+        )
+    )
 
 
 @dlq.command("replay")
@@ -315,8 +398,13 @@ def dlq_show(ctx: click.Context, dead_letter_id: str) -> None:
 @click.option("--function", default=None, help="With --all: only this function's.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter.")
 @click.pass_context
-def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
-               function: str | None, as_json: bool) -> None:
+def dlq_replay(
+    ctx: click.Context,
+    dead_letter_id: str | None,
+    replay_all: bool,
+    function: str | None,
+    as_json: bool,
+) -> None:
     """Deliver dead letters to their function again; success moves them to `replayed`.
 
     Exits 1 if any of them failed again (it stays pending)."""
@@ -330,13 +418,17 @@ def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
     store = _dead_letters()
     try:
         with _no_bucket_is_an_error():
-            chosen = ([store.get(dead_letter_id)] if dead_letter_id
-                      else list(store.list(function)))
+            chosen = [store.get(dead_letter_id)] if dead_letter_id else list(store.list(function))
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
     names = sorted({d.dead_letter.function for d in chosen})
-    runtime = Runtime(service, functions=names, serve_http=False, run_events=False,
-                      allow_embedded=ctx.obj["allow_embedded"]).start()
+    runtime = Runtime(
+        service,
+        functions=names,
+        serve_http=False,
+        run_events=False,
+        allow_embedded=ctx.obj["allow_embedded"],
+    ).start()
     failed = 0
     for d in chosen:
         if d.dead_letter.event.data_truncated:
@@ -344,14 +436,27 @@ def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
             # overwrite the dead letter that still says how large the original was.
             failed += 1
             event = d.dead_letter.event
-            where = (f"topic {event.topic} partition {event.partition} offset {event.offset}"
-                     if event.topic is not None else "its source")
-            reason = (f"not replayed: only the first {len(event.data or '')} of "
-                      f"{event.data_size} bytes were kept (sha256 {event.data_sha256}); "
-                      f"replay the original from {where}")
+            where = (
+                f"topic {event.topic} partition {event.partition} offset {event.offset}"
+                if event.topic is not None
+                else "its source"
+            )
+            reason = (
+                f"not replayed: only the first {len(event.data or '')} of "
+                f"{event.data_size} bytes were kept (sha256 {event.data_sha256}); "
+                f"replay the original from {where}"
+            )
             if as_json:
-                click.echo(json.dumps({"id": d.id, "function": d.dead_letter.function,
-                                       "outcome": "refused", "reason": reason}))
+                click.echo(
+                    json.dumps(
+                        {
+                            "id": d.id,
+                            "function": d.dead_letter.function,
+                            "outcome": "refused",
+                            "reason": reason,
+                        }
+                    )
+                )
             else:
                 click.echo(f"{d.id}  {d.dead_letter.function}  refused: {reason}")
             continue
@@ -362,9 +467,17 @@ def dlq_replay(ctx: click.Context, dead_letter_id: str | None, replay_all: bool,
         else:
             failed += 1
         if as_json:
-            click.echo(json.dumps({"id": d.id, "function": d.dead_letter.function,
-                                   "outcome": outcome.status, "attempts": outcome.attempts,
-                                   "dead_letter_id": outcome.dead_letter_id}))
+            click.echo(
+                json.dumps(
+                    {
+                        "id": d.id,
+                        "function": d.dead_letter.function,
+                        "outcome": outcome.status,
+                        "attempts": outcome.attempts,
+                        "dead_letter_id": outcome.dead_letter_id,
+                    }
+                )
+            )
         else:
             click.echo(f"{d.id}  {d.dead_letter.function}  {outcome.status}")
     runtime.stop()
@@ -383,8 +496,10 @@ def demo(ctx: click.Context, port: int, verbose: bool) -> None:
     service = _service(ctx)
     settings = get_settings()
     if settings.bus != "embedded" or settings.objectstore != "local":
-        raise click.ClickException("the demo runs on the embedded default (RETAILFN_BUS=embedded,"
-                                   " RETAILFN_OBJECTSTORE=local)")
+        raise click.ClickException(
+            "the demo runs on the embedded default (RETAILFN_BUS=embedded,"
+            " RETAILFN_OBJECTSTORE=local)"
+        )
     if not verbose:
         logging.getLogger().setLevel(logging.ERROR)
     run_demo(service, settings.data_dir.resolve(), click.echo, port)
@@ -396,8 +511,9 @@ def schema() -> None:
 
 
 @schema.command("export")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("events/schemas"),
-              show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("events/schemas"), show_default=True
+)
 def schema_export(out: Path) -> None:
     """Write a JSON Schema per event type."""
     from events.schema import export_schemas
@@ -413,13 +529,25 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--partner", required=True, help="The partner the key acts for.")
-@click.option("--scopes", default="stock:write catalog:write inventory:read", show_default=True,
-              help="Space- or comma-separated scopes.")
-@click.option("--expires-in-days", type=click.IntRange(min=1), default=None,
-              help="Expire the key after this many days (default: never).")
+@click.option(
+    "--scopes",
+    default="stock:write catalog:write inventory:read",
+    show_default=True,
+    help="Space- or comma-separated scopes.",
+)
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Expire the key after this many days (default: never).",
+)
 @click.pass_context
-def keys_create(ctx: click.Context, partner: str, scopes: str, expires_in_days: int | None,
-                ) -> None:
+def keys_create(
+    ctx: click.Context,
+    partner: str,
+    scopes: str,
+    expires_in_days: int | None,
+) -> None:
     """Create a key and print it once (stdout); only its hash is stored."""
     from datetime import timedelta
 
@@ -428,11 +556,14 @@ def keys_create(ctx: click.Context, partner: str, scopes: str, expires_in_days: 
     _service(ctx)
     try:
         key_id, key = create_api_key(
-            partner, scopes, timedelta(days=expires_in_days) if expires_in_days else None)
+            partner, scopes, timedelta(days=expires_in_days) if expires_in_days else None
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"created API key {key_id} for partner {partner}; it is shown only now, "
-               "store it safely", err=True)
+    click.echo(
+        f"created API key {key_id} for partner {partner}; it is shown only now, store it safely",
+        err=True,
+    )
     click.echo(key)
 
 
@@ -447,12 +578,17 @@ def keys_list(ctx: click.Context, partner: str | None, as_json: bool) -> None:
     _service(ctx)
     for r in list_api_keys(partner):
         if as_json:
-            click.echo(json.dumps({**r.model_dump(mode="json", exclude={"secret_sha256"}),
-                                   "status": r.status()}))
+            click.echo(
+                json.dumps(
+                    {**r.model_dump(mode="json", exclude={"secret_sha256"}), "status": r.status()}
+                )
+            )
             continue
         expires = r.expires_at.isoformat(timespec="seconds") if r.expires_at else "never"
-        click.echo(f"{r.key_id:<18} {r.partner_id:<16} {r.status():<8} {' '.join(r.scopes):<40} "
-                   f"created={r.created_at.isoformat(timespec='seconds')} expires={expires}")
+        click.echo(
+            f"{r.key_id:<18} {r.partner_id:<16} {r.status():<8} {' '.join(r.scopes):<40} "
+            f"created={r.created_at.isoformat(timespec='seconds')} expires={expires}"
+        )
 
 
 @keys.command("revoke")
@@ -468,8 +604,10 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
     except UnknownApiKey as exc:
         raise click.ClickException(str(exc)) from None
     ttl = get_settings().api_key_cache_ttl_s
-    click.echo(f"revoked {record.key_id} (partner {record.partner_id}); running functions "
-               f"refuse it within {ttl:g} s")
+    click.echo(
+        f"revoked {record.key_id} (partner {record.partner_id}); running functions "
+        f"refuse it within {ttl:g} s"
+    )
 
 
 def _local_stage_only(ctx: click.Context, what: str) -> None:
@@ -501,9 +639,13 @@ def partners() -> None:
 
 @partners.command("bind")
 @click.argument("partner")
-@click.option("--source", "prefix", required=True,
-              help="A source prefix the partner's records carry (ce_source, or the platform's "
-                   "source of its raw records).")
+@click.option(
+    "--source",
+    "prefix",
+    required=True,
+    help="A source prefix the partner's records carry (ce_source, or the platform's "
+    "source of its raw records).",
+)
 def partners_bind(partner: str, prefix: str) -> None:
     """Bind a source prefix to a partner: its stock reports from that source are applied."""
     from shared.inventory import PartnerBindingError, PartnerRegistry
@@ -525,8 +667,10 @@ def partners_unbind(partner: str, prefix: str) -> None:
 
     if not PartnerRegistry().unbind(partner, prefix):
         raise click.ClickException(f"{prefix!r} is not bound to partner {partner!r}")
-    click.echo(f"unbound {prefix} from partner {partner}; running functions refuse it within "
-               f"{CACHE_TTL_S:g} s")
+    click.echo(
+        f"unbound {prefix} from partner {partner}; running functions refuse it within "
+        f"{CACHE_TTL_S:g} s"
+    )
 
 
 @partners.command("list")
@@ -535,8 +679,9 @@ def partners_list(as_json: bool) -> None:
     """One line per bound source prefix: partner, prefix."""
     from shared.inventory import PartnerRegistry
 
-    for prefix, partner in sorted(PartnerRegistry().sources().items(),
-                                  key=lambda item: (item[1], item[0])):
+    for prefix, partner in sorted(
+        PartnerRegistry().sources().items(), key=lambda item: (item[1], item[0])
+    ):
         if as_json:
             click.echo(json.dumps({"partner_id": partner, "source": prefix}))
         else:
@@ -546,14 +691,22 @@ def partners_list(as_json: bool) -> None:
 @main.command()
 @click.option("--subject", required=True, help="The token's sub (a user or client id).")
 @click.option("--partner", default=None, help="The partner the token acts for (none: a member).")
-@click.option("--scopes", default=None,
-              help="Space- or comma-separated (default: stock:write catalog:write "
-                   "inventory:read).")
-@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(min=1),
-              help="Lifetime in seconds.")
+@click.option(
+    "--scopes",
+    default=None,
+    help="Space- or comma-separated (default: stock:write catalog:write inventory:read).",
+)
+@click.option(
+    "--ttl",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Lifetime in seconds.",
+)
 @click.pass_context
-def token(ctx: click.Context, subject: str, partner: str | None, scopes: str | None,
-          ttl: int) -> None:
+def token(
+    ctx: click.Context, subject: str, partner: str | None, scopes: str | None, ttl: int
+) -> None:
     """Print a bearer token from the local dev issuer (local stage only)."""
     from shared.platform.auth import issue_dev_token
 
@@ -563,28 +716,56 @@ def token(ctx: click.Context, subject: str, partner: str | None, scopes: str | N
 
 
 @main.command()
-@click.option("--stage", "deploy_stage", default=None,
-              help="Stage in serverless.yaml (default: the global --stage, else provider.stage).")
+@click.option(
+    "--stage",
+    "deploy_stage",
+    default=None,
+    help="Stage in serverless.yaml (default: the global --stage, else provider.stage).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-@click.option("--mode", type=click.Choice(["auto", "direct", "terraform"]), default="auto",
-              show_default=True, help="direct: create topics and buckets on the configured bus "
-              "and object store; terraform: write tfvars and run/print terraform. auto: direct "
-              "for stage local, terraform otherwise.")
-@click.option("--increase-partitions", is_flag=True,
-              help="direct: add partitions to topics that have fewer than the catalog says.")
-@click.option("--update-configs", is_flag=True,
-              help="direct: set topic configs that differ from the catalog.")
-@click.option("--print-only", is_flag=True,
-              help="terraform: write the tfvars and print the commands even if terraform is "
-                   "on the PATH.")
-@click.option("--var", "tf_vars", multiple=True, metavar="NAME=VALUE",
-              help="terraform: an extra variable for the tfvars file (no secrets: use "
-                   "TF_VAR_<name>). JSON values are parsed.")
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "direct", "terraform"]),
+    default="auto",
+    show_default=True,
+    help="direct: create topics and buckets on the configured bus "
+    "and object store; terraform: write tfvars and run/print terraform. auto: direct "
+    "for stage local, terraform otherwise.",
+)
+@click.option(
+    "--increase-partitions",
+    is_flag=True,
+    help="direct: add partitions to topics that have fewer than the catalog says.",
+)
+@click.option(
+    "--update-configs", is_flag=True, help="direct: set topic configs that differ from the catalog."
+)
+@click.option(
+    "--print-only",
+    is_flag=True,
+    help="terraform: write the tfvars and print the commands even if terraform is on the PATH.",
+)
+@click.option(
+    "--var",
+    "tf_vars",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="terraform: an extra variable for the tfvars file (no secrets: use "
+    "TF_VAR_<name>). JSON values are parsed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.pass_context
-def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: str,
-           increase_partitions: bool, update_configs: bool, print_only: bool,
-           tf_vars: tuple[str, ...], as_json: bool) -> None:
+def deploy(
+    ctx: click.Context,
+    deploy_stage: str | None,
+    dry_run: bool,
+    mode: str,
+    increase_partitions: bool,
+    update_configs: bool,
+    print_only: bool,
+    tf_vars: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Deploy a stage: topics and buckets directly (local), or Terraform (cloud stages)."""
     from shared.tools.deploy import DeployError, deploy_direct, deploy_terraform
 
@@ -595,9 +776,12 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
         mode = "direct" if service.stage == "local" else "terraform"
     try:
         if mode == "direct":
-            report = deploy_direct(service, dry_run=dry_run,
-                                   increase_partitions=increase_partitions,
-                                   update_configs=update_configs)
+            report = deploy_direct(
+                service,
+                dry_run=dry_run,
+                increase_partitions=increase_partitions,
+                update_configs=update_configs,
+            )
             if as_json:
                 click.echo(json.dumps(report.to_json(), indent=2))
             else:
@@ -617,8 +801,14 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
                 extra[name] = value
         root = Path(ctx.obj["config"]).resolve().parent
         echo = None if as_json else (lambda s: click.echo(s, err=True))
-        result = deploy_terraform(service, root, dry_run=dry_run,
-                                  run=False if print_only else None, extra=extra, echo=echo)
+        result = deploy_terraform(
+            service,
+            root,
+            dry_run=dry_run,
+            run=False if print_only else None,
+            extra=extra,
+            echo=echo,
+        )
     except DeployError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -626,8 +816,11 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
         if result.placeholders:
             sys.exit(2)
         return
-    where = result.var_file.relative_to(root) if result.var_file.is_relative_to(root) \
+    where = (
+        result.var_file.relative_to(root)
+        if result.var_file.is_relative_to(root)
         else result.var_file
+    )
     if dry_run:
         click.echo(f"would write {where} (dry run):")
         click.echo(json.dumps(result.variables, indent=2, sort_keys=True))
@@ -635,22 +828,30 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
         click.echo(f"wrote {where} ({len(result.variables)} variables)")
     if result.backend_file:
         b = result.backend
-        click.echo(f"{'would write' if dry_run else 'wrote'} "
-                   f"{result.backend_file.relative_to(root / 'infra')}: remote state in COS "
-                   f"bucket {b['bucket']}, key {b['key']} ({b['endpoints']['s3']})")
+        click.echo(
+            f"{'would write' if dry_run else 'wrote'} "
+            f"{result.backend_file.relative_to(root / 'infra')}: remote state in COS "
+            f"bucket {b['bucket']}, key {b['key']} ({b['endpoints']['s3']})"
+        )
     if result.skipped:
         click.echo("not declared in infra/, left out: " + ", ".join(result.skipped))
     if result.operator_var_file:
-        click.echo(f"also passing the operator's {result.operator_var_file.relative_to(root)}"
-                   if result.operator_var_file.is_relative_to(root) else
-                   f"also passing {result.operator_var_file}")
+        click.echo(
+            f"also passing the operator's {result.operator_var_file.relative_to(root)}"
+            if result.operator_var_file.is_relative_to(root)
+            else f"also passing {result.operator_var_file}"
+        )
     for name, values in result.conflicts.items():
-        click.echo(f"warning: {name} differs: " + ", ".join(f"{k}={v!r}" for k, v in
-                                                           values.items())
-                   + " (serverless.yaml wins)")
+        click.echo(
+            f"warning: {name} differs: "
+            + ", ".join(f"{k}={v!r}" for k, v in values.items())
+            + " (serverless.yaml wins)"
+        )
     if result.missing:
-        click.echo("infra/ also needs (set it in infra/stages/<stage>.tfvars, export "
-                   "TF_VAR_<name> or pass --var): " + ", ".join(result.missing))
+        click.echo(
+            "infra/ also needs (set it in infra/stages/<stage>.tfvars, export "
+            "TF_VAR_<name> or pass --var): " + ", ".join(result.missing)
+        )
     if result.ran:
         click.echo(f"terraform applied stage {service.stage}")
         return
@@ -664,8 +865,13 @@ def deploy(ctx: click.Context, deploy_stage: str | None, dry_run: bool, mode: st
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("dist"), show_default=True,
-              help="Output folder: one folder and one .zip per function, plus manifest.json.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Output folder: one folder and one .zip per function, plus manifest.json.",
+)
 @click.option("--functions", default="", help="Comma-separated subset of functions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_context
@@ -683,11 +889,15 @@ def package(ctx: click.Context, out: Path, functions: str, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
         return
-    click.echo(f"{'function':<22} {'kind':<7} {'files':>6} {'bytes':>10} {'archive bytes':>14}"
-               f" {'installed MB':>13}")
+    click.echo(
+        f"{'function':<22} {'kind':<7} {'files':>6} {'bytes':>10} {'archive bytes':>14}"
+        f" {'installed MB':>13}"
+    )
     for p in manifest["packages"]:
-        click.echo(f"{p['function']:<22} {p['kind']:<7} {p['files']:>6} {p['bytes']:>10} "
-                   f"{p['archive_bytes']:>14} {p['installed_bytes'] / 1e6:>13.1f}")
+        click.echo(
+            f"{p['function']:<22} {p['kind']:<7} {p['files']:>6} {p['bytes']:>10} "
+            f"{p['archive_bytes']:>14} {p['installed_bytes'] / 1e6:>13.1f}"
+        )
     click.echo(f"{len(manifest['packages'])} package(s) in {out}; manifest {out}/manifest.json")
 
 
@@ -747,15 +957,27 @@ def experiments() -> None:
 
 @experiments.command("report")
 @click.option("--experiment", default=None, help="Only this experiment (default: all).")
-@click.option("--from-topics", is_flag=True,
-              help="Read recommendations.events and sales.order-completed from the bus "
-                   "(their retention) instead of the event archive (all history).")
-@click.option("--window-days", type=click.FloatRange(min=0), default=None,
-              help="Count an order only this many days after the recommendation was shown.")
+@click.option(
+    "--from-topics",
+    is_flag=True,
+    help="Read recommendations.events and sales.order-completed from the bus "
+    "(their retention) instead of the event archive (all history).",
+)
+@click.option(
+    "--window-days",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Count an order only this many days after the recommendation was shown.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per variant.")
 @click.pass_context
-def experiments_report(ctx: click.Context, experiment: str | None, from_topics: bool,
-                       window_days: float | None, as_json: bool) -> None:
+def experiments_report(
+    ctx: click.Context,
+    experiment: str | None,
+    from_topics: bool,
+    window_days: float | None,
+    as_json: bool,
+) -> None:
     """Per variant: shown, clicked, click-through rate and orders with a recommended item."""
     from dataclasses import asdict
     from datetime import timedelta
@@ -767,21 +989,27 @@ def experiments_report(ctx: click.Context, experiment: str | None, from_topics: 
 
     try:
         with _as_function(ctx, "recommend"):
-            rows = experiment_report("topics" if from_topics else "archive",
-                                     experiment=experiment, window=window)
+            rows = experiment_report(
+                "topics" if from_topics else "archive", experiment=experiment, window=window
+            )
     except NoSuchBucket as exc:
-        raise click.ClickException(f"{exc}: nothing archived yet, or not provisioned "
-                                   "(retailfn provision)") from None
+        raise click.ClickException(
+            f"{exc}: nothing archived yet, or not provisioned (retailfn provision)"
+        ) from None
     if as_json:
         for row in rows:
             click.echo(json.dumps(asdict(row)))
         return
-    click.echo(f"{'experiment':<20} {'variant':<14} {'shown':>7} {'users':>6} {'clicks':>7} "
-               f"{'clicked':>8} {'CTR':>7} {'orders':>7} {'order rate':>10}")
+    click.echo(
+        f"{'experiment':<20} {'variant':<14} {'shown':>7} {'users':>6} {'clicks':>7} "
+        f"{'clicked':>8} {'CTR':>7} {'orders':>7} {'order rate':>10}"
+    )
     for r in rows:
-        click.echo(f"{r.experiment:<20} {r.variant:<14} {r.shown:>7} {r.users:>6} {r.clicks:>7} "
-                   f"{r.clicked:>8} {r.click_through_rate:>7.1%} {r.orders:>7} "
-                   f"{r.order_rate:>10.1%}")
+        click.echo(
+            f"{r.experiment:<20} {r.variant:<14} {r.shown:>7} {r.users:>6} {r.clicks:>7} "
+            f"{r.clicked:>8} {r.click_through_rate:>7.1%} {r.orders:>7} "
+            f"{r.order_rate:>10.1%}"
+        )
 
 
 @experiments.command("assign")
@@ -795,8 +1023,7 @@ def experiments_assign(ctx: click.Context, user: str | None) -> None:
     with _as_function(ctx, "recommend"):
         running = configured().running()
     variant = assign(running, user)
-    click.echo(f"{running.name} {variant.name} strategy={variant.strategy} "
-               f"limit={variant.limit}")
+    click.echo(f"{running.name} {variant.name} strategy={variant.strategy} limit={variant.limit}")
 
 
 @main.group()
@@ -816,13 +1043,20 @@ def crosssell_rebuild(ctx: click.Context) -> None:
     click.echo(f"version {models.version}")
     for region in models.regions:
         entry = models.manifest.regions[region]
-        click.echo(f"  {region:<5} baskets {entry.baskets:>12,.0f}  items {entry.items:>9,}  "
-                   f"pairs {entry.pairs:>12,}")
+        click.echo(
+            f"  {region:<5} baskets {entry.baskets:>12,.0f}  items {entry.items:>9,}  "
+            f"pairs {entry.pairs:>12,}"
+        )
 
 
 @crosssell.command("prune")
-@click.option("--keep", default=3, show_default=True, type=click.IntRange(min=1),
-              help="Versions to keep, counting the current one.")
+@click.option(
+    "--keep",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Versions to keep, counting the current one.",
+)
 @click.pass_context
 def crosssell_prune(ctx: click.Context, keep: int) -> None:
     """Delete old model versions (never the current one or a model it still uses)."""
@@ -830,7 +1064,9 @@ def crosssell_prune(ctx: click.Context, keep: int) -> None:
 
     _service(ctx)
     removed = CrossSellStore().prune(keep=keep)
-    click.echo(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else ""))
+    click.echo(
+        f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else "")
+    )
 
 
 @crosssell.command("show")
@@ -840,8 +1076,9 @@ def crosssell_prune(ctx: click.Context, keep: int) -> None:
 @click.option("--min-support", default=0.0, show_default=True, type=float)
 @click.option("--min-count", default=0, show_default=True, type=float)
 @click.pass_context
-def crosssell_show(ctx: click.Context, sku: str, region: str, limit: int, min_support: float,
-                   min_count: float) -> None:
+def crosssell_show(
+    ctx: click.Context, sku: str, region: str, limit: int, min_support: float, min_count: float
+) -> None:
     """The items bought most strongly with SKU in a region."""
     from shared.crosssell import CrossSellStore
 
@@ -851,11 +1088,15 @@ def crosssell_show(ctx: click.Context, sku: str, region: str, limit: int, min_su
     if models is None:
         raise click.ClickException("no cross-sell model yet (retailfn crosssell rebuild)")
     model = models.region(region)
-    click.echo(f"{sku} in {region}: {model.item_count(sku):,} of {model.basket_count:,} baskets "
-               f"(version {models.version})")
+    click.echo(
+        f"{sku} in {region}: {model.item_count(sku):,} of {model.basket_count:,} baskets "
+        f"(version {models.version})"
+    )
     for c in model.complements(sku, limit, min_support=min_support, min_count=min_count):
-        click.echo(f"  {c.sku:<40} support {c.support:8.4%}  confidence {c.confidence:8.2%}  "
-                   f"lift {c.lift:7.2f}  baskets {c.pair_count:,}")
+        click.echo(
+            f"  {c.sku:<40} support {c.support:8.4%}  confidence {c.confidence:8.2%}  "
+            f"lift {c.lift:7.2f}  baskets {c.pair_count:,}"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -64,8 +64,11 @@ def stage_settings(service: ServiceConfig, environ: Mapping[str, str] | None = N
     environ = dict(os.environ if environ is None else environ)
     environ.update(stage_environment(service))
     fields = Settings.model_fields
-    values = {k.removeprefix("RETAILFN_").lower(): v for k, v in environ.items()
-              if k.startswith("RETAILFN_") and k.removeprefix("RETAILFN_").lower() in fields}
+    values = {
+        k.removeprefix("RETAILFN_").lower(): v
+        for k, v in environ.items()
+        if k.startswith("RETAILFN_") and k.removeprefix("RETAILFN_").lower() in fields
+    }
     # Init values win over the environment in pydantic-settings, so this is the overlay.
     return Settings(**values)
 
@@ -99,7 +102,8 @@ class TopicPlan:
         if self.action != "differs":
             return True
         partitions_ok = self.partition_drift == 0 or (
-            self.partition_drift > 0 and any(d.startswith("partitions") for d in self.done))
+            self.partition_drift > 0 and any(d.startswith("partitions") for d in self.done)
+        )
         configs_ok = not self.config_drift or "configs updated" in self.done
         return partitions_ok and configs_ok
 
@@ -139,26 +143,36 @@ class DeployReport:
 
             def said(kind: str) -> str:
                 return ", ".join(f"{n} {a}" for a, n in counts[kind].items()) or "none"
-            return (f"plan (dry run, nothing changed): topics: {said('topics')}; "
-                    f"buckets: {said('buckets')}")
+
+            return (
+                f"plan (dry run, nothing changed): topics: {said('topics')}; "
+                f"buckets: {said('buckets')}"
+            )
         if not self.changed:
             line = f"no changes: {n_t} topics and {n_b} buckets already exist"
         else:
             created_t = sum("created" in t.done for t in self.topics)
             created_b = sum("created" in b.done for b in self.buckets)
             fixed = sum(bool(t.done) and "created" not in t.done for t in self.topics)
-            line = (f"created {created_t} topics and {created_b} buckets"
-                    + (f", updated {fixed} topics" if fixed else "")
-                    + f" ({n_t} topics and {n_b} buckets in all)")
+            line = (
+                f"created {created_t} topics and {created_b} buckets"
+                + (f", updated {fixed} topics" if fixed else "")
+                + f" ({n_t} topics and {n_b} buckets in all)"
+            )
         if self.drift:
             line += f"; {len(self.drift)} topic(s) differ from the catalog (see above)"
         return line
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "stage": self.stage, "mode": self.mode, "bus": self.bus,
-            "objectstore": self.objectstore, "dry_run": self.dry_run, "changed": self.changed,
-            "summary": self.summary(), "counts": _counts(self),
+            "stage": self.stage,
+            "mode": self.mode,
+            "bus": self.bus,
+            "objectstore": self.objectstore,
+            "dry_run": self.dry_run,
+            "changed": self.changed,
+            "summary": self.summary(),
+            "counts": _counts(self),
             "topics": [asdict(t) for t in self.topics],
             "buckets": [asdict(b) for b in self.buckets],
         }
@@ -185,10 +199,11 @@ class DeployReport:
 def _counts(report: DeployReport) -> dict[str, dict[str, int]]:
     def tally(actions: Sequence[str]) -> dict[str, int]:
         return {a: actions.count(a) for a in sorted(set(actions))}
-    return {"topics": tally([t.action for t in report.topics]),
-            "buckets": tally([b.action for b in report.buckets])}
 
-
+    return {
+        "topics": tally([t.action for t in report.topics]),
+        "buckets": tally([b.action for b in report.buckets]),
+    }
 
 
 # --- direct deploy --------------------------------------------------------------------------------
@@ -216,8 +231,9 @@ def wanted_topics(service: ServiceConfig) -> list[TopicSpec]:
     return [TopicSpec(t.name, t.partitions, t.config()) for t in TOPICS.values()]
 
 
-def plan(service: ServiceConfig, settings: Settings, bus: EventBus,
-         store: ObjectStore) -> DeployReport:
+def plan(
+    service: ServiceConfig, settings: Settings, bus: EventBus, store: ObjectStore
+) -> DeployReport:
     """What a deploy would do; changes nothing."""
     existing = bus.list_topics()
     topics = []
@@ -228,37 +244,62 @@ def plan(service: ServiceConfig, settings: Settings, bus: EventBus,
             continue
         have = existing[spec.name]
         reported = bus.topic_configs(spec.name, list(config))
-        drift = {k: {"want": v, "have": reported[k]} for k, v in config.items()
-                 if k in reported and reported[k] != v}
+        drift = {
+            k: {"want": v, "have": reported[k]}
+            for k, v in config.items()
+            if k in reported and reported[k] != v
+        }
         t = TopicPlan(spec.name, "exists", spec.partitions, have, config, drift)
         if have != spec.partitions or drift:
             t.action = "differs"
         if have < spec.partitions:
-            t.notes.append(f"has {have} partitions, the catalog says {spec.partitions}: "
-                           "--increase-partitions adds them (keys move to other partitions)")
+            t.notes.append(
+                f"has {have} partitions, the catalog says {spec.partitions}: "
+                "--increase-partitions adds them (keys move to other partitions)"
+            )
         elif have > spec.partitions:
-            t.notes.append(f"has {have} partitions, more than the catalog's {spec.partitions}: "
-                           "Kafka cannot remove partitions; raise the catalog or recreate the topic")
+            t.notes.append(
+                f"has {have} partitions, more than the catalog's {spec.partitions}: "
+                "Kafka cannot remove partitions; raise the catalog or recreate the topic"
+            )
         if drift:
             t.notes.append("configs differ from the catalog: --update-configs sets them")
         topics.append(t)
-    buckets = [BucketPlan(name, settings.bucket(name),
-                          "exists" if store.bucket_exists(settings.bucket(name)) else "create")
-               for name in BUCKETS]
-    bus_desc = ("embedded " + str(settings.data_dir / "bus") if settings.bus == "embedded"
-                else f"kafka {settings.kafka_bootstrap_servers}")
-    store_desc = ("local " + str(settings.data_dir / "objects") if settings.objectstore == "local"
-                  else f"cos {settings.cos_endpoint}"
-                  + (f" (prefix {settings.bucket_prefix})" if settings.bucket_prefix else ""))
+    buckets = [
+        BucketPlan(
+            name,
+            settings.bucket(name),
+            "exists" if store.bucket_exists(settings.bucket(name)) else "create",
+        )
+        for name in BUCKETS
+    ]
+    bus_desc = (
+        "embedded " + str(settings.data_dir / "bus")
+        if settings.bus == "embedded"
+        else f"kafka {settings.kafka_bootstrap_servers}"
+    )
+    store_desc = (
+        "local " + str(settings.data_dir / "objects")
+        if settings.objectstore == "local"
+        else f"cos {settings.cos_endpoint}"
+        + (f" (prefix {settings.bucket_prefix})" if settings.bucket_prefix else "")
+    )
     return DeployReport(service.stage, "direct", bus_desc, store_desc, True, topics, buckets)
 
 
-def apply(report: DeployReport, bus: EventBus, store: ObjectStore, *,
-          increase_partitions: bool = False, update_configs: bool = False) -> DeployReport:
+def apply(
+    report: DeployReport,
+    bus: EventBus,
+    store: ObjectStore,
+    *,
+    increase_partitions: bool = False,
+    update_configs: bool = False,
+) -> DeployReport:
     """Create what the plan says is missing; fix drift only where a flag allows it."""
     report.dry_run = False
-    to_create = [TopicSpec(t.name, t.partitions, t.config) for t in report.topics
-                 if t.action == "create"]
+    to_create = [
+        TopicSpec(t.name, t.partitions, t.config) for t in report.topics if t.action == "create"
+    ]
     created = set(bus.create_topics(to_create)) if to_create else set()
     for t in report.topics:
         if t.name in created:
@@ -272,8 +313,11 @@ def apply(report: DeployReport, bus: EventBus, store: ObjectStore, *,
             _grow(bus, t.name, t.partitions)
             t.done.append(f"partitions {t.existing_partitions} -> {t.partitions}")
         if update_configs and t.config_drift:
-            _set_configs(bus, t.name, {k: d["want"] for k, d in t.config_drift.items()
-                                              if d["want"] is not None})
+            _set_configs(
+                bus,
+                t.name,
+                {k: d["want"] for k, d in t.config_drift.items() if d["want"] is not None},
+            )
             t.done.append("configs updated")
     for b in report.buckets:
         if b.action == "create" and store.create_bucket(b.physical):
@@ -281,9 +325,14 @@ def apply(report: DeployReport, bus: EventBus, store: ObjectStore, *,
     return report
 
 
-def deploy_direct(service: ServiceConfig, *, dry_run: bool = False,
-                  increase_partitions: bool = False, update_configs: bool = False,
-                  environ: Mapping[str, str] | None = None) -> DeployReport:
+def deploy_direct(
+    service: ServiceConfig,
+    *,
+    dry_run: bool = False,
+    increase_partitions: bool = False,
+    update_configs: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> DeployReport:
     """Plan, and unless ``dry_run`` apply, against the stage's configured bus and object store."""
     from shared.platform.adapters import event_bus_from_settings, object_store_from_settings
 
@@ -293,8 +342,13 @@ def deploy_direct(service: ServiceConfig, *, dry_run: bool = False,
     try:
         report = plan(service, settings, bus, store)
         if not dry_run:
-            apply(report, bus, store, increase_partitions=increase_partitions,
-                  update_configs=update_configs)
+            apply(
+                report,
+                bus,
+                store,
+                increase_partitions=increase_partitions,
+                update_configs=update_configs,
+            )
         return report
     finally:
         bus.close()
@@ -351,8 +405,9 @@ def operator_variables(path: Path) -> dict[str, Any]:
     return {k: _unquote(v) for k, v in doc.items() if not k.startswith("__")}
 
 
-def terraform_variables(service: ServiceConfig, extra: Mapping[str, Any] | None = None
-                        ) -> dict[str, Any]:
+def terraform_variables(
+    service: ServiceConfig, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Every variable serverless.yaml can give the Terraform of its stage. The functions'
     environment is not among them: ``retailfn infra generate`` bakes it into infra/generated/."""
     env = stage_environment(service)
@@ -393,14 +448,23 @@ class TerraformDeploy:
     terraform: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "mode": "terraform", "var_file": str(self.var_file),
-                "operator_var_file": str(self.operator_var_file) if self.operator_var_file
-                else None, "backend_file": str(self.backend_file) if self.backend_file
-                else None, "backend": self.backend, "placeholders": self.placeholders,
-                "written": self.written, "variables": self.variables,
-                "skipped": self.skipped, "missing": self.missing, "conflicts": self.conflicts,
-                "commands": [" ".join(c) for c in self.commands],
-                "terraform": self.terraform, "ran": self.ran}
+        return {
+            "stage": self.stage,
+            "mode": "terraform",
+            "var_file": str(self.var_file),
+            "operator_var_file": str(self.operator_var_file) if self.operator_var_file else None,
+            "backend_file": str(self.backend_file) if self.backend_file else None,
+            "backend": self.backend,
+            "placeholders": self.placeholders,
+            "written": self.written,
+            "variables": self.variables,
+            "skipped": self.skipped,
+            "missing": self.missing,
+            "conflicts": self.conflicts,
+            "commands": [" ".join(c) for c in self.commands],
+            "terraform": self.terraform,
+            "ran": self.ran,
+        }
 
 
 def backend_config(service: ServiceConfig) -> dict[str, Any]:
@@ -439,8 +503,10 @@ def _hcl(value: Any) -> str:
 
 def backend_file_text(config: Mapping[str, Any]) -> str:
     """``config`` as a ``-backend-config`` file (HCL attributes)."""
-    lines = ["# written by `retailfn deploy` from serverless.yaml; the stage's remote state "
-             "(infra/backend.tf)"]
+    lines = [
+        ("# written by `retailfn deploy` from serverless.yaml; the stage's remote state "
+        "(infra/backend.tf)")
+    ]
     lines += [f"{k} = {_hcl(v)}" for k, v in config.items()]
     return "\n".join(lines) + "\n"
 
@@ -451,16 +517,20 @@ def placeholders(values: Mapping[str, tuple[Any, str]]) -> list[str]:
     found = []
     for name, (value, where) in sorted(values.items()):
         if isinstance(value, str) and "REPLACE-" in value:
-            found.append(f"{name} = {json.dumps(value)} ({where}): a placeholder; set the real "
-                         "value")
+            found.append(
+                f"{name} = {json.dumps(value)} ({where}): a placeholder; set the real value"
+            )
         elif name == "image_tag" and value == "latest":
-            found.append(f'{name} = "latest" ({where}): a moving tag; deploy the tag you built '
-                         "and pushed (e.g. the commit, --var image_tag=$TAG)")
+            found.append(
+                f'{name} = "latest" ({where}): a moving tag; deploy the tag you built '
+                "and pushed (e.g. the commit, --var image_tag=$TAG)"
+            )
     return found
 
 
-def terraform_commands(stage: str, infra: Path, var_files: Sequence[Path],
-                       root: Path, backend_file: Path | None = None) -> list[list[str]]:
+def terraform_commands(
+    stage: str, infra: Path, var_files: Sequence[Path], root: Path, backend_file: Path | None = None
+) -> list[list[str]]:
     chdir = os.path.relpath(infra, root) if infra.is_relative_to(root) else str(infra)
     # With -chdir, terraform reads paths relative to infra/; a later -var-file wins.
     var_args = [f"-var-file={os.path.relpath(f, infra)}" for f in var_files]
@@ -484,10 +554,16 @@ def declares_s3_backend(infra: Path) -> bool:
     return any(pattern.search(p.read_text(encoding="utf-8")) for p in sorted(infra.glob("*.tf")))
 
 
-def deploy_terraform(service: ServiceConfig, root: Path, *, dry_run: bool = False,
-                     run: bool | None = None, extra: Mapping[str, Any] | None = None,
-                     environ: Mapping[str, str] | None = None,
-                     echo: Callable[[str], None] | None = None) -> TerraformDeploy:
+def deploy_terraform(
+    service: ServiceConfig,
+    root: Path,
+    *,
+    dry_run: bool = False,
+    run: bool | None = None,
+    extra: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> TerraformDeploy:
     """Write the stage's tfvars from serverless.yaml, then print the terraform commands or run them.
 
     ``run``: None runs them when ``terraform`` is on the PATH, False never, True requires it.
@@ -507,24 +583,50 @@ def deploy_terraform(service: ServiceConfig, root: Path, *, dry_run: bool = Fals
     if declared is not None:
         skipped = sorted(k for k in values if k not in declared)
         values = {k: v for k, v in values.items() if k in declared}
-        missing = sorted(k for k, has_default in declared.items()
-                         if not has_default and k not in values and k not in operator
-                         and f"TF_VAR_{k}" not in environ)
-    conflicts = {k: {"serverless.yaml": v, operator_file.name: operator[k]}
-                 for k, v in values.items() if k in operator and operator[k] != v
-                 and k not in (extra or {})}
+        missing = sorted(
+            k
+            for k, has_default in declared.items()
+            if not has_default
+            and k not in values
+            and k not in operator
+            and f"TF_VAR_{k}" not in environ
+        )
+    conflicts = {
+        k: {"serverless.yaml": v, operator_file.name: operator[k]}
+        for k, v in values.items()
+        if k in operator and operator[k] != v and k not in (extra or {})
+    }
     var_files = [*([operator_file] if operator else []), var_file]
-    backend_file = (infra / TFVARS_DIR / f"{service.stage}.s3.tfbackend"
-                    if declares_s3_backend(infra) else None)
+    backend_file = (
+        infra / TFVARS_DIR / f"{service.stage}.s3.tfbackend" if declares_s3_backend(infra) else None
+    )
     backend = backend_config(service) if backend_file else {}
     commands = terraform_commands(service.stage, infra, var_files, root, backend_file)
-    effective = {k: (v, str(operator_file.relative_to(root)) if operator_file.is_relative_to(root)
-                     else str(operator_file)) for k, v in operator.items()}
-    effective.update({k: (v, "--var" if k in (extra or {}) else "serverless.yaml")
-                      for k, v in values.items()})
-    result = TerraformDeploy(service.stage, var_file, values, skipped, missing, commands,
-                             operator_file if operator else None, conflicts, backend_file,
-                             backend, placeholders(effective))
+    effective = {
+        k: (
+            v,
+            str(operator_file.relative_to(root))
+            if operator_file.is_relative_to(root)
+            else str(operator_file),
+        )
+        for k, v in operator.items()
+    }
+    effective.update(
+        {k: (v, "--var" if k in (extra or {}) else "serverless.yaml") for k, v in values.items()}
+    )
+    result = TerraformDeploy(
+        service.stage,
+        var_file,
+        values,
+        skipped,
+        missing,
+        commands,
+        operator_file if operator else None,
+        conflicts,
+        backend_file,
+        backend,
+        placeholders(effective),
+    )
     if dry_run:
         return result
     var_file.parent.mkdir(parents=True, exist_ok=True)
@@ -539,12 +641,16 @@ def deploy_terraform(service: ServiceConfig, root: Path, *, dry_run: bool = Fals
     if terraform is None:
         raise DeployError("terraform is not on the PATH; install it or run the printed commands")
     if result.placeholders:
-        raise DeployError("placeholder values, not running terraform: "
-                          + "; ".join(result.placeholders))
+        raise DeployError(
+            "placeholder values, not running terraform: " + "; ".join(result.placeholders)
+        )
     if missing:
-        raise DeployError("infra/ needs variables that nobody set: " + ", ".join(missing)
-                          + " (put them in infra/stages/<stage>.tfvars, export TF_VAR_<name> "
-                          "or pass --var name=value)")
+        raise DeployError(
+            "infra/ needs variables that nobody set: "
+            + ", ".join(missing)
+            + " (put them in infra/stages/<stage>.tfvars, export TF_VAR_<name> "
+            "or pass --var name=value)"
+        )
     for cmd in commands:
         if echo:
             echo("$ " + " ".join(cmd))

@@ -58,8 +58,19 @@ from shared.tools.requirements import (
     pinned,
 )
 
-EXCLUDED_PARTS = frozenset({"tests", "bench", "__pycache__", ".pytest_cache", ".mypy_cache",
-                            ".ruff_cache", ".retailfn", "dist", ".venv"})
+EXCLUDED_PARTS = frozenset(
+    {
+        "tests",
+        "bench",
+        "__pycache__",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".retailfn",
+        "dist",
+        ".venv",
+    }
+)
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".tfplan", ".lock", ".swp")
 PYTHON_IMAGE = "python:3.11-slim"
 
@@ -69,8 +80,11 @@ class PackageError(Exception):
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
-    return {n for n in names if n in EXCLUDED_PARTS or n.endswith(EXCLUDED_SUFFIXES)
-            or n.startswith(".")}
+    return {
+        n
+        for n in names
+        if n in EXCLUDED_PARTS or n.endswith(EXCLUDED_SUFFIXES) or n.startswith(".")
+    }
 
 
 def kind_of(service: ServiceConfig, name: str) -> str:
@@ -88,8 +102,12 @@ def command_for(service: ServiceConfig, name: str) -> list[str]:
 
 IMAGE_WORKDIR = "/app"
 IMAGE_ENV: dict[str, str] = {
-    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PIP_NO_CACHE_DIR": "1",
-    "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPATH": IMAGE_WORKDIR, "PORT": "8080",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "PIP_NO_CACHE_DIR": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "PYTHONPATH": IMAGE_WORKDIR,
+    "PORT": "8080",
     "RETAILFN_DATA_DIR": "/tmp/retailfn",
 }
 """The image's ``ENV`` (``PYTHONPATH``: functions-framework puts only the source file's folder on
@@ -113,8 +131,9 @@ def requirements_for(service: ServiceConfig, root: Path, name: str) -> list[str]
     if kind_of(service, name) != "worker":
         imports.add("functions_framework")  # the command itself, or what loads the function
     try:
-        return pinned((root / "requirements.txt").read_text(encoding="utf-8"),
-                      distributions_for(imports))
+        return pinned(
+            (root / "requirements.txt").read_text(encoding="utf-8"), distributions_for(imports)
+        )
     except RequirementsError as exc:
         raise PackageError(f"{name}: {exc}") from None
 
@@ -153,11 +172,15 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 def _checked_out(root: Path, out: Path) -> Path:
     out = (out if out.is_absolute() else Path.cwd() / out).resolve()
-    protected = [root, *(root / p for p in ("shared", "events", "functions", "tests", "bench",
-                                            "infra", ".venv"))]
+    protected = [
+        root,
+        *(root / p for p in ("shared", "events", "functions", "tests", "bench", "infra", ".venv")),
+    ]
     if out in protected or any(out.is_relative_to(p) for p in protected[1:]):
-        raise PackageError(f"--out {out} would write into the project's own folders; "
-                           "use a folder of its own such as dist/")
+        raise PackageError(
+            f"--out {out} would write into the project's own folders; "
+            "use a folder of its own such as dist/"
+        )
     return out
 
 
@@ -192,15 +215,18 @@ def build_package(service: ServiceConfig, root: Path, out: Path, name: str) -> d
     (target / "requirements.txt").write_text(
         f"# {name}: what its code imports, with their dependencies; pinned as in the project's "
         "requirements.txt.\n# Written by `retailfn package`.\n" + "\n".join(requirements) + "\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (target / "Dockerfile").write_text(dockerfile(service, name), encoding="utf-8")
     (target / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
     (target / "Procfile").write_text(procfile(service, name), encoding="utf-8")
 
     files = sorted(p for p in target.rglob("*") if p.is_file())
-    bad = [str(p.relative_to(target)) for p in files
-           if EXCLUDED_PARTS & set(p.relative_to(target).parts)
-           or p.name.endswith((".pyc", ".pyo"))]
+    bad = [
+        str(p.relative_to(target))
+        for p in files
+        if EXCLUDED_PARTS & set(p.relative_to(target).parts) or p.name.endswith((".pyc", ".pyo"))
+    ]
     if bad:
         raise PackageError(f"{name}: excluded files in the package: {bad[:5]}")
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -210,8 +236,9 @@ def build_package(service: ServiceConfig, root: Path, out: Path, name: str) -> d
     try:
         dependency_bytes = installed_bytes(Requirement(line).name for line in requirements)
     except PackageNotFoundError as exc:
-        raise PackageError(f"{name}: {exc} is not installed here; package from the project's "
-                           "venv (make venv)") from None
+        raise PackageError(
+            f"{name}: {exc} is not installed here; package from the project's venv (make venv)"
+        ) from None
     return {
         "function": name,
         "kind": kind_of(service, name),
@@ -234,15 +261,18 @@ def build_package(service: ServiceConfig, root: Path, out: Path, name: str) -> d
     }
 
 
-def build_packages(service: ServiceConfig, root: Path, out: Path,
-                   functions: Sequence[str] | None = None) -> dict[str, Any]:
+def build_packages(
+    service: ServiceConfig, root: Path, out: Path, functions: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Build the packages and ``<out>/manifest.json``; returns the manifest."""
     root = root.resolve()
     names = list(functions or service.functions)
     unknown = [n for n in names if n not in service.functions]
     if unknown:
-        raise PackageError(f"unknown function(s) {', '.join(unknown)}; "
-                           f"known: {', '.join(sorted(service.functions))}")
+        raise PackageError(
+            f"unknown function(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(service.functions))}"
+        )
     out = _checked_out(root, out)
     out.mkdir(parents=True, exist_ok=True)
     packages = [build_package(service, root, out, n) for n in names]
@@ -250,14 +280,20 @@ def build_packages(service: ServiceConfig, root: Path, out: Path,
     previous = out / "manifest.json"
     if functions and previous.is_file():
         try:
-            kept = [p for p in json.loads(previous.read_text())["packages"]
-                    if p["function"] not in names and Path(p["path"]).is_dir()]
+            kept = [
+                p
+                for p in json.loads(previous.read_text())["packages"]
+                if p["function"] not in names and Path(p["path"]).is_dir()
+            ]
         except (ValueError, KeyError, TypeError):
             kept = []
         packages = sorted([*kept, *packages], key=lambda p: p["function"])
-    manifest = {"service": service.service, "stage": service.stage,
-                "requirements": "per package: what its function imports, pinned as in the "
-                                "project's requirements.txt",
-                "packages": packages}
+    manifest = {
+        "service": service.service,
+        "stage": service.stage,
+        "requirements": "per package: what its function imports, pinned as in the "
+        "project's requirements.txt",
+        "packages": packages,
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -23,11 +23,11 @@ and starts the app, which is what proves the closure complete.
 from __future__ import annotations
 
 import ast
-import importlib.metadata as metadata
 import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from packaging.markers import default_environment
@@ -74,7 +74,8 @@ def _module_file(root: Path, module: str) -> Path | None:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.Module, nested: bool) -> Iterable[ast.Import | ast.ImportFrom]:
@@ -92,9 +93,11 @@ def _imports(tree: ast.Module, nested: bool) -> Iterable[ast.Import | ast.Import
                     children = getattr(node, name, None)
                     if isinstance(children, list):
                         stmts = [c for c in children if isinstance(c, ast.stmt)]
-                        stmts += [s for c in children if isinstance(c, ast.ExceptHandler)
-                                  for s in c.body]
+                        stmts += [
+                            s for c in children if isinstance(c, ast.ExceptHandler) for s in c.body
+                        ]
                         yield from walk(stmts)
+
     return walk(tree.body)
 
 
@@ -156,14 +159,16 @@ def _dependencies(dist: str, extras: frozenset[str]) -> list[str]:
     for text in metadata.requires(dist) or []:
         req = Requirement(text)
         if req.marker is not None and not any(
-                req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)):
+            req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)
+        ):
             continue
         found.append(canonicalize_name(req.name))
     return found
 
 
-def distributions_for(imports: Iterable[str],
-                      providers: Mapping[str, list[str]] | None = None) -> set[str]:
+def distributions_for(
+    imports: Iterable[str], providers: Mapping[str, list[str]] | None = None
+) -> set[str]:
     """Canonical names of the distributions that provide ``imports``, closed over their
     dependencies as installed here (with :data:`EXTRAS` and :data:`IMPLIED`)."""
     providers = metadata.packages_distributions() if providers is None else providers
@@ -171,8 +176,10 @@ def distributions_for(imports: Iterable[str],
     for name in sorted(imports):
         dists = providers.get(name)
         if not dists:
-            raise RequirementsError(f"the code imports {name!r}, which no installed "
-                                    "distribution provides; add it to requirements.txt")
+            raise RequirementsError(
+                f"the code imports {name!r}, which no installed "
+                "distribution provides; add it to requirements.txt"
+            )
         todo.extend(canonicalize_name(d) for d in dists)
     closed: set[str] = set()
     while todo:
@@ -183,8 +190,10 @@ def distributions_for(imports: Iterable[str],
         try:
             todo.extend(_dependencies(dist, EXTRAS.get(dist, frozenset())))
         except metadata.PackageNotFoundError:
-            raise RequirementsError(f"{dist} is not installed in this environment; "
-                                    "package from the project's venv (make venv)") from None
+            raise RequirementsError(
+                f"{dist} is not installed in this environment; "
+                "package from the project's venv (make venv)"
+            ) from None
         todo.extend(IMPLIED.get(dist, ()))
     return closed
 
@@ -194,10 +203,16 @@ def pinned(requirements: str, dists: Iterable[str]) -> list[str]:
     pins = _pins(requirements)
     missing = sorted(set(dists) - set(pins))
     if missing:
-        raise RequirementsError("not pinned in requirements.txt: " + ", ".join(missing)
-                                + " (a function's code needs them)")
-    unpinned = [pins[d][0] for d in dists if not re.fullmatch(r"[^=<>~!]+==[^=*]+",
-                                                               pins[d][0].replace(" ", ""))]
+        raise RequirementsError(
+            "not pinned in requirements.txt: "
+            + ", ".join(missing)
+            + " (a function's code needs them)"
+        )
+    unpinned = [
+        pins[d][0]
+        for d in dists
+        if not re.fullmatch(r"[^=<>~!]+==[^=*]+", pins[d][0].replace(" ", ""))
+    ]
     if unpinned:
         raise RequirementsError("requirements.txt must pin with ==: " + ", ".join(unpinned))
     wanted = set(dists)

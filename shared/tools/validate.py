@@ -43,8 +43,11 @@ class InfraDefinitions:
     """The service ``infra/generated`` was generated from (its ``locals.generated_for``)."""
 
     def files_defining(self, what: str) -> str:
-        files = sorted({v["file"] for v in self.topics.values()} if what == "topics"
-                       else set(self.buckets.values()))
+        files = sorted(
+            {v["file"] for v in self.topics.values()}
+            if what == "topics"
+            else set(self.buckets.values())
+        )
         return ", ".join(files) or "infra/"
 
 
@@ -77,23 +80,33 @@ def read_infra(folder: Path) -> InfraDefinitions:
     for path in terraform_files(folder):
         doc = load_terraform(path)
         rel = str(path.relative_to(folder.parent))
-        for block in doc.get("locals", []) if isinstance(doc.get("locals"), list) else [
-                doc.get("locals") or {}]:
+        for block in (
+            doc.get("locals", [])
+            if isinstance(doc.get("locals"), list)
+            else [doc.get("locals") or {}]
+        ):
             if isinstance(block, dict) and isinstance(block.get("generated_for"), dict):
                 found.generated_for = block["generated_for"].get("service")
         for rtype, rname, attrs in _resources(doc):
             if rtype == "ibm_event_streams_topic":
                 name = _unquote(attrs.get("name"))
-                found.topics[name] = {"file": rel, "partitions": attrs.get("partitions"),
-                                      "config": {_unquote(k): _unquote(v) for k, v in
-                                                 (attrs.get("config") or {}).items()}}
+                found.topics[name] = {
+                    "file": rel,
+                    "partitions": attrs.get("partitions"),
+                    "config": {
+                        _unquote(k): _unquote(v) for k, v in (attrs.get("config") or {}).items()
+                    },
+                }
             elif rtype == "ibm_cos_bucket":
                 logical = _BUCKET_PREFIX.sub("", _unquote(attrs.get("bucket_name", "")))
                 found.buckets[logical] = rel
             elif rtype == "ibm_code_engine_app":
                 found.apps[rname] = {**attrs, "file": rel}
-            elif rtype == "terraform_data" and isinstance(attrs.get("input"), dict) and \
-                    attrs["input"].get("kind") in ("kafka", "cos", "cron"):
+            elif (
+                rtype == "terraform_data"
+                and isinstance(attrs.get("input"), dict)
+                and attrs["input"].get("kind") in ("kafka", "cos", "cron")
+            ):
                 found.subscriptions.append({**attrs["input"], "file": rel})
     return found
 
@@ -113,8 +126,10 @@ def _experiment_problems(service: ServiceConfig) -> list[str]:
             parse_experiments(raw)
         except (ValidationError, yaml.YAMLError, TypeError) as exc:
             reason = str(exc).splitlines()
-            problems.append(f"functions.{name}.environment.RETAILFN_EXPERIMENTS: not a valid "
-                            f"experiments configuration: {' '.join(reason[:3])}")
+            problems.append(
+                f"functions.{name}.environment.RETAILFN_EXPERIMENTS: not a valid "
+                f"experiments configuration: {' '.join(reason[:3])}"
+            )
     return problems
 
 
@@ -130,11 +145,15 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
             continue
         kinds = {e.kind for e in fn.events}
         if "http" in kinds and loaded.signature != "http":
-            problems.append(f"functions.{name}: has an http trigger but {fn.handler} is a "
-                            "CloudEvent function (@functions_framework.aio.cloud_event)")
+            problems.append(
+                f"functions.{name}: has an http trigger but {fn.handler} is a "
+                "CloudEvent function (@functions_framework.aio.cloud_event)"
+            )
         if kinds - {"http"} and loaded.signature != "cloudevent":
-            problems.append(f"functions.{name}: has {', '.join(sorted(kinds - {'http'}))} "
-                            f"trigger(s) but {fn.handler} is an HTTP function")
+            problems.append(
+                f"functions.{name}: has {', '.join(sorted(kinds - {'http'}))} "
+                f"trigger(s) but {fn.handler} is an HTTP function"
+            )
 
     problems.extend(_experiment_problems(service))
     infra_dir = root / "infra"
@@ -154,33 +173,46 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
                         f"functions.{name}.events[{i}].kafka.topic: topic {topic!r} has no "
                         f"ibm_event_streams_topic in infra/ (defined there: "
                         f"{', '.join(sorted(infra.topics)) or 'none'}; in "
-                        f"{infra.files_defining('topics')})")
+                        f"{infra.files_defining('topics')})"
+                    )
             if ev.kind == "cos" and ev.cos.bucket not in infra.buckets:
                 problems.append(
                     f"functions.{name}.events[{i}].cos.bucket: bucket {ev.cos.bucket!r} has no "
                     f"ibm_cos_bucket in infra/ (defined there: "
                     f"{', '.join(sorted(infra.buckets)) or 'none'}; in "
-                    f"{infra.files_defining('buckets')})")
+                    f"{infra.files_defining('buckets')})"
+                )
     for topic in sorted(service.topics_used()):
         if topic in infra.topics:
             defined = infra.topics[topic]
             want = TOPICS[topic]
             if defined["partitions"] != want.partitions:
-                problems.append(f"{defined['file']}: topic {topic!r} has {defined['partitions']} "
-                                f"partitions; events/catalog.py says {want.partitions}")
+                problems.append(
+                    f"{defined['file']}: topic {topic!r} has {defined['partitions']} "
+                    f"partitions; events/catalog.py says {want.partitions}"
+                )
             for key, value in want.config().items():
                 have = defined["config"].get(key)
                 if have is not None and str(have) != value:
-                    problems.append(f"{defined['file']}: topic {topic!r} has {key} {have}; "
-                                    f"events/catalog.py says {value}")
-        elif not any(topic in e.kafka.topics
-                     for f in service.functions.values() for e in f.events if e.kind == "kafka"):
-            problems.append(f"infra/: topic {topic!r} (dead letters) has no "
-                            "ibm_event_streams_topic")
+                    problems.append(
+                        f"{defined['file']}: topic {topic!r} has {key} {have}; "
+                        f"events/catalog.py says {value}"
+                    )
+        elif not any(
+            topic in e.kafka.topics
+            for f in service.functions.values()
+            for e in f.events
+            if e.kind == "kafka"
+        ):
+            problems.append(
+                f"infra/: topic {topic!r} (dead letters) has no ibm_event_streams_topic"
+            )
     for b in sorted(service.buckets_used()):
         if b not in infra.buckets and not any(
-                e.kind == "cos" and e.cos.bucket == b
-                for f in service.functions.values() for e in f.events):
+            e.kind == "cos" and e.cos.bucket == b
+            for f in service.functions.values()
+            for e in f.events
+        ):
             problems.append(f"infra/: bucket {b!r} has no ibm_cos_bucket")
     if infra.generated_for == service.service:
         problems.extend(_check_generated(service, infra, root))
@@ -204,16 +236,20 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
     for name, fn in service.functions.items():
         app = infra.apps.get(tf_name(name))
         if app is None:
-            problems.append(f"serverless.yaml functions.{name} vs {apps_file}: no "
-                            f"ibm_code_engine_app {tf_name(name)!r} (run `retailfn infra generate`)")
+            problems.append(
+                f"serverless.yaml functions.{name} vs {apps_file}: no "
+                f"ibm_code_engine_app {tf_name(name)!r} (run `retailfn infra generate`)"
+            )
             continue
         worker = fn.deployment == "worker"
         command = [*(app.get("run_commands") or []), *(app.get("run_arguments") or [])]
         if command != app_command(service, name):
             mode = f" (deploy: {fn.deployment})" if fn.deployment else ""
-            problems.append(f"serverless.yaml functions.{name}{mode} vs {app['file']}: the app "
-                            f"must run its image's command {app_command(service, name)}; it runs "
-                            f"{command or 'the image default'} (run `retailfn infra generate`)")
+            problems.append(
+                f"serverless.yaml functions.{name}{mode} vs {app['file']}: the app "
+                f"must run its image's command {app_command(service, name)}; it runs "
+                f"{command or 'the image default'} (run `retailfn infra generate`)"
+            )
         for i, ev in enumerate(fn.events):
             where = f"functions.{name}.events[{i}]"
             if ev.kind == "http" or worker or (ev.kind == "schedule" and not ev.schedule.enabled):
@@ -226,40 +262,65 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
                     shown = ev.kafka.topic
                     problems.append(
                         f"serverless.yaml {where}.kafka.topic {shown!r} vs {subs_file}: "
-                        + (f"the subscription of {where} is on {', '.join(map(repr, got))}"
-                           if got else f"no Kafka subscription for {where}")
-                        + " (run `retailfn infra generate`)")
+                        + (
+                            f"the subscription of {where} is on {', '.join(map(repr, got))}"
+                            if got
+                            else f"no Kafka subscription for {where}"
+                        )
+                        + " (run `retailfn infra generate`)"
+                    )
                 continue
             if ev.kind == "cos":
-                got_cos = [{"kind": s.get("kind"),
-                            "bucket": _BUCKET_PREFIX.sub("", str(s.get("bucket", ""))),
-                            "event_type": s.get("event_type"), "prefix": s.get("prefix", ""),
-                            "suffix": s.get("suffix", "")} for s in have]
+                got_cos = [
+                    {
+                        "kind": s.get("kind"),
+                        "bucket": _BUCKET_PREFIX.sub("", str(s.get("bucket", ""))),
+                        "event_type": s.get("event_type"),
+                        "prefix": s.get("prefix", ""),
+                        "suffix": s.get("suffix", ""),
+                    }
+                    for s in have
+                ]
                 for suffix in ev.cos.suffixes or ("",):  # one subscription per suffix
-                    want = {"kind": "cos", "bucket": ev.cos.bucket, "event_type": ev.cos.event,
-                            "prefix": ev.cos.prefix, "suffix": suffix}
+                    want = {
+                        "kind": "cos",
+                        "bucket": ev.cos.bucket,
+                        "event_type": ev.cos.event,
+                        "prefix": ev.cos.prefix,
+                        "suffix": suffix,
+                    }
                     if want not in got_cos:
                         other = [g for g in got_cos if g["suffix"] == suffix] or got_cos
                         problems.append(
                             f"serverless.yaml {where}.cos (bucket {ev.cos.bucket!r}, event "
                             f"{ev.cos.event!r}, prefix {ev.cos.prefix!r}, suffix {suffix!r}) "
                             f"vs {subs_file}: "
-                            + (f"the subscription has {other[0]}" if other
-                               else f"no COS subscription for {where}")
-                            + " (run `retailfn infra generate`)")
+                            + (
+                                f"the subscription has {other[0]}"
+                                if other
+                                else f"no COS subscription for {where}"
+                            )
+                            + " (run `retailfn infra generate`)"
+                        )
                 continue
             if not any(s.get("kind") == "cron" for s in have):
-                problems.append(f"serverless.yaml {where}.schedule vs {subs_file}: no cron "
-                                f"subscription for {where} (run `retailfn infra generate`)")
+                problems.append(
+                    f"serverless.yaml {where}.schedule vs {subs_file}: no cron "
+                    f"subscription for {where} (run `retailfn infra generate`)"
+                )
     for (fn_name, where), have in sorted(subs.items()):
         if (fn_name, where) not in expected:
             names = ", ".join(str(s.get("name")) for s in have)
-            problems.append(f"{have[0]['file']}: subscription(s) {names} for {where}, which "
-                            f"serverless.yaml does not have (run `retailfn infra generate`)")
+            problems.append(
+                f"{have[0]['file']}: subscription(s) {names} for {where}, which "
+                f"serverless.yaml does not have (run `retailfn infra generate`)"
+            )
     extra_apps = set(infra.apps) - {tf_name(n) for n in service.functions}
     for app_name in sorted(extra_apps):
-        problems.append(f"{infra.apps[app_name]['file']}: app {ce_name(app_name)!r} has no "
-                        "function in serverless.yaml (run `retailfn infra generate`)")
+        problems.append(
+            f"{infra.apps[app_name]['file']}: app {ce_name(app_name)!r} has no "
+            "function in serverless.yaml (run `retailfn infra generate`)"
+        )
     config = root / "serverless.yaml"
     if config.exists():
         try:

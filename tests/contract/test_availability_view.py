@@ -30,10 +30,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
         adapter: ObjectStore = LocalFolderStore(tmp_path / "objects")
     else:
         moto: MotoS3 = request.getfixturevalue("moto_s3")
-        adapter = object_store_from_settings(Settings(
-            objectstore="cos", cos_endpoint=moto.endpoint, cos_region="us-east-1",
-            cos_hmac_access_key_id="test", cos_hmac_secret_access_key="test",
-        ))
+        adapter = object_store_from_settings(
+            Settings(
+                objectstore="cos",
+                cos_endpoint=moto.endpoint,
+                cos_region="us-east-1",
+                cos_hmac_access_key_id="test",
+                cos_hmac_secret_access_key="test",
+            )
+        )
     yield adapter
     adapter.close()
 
@@ -45,12 +50,19 @@ def bucket(store: ObjectStore) -> str:
     return name
 
 
-def report(location: str, on_hand: int, *, partner: str = "acme", region: str = "eu",
-           minutes: int = 0) -> NormalizedReport:
-    return NormalizedReport(partner_id=partner, location_id=location,
-                            region=region,  # type: ignore[arg-type]
-                            on_hand=on_hand, reserved=0, incoming=0, unit="each",
-                            reported_at=T0 + timedelta(minutes=minutes))
+def report(
+    location: str, on_hand: int, *, partner: str = "acme", region: str = "eu", minutes: int = 0
+) -> NormalizedReport:
+    return NormalizedReport(
+        partner_id=partner,
+        location_id=location,
+        region=region,  # type: ignore[arg-type]
+        on_hand=on_hand,
+        reserved=0,
+        incoming=0,
+        unit="each",
+        reported_at=T0 + timedelta(minutes=minutes),
+    )
 
 
 def test_concurrent_applies_to_one_sku_all_land(store: ObjectStore, bucket: str) -> None:
@@ -91,8 +103,9 @@ def test_the_catalog_maps_partner_skus_and_lists_by_category(
 ) -> None:
     catalog = ProductCatalog(store, bucket)
     product = event_from_sample("product-introduced").data
-    slashed = product.model_copy(update={"sku": "MAT-2", "partner_sku": "mats/6mm",
-                                         "category": "sports/yoga"})
+    slashed = product.model_copy(
+        update={"sku": "MAT-2", "partner_sku": "mats/6mm", "category": "sports/yoga"}
+    )
 
     assert catalog.put(product) == "created"
     assert catalog.put(product) == "unchanged"
@@ -100,7 +113,9 @@ def test_the_catalog_maps_partner_skus_and_lists_by_category(
 
     assert catalog.sku_for("acme", "mats/6mm") == "MAT-2"
     assert [p.sku for p in catalog.list(category_prefix="sports/yoga").items] == [
-        "MAT-2", "YOGA-MAT-4MM"]
+        "MAT-2",
+        "YOGA-MAT-4MM",
+    ]
     assert catalog.list(category_prefix="sports/yoga/mats").items == [product]
 
 

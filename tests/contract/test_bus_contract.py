@@ -34,7 +34,11 @@ PARTITIONS = 3
 # Tansu holds a group join for about half the session timeout (6 s -> 3 s, 2 s -> 1 s; the
 # library default of 45 s -> 22 s), whatever max_poll_interval_ms is: a short session makes joins
 # and rebalances take about 1 s.
-KAFKA_TEST_TIMEOUTS = {"max_poll_interval_ms": 10_000, "session_timeout_ms": 2000, "heartbeat_interval_ms": 400}
+KAFKA_TEST_TIMEOUTS = {
+    "max_poll_interval_ms": 10_000,
+    "session_timeout_ms": 2000,
+    "heartbeat_interval_ms": 400,
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,9 @@ def publish_numbered(bus: EventBus, topic: str, n: int, prefix: str = "e") -> li
     return values
 
 
-def drain(consumer: Consumer, n: int, timeout_s: float = 20.0, linger_s: float = 0.3) -> list[Record]:
+def drain(
+    consumer: Consumer, n: int, timeout_s: float = 20.0, linger_s: float = 0.3
+) -> list[Record]:
     """Poll until ``n`` records came (then a little longer, to catch extras) or time runs out."""
     out: list[Record] = []
     deadline = time.monotonic() + timeout_s
@@ -96,7 +102,9 @@ def ids(records: list[Record]) -> list[tuple[int, int]]:
     return sorted((r.partition, r.offset) for r in records)
 
 
-def test_topics_are_created_once_and_listed_with_partition_counts(bus: EventBus, topic: str) -> None:
+def test_topics_are_created_once_and_listed_with_partition_counts(
+    bus: EventBus, topic: str
+) -> None:
     assert bus.create_topics([TopicSpec(topic, PARTITIONS)]) == []
     assert bus.list_topics()[topic] == PARTITIONS
 
@@ -112,7 +120,12 @@ def test_published_records_come_back_with_key_value_and_headers(bus: EventBus, t
     by_value = {r.value: r for r in records}
     assert len(records) == 3
     first = by_value[b'{"n": 1}']
-    assert (first.key, first.headers, first.partition, first.offset) == (b"order-1", headers, md.partition, md.offset)
+    assert (first.key, first.headers, first.partition, first.offset) == (
+        b"order-1",
+        headers,
+        md.partition,
+        md.offset,
+    )
     assert first.timestamp_ms > 0
     assert by_value[b"no key, no headers"].key is None
     assert by_value[b"no key, no headers"].headers == ()
@@ -140,7 +153,9 @@ def test_same_key_same_partition_and_per_key_order_holds(bus: EventBus, topic: s
     assert all(s == list(range(50)) for s in seqs.values())
 
 
-def test_a_consumer_that_crashes_before_commit_gets_the_same_events_again(bus: EventBus, topic: str) -> None:
+def test_a_consumer_that_crashes_before_commit_gets_the_same_events_again(
+    bus: EventBus, topic: str
+) -> None:
     publish_numbered(bus, topic, 20)
     group = unique("g")
     first = bus.consumer(group, [topic])
@@ -169,7 +184,9 @@ def test_committed_offsets_are_resumed_by_the_next_member(bus: EventBus, topic: 
     assert sorted(r.value for r in records) == sorted(f"new{i}".encode() for i in range(5))
 
 
-def test_commit_of_explicit_offsets_is_what_the_next_member_resumes_from(bus: EventBus, topic: str) -> None:
+def test_commit_of_explicit_offsets_is_what_the_next_member_resumes_from(
+    bus: EventBus, topic: str
+) -> None:
     md = bus.publish_many(topic, [("same-key", f"v{i}".encode(), ()) for i in range(10)])
     tp = TopicPartition(topic, md[0].partition)
     group = unique("g")
@@ -309,7 +326,9 @@ def test_embedded_partition_for_a_key_equals_kafka_default_partitioner(partition
         assert partition_for_key(key, partitions) == expected
 
 
-def test_embedded_and_kafka_put_a_key_on_the_same_partition(kafka_bus: KafkaBus, tmp_path: Path) -> None:
+def test_embedded_and_kafka_put_a_key_on_the_same_partition(
+    kafka_bus: KafkaBus, tmp_path: Path
+) -> None:
     name = unique("t")
     embedded = EmbeddedBus(tmp_path / "bus")
     try:
@@ -335,7 +354,9 @@ def test_event_bus_from_settings_picks_the_adapter(tmp_path: Path, tansu: Tansu)
         kafka.close()
 
 
-def test_concurrent_publishers_lose_nothing_and_keep_their_per_key_order(bus: EventBus, topic: str) -> None:
+def test_concurrent_publishers_lose_nothing_and_keep_their_per_key_order(
+    bus: EventBus, topic: str
+) -> None:
     errors: list[BaseException] = []
     start = threading.Barrier(8)
 
@@ -358,8 +379,11 @@ def test_concurrent_publishers_lose_nothing_and_keep_their_per_key_order(bus: Ev
     assert len(values) == len(set(values)) == 8 * 25
     for writer in range(8):
         for key in range(4):
-            seq = [int(v.split(":")[1]) for v, r in zip(values, records, strict=True)
-                   if v.startswith(f"{writer}:") and r.key == f"k{key}".encode()]
+            seq = [
+                int(v.split(":")[1])
+                for v, r in zip(values, records, strict=True)
+                if v.startswith(f"{writer}:") and r.key == f"k{key}".encode()
+            ]
             assert seq == sorted(seq) and seq
 
 
@@ -373,8 +397,12 @@ def _closed_port() -> int:
 
 def test_publishing_to_an_unreachable_kafka_fails_fast_with_bus_unavailable() -> None:
     timeout_ms = 2000
-    settings = Settings(bus="kafka", kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}",
-                        kafka_connect_timeout_ms=timeout_ms, kafka_request_timeout_ms=timeout_ms)
+    settings = Settings(
+        bus="kafka",
+        kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}",
+        kafka_connect_timeout_ms=timeout_ms,
+        kafka_request_timeout_ms=timeout_ms,
+    )
     bus = event_bus_from_settings(settings)
     try:
         started = time.monotonic()

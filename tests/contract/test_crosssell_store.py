@@ -38,9 +38,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
         adapter: ObjectStore = LocalFolderStore(tmp_path / "objects")
     else:
         moto: MotoS3 = request.getfixturevalue("moto_s3")
-        adapter = object_store_from_settings(Settings(
-            objectstore="cos", cos_endpoint=moto.endpoint, cos_region="us-east-1",
-            cos_hmac_access_key_id="test", cos_hmac_secret_access_key="test"))
+        adapter = object_store_from_settings(
+            Settings(
+                objectstore="cos",
+                cos_endpoint=moto.endpoint,
+                cos_region="us-east-1",
+                cos_hmac_access_key_id="test",
+                cos_hmac_secret_access_key="test",
+            )
+        )
     yield adapter
     adapter.close()
 
@@ -62,20 +68,38 @@ def archive_objects(store: ObjectStore, archive_bucket: str) -> dict[str, str]:
         batch = []
         for offset in range(ORDERS_EACH):
             n = partition * 100 + offset
-            payload = OrderCompleted.model_validate({
-                "order_id": f"ORD-{n:06d}", "channel": "web", "region": rng.choice(["na", "eu"]),
-                "country": "US", "currency": "USD",
-                "completed_at": (T0 + timedelta(seconds=n)).isoformat(),
-                "lines": [{"sku": s, "quantity": "1", "unit_price": "5.00"}
-                          for s in rng.sample(SKUS, rng.randint(1, 5))]})
+            payload = OrderCompleted.model_validate(
+                {
+                    "order_id": f"ORD-{n:06d}",
+                    "channel": "web",
+                    "region": rng.choice(["na", "eu"]),
+                    "country": "US",
+                    "currency": "USD",
+                    "completed_at": (T0 + timedelta(seconds=n)).isoformat(),
+                    "lines": [
+                        {"sku": s, "quantity": "1", "unit_price": "5.00"}
+                        for s in rng.sample(SKUS, rng.randint(1, 5))
+                    ],
+                }
+            )
             key, value, headers = to_kafka(new_event(payload, source="/test", id=f"o-{n}"))
-            batch.append(BatchRecord(offset=offset, timestamp_ms=int(T0.timestamp() * 1000),
-                                     key=key.decode() if key else None, value=value.decode(),
-                                     headers={k: v.decode() for k, v in headers}))
+            batch.append(
+                BatchRecord(
+                    offset=offset,
+                    timestamp_ms=int(T0.timestamp() * 1000),
+                    key=key.decode() if key else None,
+                    value=value.decode(),
+                    headers={k: v.decode() for k, v in headers},
+                )
+            )
         topic = "sales.order-completed"
         key = archive.object_key(topic, partition, 0, batch[0].timestamp_ms)
-        info = store.put(archive_bucket, key, archive.encode(topic, partition, batch),
-                         content_type=archive.CONTENT_TYPE)
+        info = store.put(
+            archive_bucket,
+            key,
+            archive.encode(topic, partition, batch),
+            content_type=archive.CONTENT_TYPE,
+        )
         written[key] = info.etag
     return written
 
@@ -84,26 +108,48 @@ def republished_objects(store: ObjectStore, archive_bucket: str) -> dict[str, st
     """FOLDS archive objects holding the same ORDERS_EACH orders, each object under new event
     ids, half of them on pos.checkout-completed: key -> ETag."""
     rng = random.Random(5)
-    orders = [OrderCompleted.model_validate({
-        "order_id": f"ORD-{n:06d}", "channel": "store", "store_id": "BERLIN-1",
-        "region": rng.choice(["na", "eu"]), "country": "DE", "currency": "EUR",
-        "completed_at": (T0 + timedelta(seconds=n)).isoformat(),
-        "lines": [{"sku": s, "quantity": "1", "unit_price": "5.00"}
-                  for s in rng.sample(SKUS, rng.randint(1, 5))]}) for n in range(ORDERS_EACH)]
+    orders = [
+        OrderCompleted.model_validate(
+            {
+                "order_id": f"ORD-{n:06d}",
+                "channel": "store",
+                "store_id": "BERLIN-1",
+                "region": rng.choice(["na", "eu"]),
+                "country": "DE",
+                "currency": "EUR",
+                "completed_at": (T0 + timedelta(seconds=n)).isoformat(),
+                "lines": [
+                    {"sku": s, "quantity": "1", "unit_price": "5.00"}
+                    for s in rng.sample(SKUS, rng.randint(1, 5))
+                ],
+            }
+        )
+        for n in range(ORDERS_EACH)
+    ]
     written = {}
     for partition in range(FOLDS):
         topic = ("sales.order-completed", "pos.checkout-completed")[partition % 2]
         batch = []
         for offset, payload in enumerate(orders):
-            key, value, headers = to_kafka(new_event(payload, source="/test",
-                                                     id=f"o-{partition}-{offset}"))
-            batch.append(BatchRecord(offset=offset,
-                                     timestamp_ms=int(T0.timestamp() * 1000) + partition,
-                                     key=key.decode() if key else None, value=value.decode(),
-                                     headers={k: v.decode() for k, v in headers}))
+            key, value, headers = to_kafka(
+                new_event(payload, source="/test", id=f"o-{partition}-{offset}")
+            )
+            batch.append(
+                BatchRecord(
+                    offset=offset,
+                    timestamp_ms=int(T0.timestamp() * 1000) + partition,
+                    key=key.decode() if key else None,
+                    value=value.decode(),
+                    headers={k: v.decode() for k, v in headers},
+                )
+            )
         key = archive.object_key(topic, partition, 0, batch[0].timestamp_ms)
-        info = store.put(archive_bucket, key, archive.encode(topic, partition, batch),
-                         content_type=archive.CONTENT_TYPE)
+        info = store.put(
+            archive_bucket,
+            key,
+            archive.encode(topic, partition, batch),
+            content_type=archive.CONTENT_TYPE,
+        )
         written[key] = info.etag
     return written
 
@@ -121,12 +167,28 @@ print(folds.fold_archive_object(archive_bucket, key, etag))
 """
 
 
-def fold_in_processes(store: LocalFolderStore, archive_bucket: str, state_bucket: str,
-                      objects: dict[str, str]) -> list[str]:
-    children = [subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(store.root), archive_bucket, state_bucket, key, etag],
-        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for key, etag in objects.items()]
+def fold_in_processes(
+    store: LocalFolderStore, archive_bucket: str, state_bucket: str, objects: dict[str, str]
+) -> list[str]:
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                str(store.root),
+                archive_bucket,
+                state_bucket,
+                key,
+                etag,
+            ],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for key, etag in objects.items()
+    ]
     try:
         for child in children:
             assert child.stdout is not None and child.stdout.readline().strip() == "ready"
@@ -144,14 +206,16 @@ def fold_in_processes(store: LocalFolderStore, archive_bucket: str, state_bucket
                 child.wait()
 
 
-def fold_in_threads(store: ObjectStore, archive_bucket: str, state_bucket: str,
-                    objects: dict[str, str]) -> list[str]:
+def fold_in_threads(
+    store: ObjectStore, archive_bucket: str, state_bucket: str, objects: dict[str, str]
+) -> list[str]:
     start = threading.Barrier(len(objects))
 
     def run(item: tuple[str, str]) -> str:
         start.wait(timeout=30)
         return CrossSellStore(store, state_bucket, half_life_days=None).fold_archive_object(
-            archive_bucket, *item)
+            archive_bucket, *item
+        )
 
     with ThreadPoolExecutor(max_workers=len(objects)) as pool:
         return list(pool.map(run, objects.items()))
@@ -175,11 +239,13 @@ def test_concurrent_folds_of_different_objects_all_land(
 
     rebuilt = folds.version(folds.rebuild(archive_bucket))
     assert {r: rebuilt.region_bytes(r) for r in rebuilt.regions} == {
-        r: current.region_bytes(r) for r in current.regions}
+        r: current.region_bytes(r) for r in current.regions
+    }
 
 
-def test_a_reader_sees_a_whole_version_or_none(store: ObjectStore,
-                                               buckets: tuple[str, str]) -> None:
+def test_a_reader_sees_a_whole_version_or_none(
+    store: ObjectStore, buckets: tuple[str, str]
+) -> None:
     archive_bucket, state_bucket = buckets
     folds = CrossSellStore(store, state_bucket, half_life_days=None)
     assert folds.current() is None
@@ -211,4 +277,5 @@ def test_concurrent_folds_of_copies_of_the_same_orders_count_each_order_once(
     rebuilt = folds.version(folds.rebuild(archive_bucket))
     assert sum(rebuilt.region(r).basket_count for r in rebuilt.regions) == ORDERS_EACH
     assert {r: rebuilt.region_bytes(r) for r in rebuilt.regions} == {
-        r: current.region_bytes(r) for r in current.regions}
+        r: current.region_bytes(r) for r in current.regions
+    }

@@ -89,7 +89,10 @@ def test_put_get_head_round_trip_with_content_type_and_metadata(
     store: ObjectStore, bucket: str
 ) -> None:
     put = store.put(
-        bucket, "docs/a.json", b'{"a": 1}', content_type="application/json",
+        bucket,
+        "docs/a.json",
+        b'{"a": 1}',
+        content_type="application/json",
         metadata={"source": "erp", "Run-Id": "42"},
     )
     assert put.etag == md5(b'{"a": 1}')  # plain MD5 hex, no quotes
@@ -339,7 +342,10 @@ def _in_processes(store: LocalFolderStore, bucket: str, key: str, mode: str) -> 
     children = [
         subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(store.root), bucket, key, mode, str(n)],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for n in range(WRITERS)
     ]
@@ -428,6 +434,9 @@ def test_put_info_matches_a_later_head(store: ObjectStore, bucket: str) -> None:
     put = store.put(bucket, "k", b"abc", content_type="text/plain", metadata={"a": "b"})
     head = store.head(bucket, "k")
     assert (put.etag, put.size, put.content_type, dict(put.metadata)) == (
-        head.etag, head.size, head.content_type, dict(head.metadata),
+        head.etag,
+        head.size,
+        head.content_type,
+        dict(head.metadata),
     )
     assert abs((put.last_modified - head.last_modified).total_seconds()) < 5

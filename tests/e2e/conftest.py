@@ -43,8 +43,9 @@ def _real_env(broker: Tansu, s3: MotoS3, prefix: str) -> dict[str, str]:
 
 
 @pytest.fixture(params=["embedded", "real"])
-def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
-          tmp_path: Path) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Stack]:
     """The embedded default, or a fresh Tansu broker and a fresh bucket prefix on moto server."""
     if request.param == "embedded":
         yield Stack("embedded", {"RETAILFN_DATA_DIR": str(tmp_path / "retailfn-data")})

@@ -63,8 +63,12 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def _request(url: str, body: object | None = None, **headers: str) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json", **headers},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
@@ -80,12 +84,19 @@ def _up(tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[str, Path, Pat
     port = free_port()
     out, err = tmp_path / "up.stdout", tmp_path / "up.stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen([*RETAILFN, *args, "up", "--port", str(port)], cwd=REPO,
-                                   env=_env(tmp_path, **env), stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            [*RETAILFN, *args, "up", "--port", str(port)],
+            cwd=REPO,
+            env=_env(tmp_path, **env),
+            stdout=stdout,
+            stderr=stderr,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
-            eventually(lambda: process.poll() is not None or _request(f"{base}/readyz")[0] == 200,
-                       timeout_s=60)
+            eventually(
+                lambda: process.poll() is not None or _request(f"{base}/readyz")[0] == 200,
+                timeout_s=60,
+            )
             assert process.poll() is None, err.read_text()
             yield base, out, err
         finally:
@@ -111,13 +122,15 @@ def _product() -> dict:
 def test_up_on_local_runs_the_experiment_configured_on_recommend(tmp_path: Path) -> None:
     params = yaml.safe_load((REPO / "serverless.yaml").read_text())["stages"]["default"]["params"]
     experiment = ExperimentsConfig.model_validate(
-        json.loads(params["recommendExperiments"])).running()
+        json.loads(params["recommendExperiments"])
+    ).running()
     user = next(f"U-{n}" for n in range(100) if assign(experiment, f"U-{n}").name == "lift")
     product = _product()
 
     with _up(tmp_path) as (base, stdout, stderr):
-        status, _ = _request(f"{base}/v1/partners/acme/products", product,
-                             **{"X-API-Key": dev_api_key("acme")})
+        status, _ = _request(
+            f"{base}/v1/partners/acme/products", product, **{"X-API-Key": dev_api_key("acme")}
+        )
         assert status == 201
         status, doc = _request(f"{base}/v1/recommendations/{product['sku']}?region=eu&user={user}")
 
@@ -137,12 +150,18 @@ def test_up_logs_json_on_stderr_only_with_a_json_ready_line(tmp_path: Path) -> N
 
 
 def test_up_on_a_non_local_stage_on_embedded_adapters_refuses_with_one_error_line(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     config = _stages_config(tmp_path)
 
-    result = subprocess.run([*RETAILFN, "--config", str(config), "--stage", "prod", "up",
-                             "--port", str(free_port())], cwd=REPO, env=_env(tmp_path),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*RETAILFN, "--config", str(config), "--stage", "prod", "up", "--port", str(free_port())],
+        cwd=REPO,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
@@ -151,16 +170,24 @@ def test_up_on_a_non_local_stage_on_embedded_adapters_refuses_with_one_error_lin
 
 
 def test_a_non_local_stage_allowed_on_embedded_adapters_refuses_the_dev_api_key(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     config = _stages_config(tmp_path)
-    report = {"partner_sku": "YM-4MM-PURPLE", "location_id": "BERLIN-1", "region": "eu",
-              "on_hand": 12}
+    report = {
+        "partner_sku": "YM-4MM-PURPLE",
+        "location_id": "BERLIN-1",
+        "region": "eu",
+        "on_hand": 12,
+    }
 
-    with _up(tmp_path, "--config", str(config), "--stage", "prod",
-             RETAILFN_ALLOW_EMBEDDED="true") as (base, _stdout, _stderr):
-        status, problem = _request(f"{base}/v1/partners/acme/stock", report,
-                                   **{"X-API-Key": dev_api_key("acme"),
-                                      "Idempotency-Key": "first-report"})
+    with _up(
+        tmp_path, "--config", str(config), "--stage", "prod", RETAILFN_ALLOW_EMBEDDED="true"
+    ) as (base, _stdout, _stderr):
+        status, problem = _request(
+            f"{base}/v1/partners/acme/stock",
+            report,
+            **{"X-API-Key": dev_api_key("acme"), "Idempotency-Key": "first-report"},
+        )
 
     assert status == 401, problem
 
@@ -168,9 +195,14 @@ def test_a_non_local_stage_allowed_on_embedded_adapters_refuses_the_dev_api_key(
 def test_keys_dev_on_a_non_local_stage_prints_no_key(tmp_path: Path) -> None:
     config = _stages_config(tmp_path)
 
-    result = subprocess.run([*RETAILFN, "--config", str(config), "--stage", "prod", "keys",
-                             "dev"], cwd=REPO, env=_env(tmp_path), capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [*RETAILFN, "--config", str(config), "--stage", "prod", "keys", "dev"],
+        cwd=REPO,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode == 2
     assert result.stdout == ""
@@ -193,8 +225,14 @@ E2E_CONFIG = REPO / "tests/e2e/serverless.yaml"
 
 
 def _retailfn(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RETAILFN, "--config", str(E2E_CONFIG), *args], cwd=REPO,
-                          env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*RETAILFN, "--config", str(E2E_CONFIG), *args],
+        cwd=REPO,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _bad_order(tmp_path: Path) -> Path:
@@ -206,12 +244,16 @@ def _bad_order(tmp_path: Path) -> Path:
 
 
 def test_invoke_that_dead_letters_exits_1_printing_for_people_and_logging_on_stderr(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     result = _retailfn(tmp_path, "invoke", "record_order", "--event", str(_bad_order(tmp_path)))
 
     assert result.returncode == 1
-    assert re.fullmatch(r"record_order: event \S+ dead-lettered after 1 attempt\(s\) as \w+ "
-                        r"\(retailfn dlq show \w+\)\n", result.stdout), result.stdout
+    assert re.fullmatch(
+        r"record_order: event \S+ dead-lettered after 1 attempt\(s\) as \w+ "
+        r"\(retailfn dlq show \w+\)\n",
+        result.stdout,
+    ), result.stdout
     logs = [json.loads(line) for line in result.stderr.splitlines()]
     assert "event dead-lettered" in [line["message"] for line in logs]
 

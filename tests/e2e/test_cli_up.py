@@ -29,15 +29,22 @@ def _get(url: str) -> int:
 
 
 def test_up_serves_every_http_trigger_reports_ready_and_stops_cleanly_on_sigterm(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETAILFN_")}
-    env.update(PYTHONPATH=str(REPO), RETAILFN_DATA_DIR=str(tmp_path / "data"),
-               RETAILFN_LOG_LEVEL="INFO")
+    env.update(
+        PYTHONPATH=str(REPO), RETAILFN_DATA_DIR=str(tmp_path / "data"), RETAILFN_LOG_LEVEL="INFO"
+    )
     log = tmp_path / "up.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "shared.tools.cli", "up", "--port", str(port)],
-                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shared.tools.cli", "up", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             eventually(lambda: _get(f"{base}/readyz") == 200, timeout_s=60)
@@ -45,12 +52,15 @@ def test_up_serves_every_http_trigger_reports_ready_and_stops_cleanly_on_sigterm
             assert _get(f"{base}/openapi.json") == 200
 
             product = json.loads((REPO / "events/samples/product-introduced.json").read_text())
-            body = {k: v for k, v in product["data"].items()
-                    if k not in ("partner_id", "introduced_at")}
+            body = {
+                k: v for k, v in product["data"].items() if k not in ("partner_id", "introduced_at")
+            }
             request = urllib.request.Request(
-                f"{base}/v1/partners/acme/products", data=json.dumps(body).encode(),
-                method="POST", headers={"Content-Type": "application/json",
-                                        "X-API-Key": dev_api_key("acme")})
+                f"{base}/v1/partners/acme/products",
+                data=json.dumps(body).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json", "X-API-Key": dev_api_key("acme")},
+            )
             with urllib.request.urlopen(request, timeout=10) as resp:
                 assert resp.status == 201
             assert _get(f"{base}/v1/inventory/{body['sku']}?region=eu") == 200
@@ -63,5 +73,6 @@ def test_up_serves_every_http_trigger_reports_ready_and_stops_cleanly_on_sigterm
                 process.wait()
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert any(line.get("message") == "runtime stopped" for line in lines)
-    assert any(line.get("function") == "introduce_product" and line.get("status") == 201
-               for line in lines), "one JSON access-log line per request"
+    assert any(
+        line.get("function") == "introduce_product" and line.get("status") == 201 for line in lines
+    ), "one JSON access-log line per request"

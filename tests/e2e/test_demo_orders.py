@@ -21,8 +21,12 @@ def orders_folded() -> int:
     models = CrossSellStore().current()
     if models is None:
         return 0
-    return sum(hi - lo + 1 for stream, ranges in models.manifest.offsets.items()
-               if stream.startswith("sales.order-completed+") for lo, hi in ranges)
+    return sum(
+        hi - lo + 1
+        for stream, ranges in models.manifest.offsets.items()
+        if stream.startswith("sales.order-completed+")
+        for lo, hi in ranges
+    )
 
 
 def demo_run(published_before: int) -> float:
@@ -32,8 +36,9 @@ def demo_run(published_before: int) -> float:
     try:
         assert runtime.wait_ready(60)
         a_day_of_orders(lambda _: None, orders=ORDERS)
-        eventually(lambda: orders_folded() == published_before + ORDERS, timeout_s=90,
-                   interval_s=0.5)
+        eventually(
+            lambda: orders_folded() == published_before + ORDERS, timeout_s=90, interval_s=0.5
+        )
     finally:
         runtime.stop()
     models = CrossSellStore().current()

@@ -68,8 +68,9 @@ class App:
     def post(self, event: CloudEvent, timeout: float = 60) -> tuple[int, dict[str, Any]]:
         """POST as a Code Engine subscription does: binary-mode CloudEvent, one try."""
         headers, body = to_binary(event)
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/", data=body,
-                                         headers=headers, method="POST")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/", data=body, headers=headers, method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _json(response.read())
@@ -78,9 +79,14 @@ class App:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``retailfn`` as ops run it beside the app: same folder, same environment."""
-        return subprocess.run([sys.executable, "-m", "shared.tools.cli", "--config", "serverless.yaml",
-                               *args], cwd=self.folder, env=self.env, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "shared.tools.cli", "--config", "serverless.yaml", *args],
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def logged(self, text: str) -> bool:
         return text in self.log.read_text(errors="replace")
@@ -108,17 +114,32 @@ def stack(moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
         broker.stop()
 
 
-def start_app(folder: Path, command: list[str], stack_env: dict[str, str], log: Path,
-              *, pythonpath: Path, ready_path: str = "/healthz") -> App:
+def start_app(
+    folder: Path,
+    command: list[str],
+    stack_env: dict[str, str],
+    log: Path,
+    *,
+    pythonpath: Path,
+    ready_path: str = "/healthz",
+) -> App:
     """Run ``command`` exactly as generated, in ``folder``, on a free loopback port."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RETAILFN_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update(stack_env, PORT=str(port), PYTHONPATH=str(pythonpath),
-               PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RETAILFN_", "PYTHON", "VIRTUAL_ENV"))
+    }
+    env.update(
+        stack_env,
+        PORT=str(port),
+        PYTHONPATH=str(pythonpath),
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
     out = log.open("wb")
-    process = subprocess.Popen(command, cwd=folder, env=env, stdout=out,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     out.close()
     app = App(port, folder, env, log, process)
 
@@ -157,21 +178,35 @@ def packaged(service: ServiceConfig, name: str, out: Path) -> tuple[Path, list[s
 
 def s3_client(s3: MotoS3) -> Any:
     """Another client of the object store (ops, a partner), not the project's adapter."""
-    return ibm_boto3.client("s3", endpoint_url=s3.endpoint, aws_access_key_id="test",
-                            aws_secret_access_key="test", region_name="us-east-1",
-                            config=Config(signature_version="s3v4"))
+    return ibm_boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4"),
+    )
 
 
 def records(topic: str) -> list[Any]:
-    return [from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
-            for r in get_bus().read_all(topic)]
+    return [
+        from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
+        for r in get_bus().read_all(topic)
+    ]
 
 
 # --- deploy: subscription, the packaged ingest_stock_file ---------------------------------------
 
-CSV = ("\n".join([",".join(COLUMNS),
-                  "SKU-1,LOC-1,eu,7,0,0,each,,2026-11-27T10:00:00Z,1",
-                  "SKU-2,LOC-2,eu,3,0,0,each,,2026-11-27T10:00:00Z,1"]) + "\n").encode()
+CSV = (
+    "\n".join(
+        [
+            ",".join(COLUMNS),
+            "SKU-1,LOC-1,eu,7,0,0,each,,2026-11-27T10:00:00Z,1",
+            "SKU-2,LOC-2,eu,3,0,0,each,,2026-11-27T10:00:00Z,1",
+        ]
+    )
+    + "\n"
+).encode()
 
 
 @pytest.fixture
@@ -180,8 +215,9 @@ def drop_app(stack: Stack, tmp_path: Path) -> Iterator[App]:
     assert service.functions["ingest_stock_file"].deployment == "subscription"
     product = event_from_sample("product-introduced").data
     for partner_sku in ("SKU-1", "SKU-2"):  # acme introduced them: the drop's lines are good
-        ProductCatalog().put(product.model_copy(update={"sku": f"ACME-{partner_sku}",
-                                                        "partner_sku": partner_sku}))
+        ProductCatalog().put(
+            product.model_copy(update={"sku": f"ACME-{partner_sku}", "partner_sku": partner_sku})
+        )
     folder, command = packaged(service, "ingest_stock_file", tmp_path / "dist")
     app = start_app(folder, command, stack.env, tmp_path / "app.log", pythonpath=folder)
     yield app
@@ -213,7 +249,8 @@ def stock_lines() -> list[tuple[str, int]]:
 
 
 def test_subscription_app_applies_an_event_after_its_failing_dependency_recovers(
-        stack: Stack, drop_app: App) -> None:
+    stack: Stack, drop_app: App
+) -> None:
     key = "acme/2026-12-03/stock.csv"
     event, _ = drop_event(key)
     remove_drops_bucket(stack)
@@ -230,10 +267,17 @@ def test_subscription_app_applies_an_event_after_its_failing_dependency_recovers
 
 
 def test_subscription_app_dead_letters_a_poison_event_and_answers_that_it_took_it(
-        stack: Stack, drop_app: App) -> None:
-    poison = CloudEvent({"type": "com.ibm.cloud.cos.document.write", "id": "poison-1",
-                         "source": f"/cos/bucket/{bucket('partner-drops')}",
-                         "datacontenttype": "application/json"}, "not a notification")
+    stack: Stack, drop_app: App
+) -> None:
+    poison = CloudEvent(
+        {
+            "type": "com.ibm.cloud.cos.document.write",
+            "id": "poison-1",
+            "source": f"/cos/bucket/{bucket('partner-drops')}",
+            "datacontenttype": "application/json",
+        },
+        "not a notification",
+    )
 
     status, body = drop_app.post(poison)
 
@@ -243,11 +287,13 @@ def test_subscription_app_dead_letters_a_poison_event_and_answers_that_it_took_i
     assert "poison-1" in listed.stdout and "InvalidEvent" in listed.stdout
     announced = [json.loads(r.value) for r in get_bus().read_all("platform.dead-letter")]
     assert [(d["function"], d["event"]["id"]) for d in announced] == [
-        ("ingest_stock_file", "poison-1")]
+        ("ingest_stock_file", "poison-1")
+    ]
 
 
 def test_subscription_app_dead_letters_an_event_its_retries_cannot_save_and_replay_applies_it(
-        stack: Stack, drop_app: App) -> None:
+    stack: Stack, drop_app: App
+) -> None:
     key = "acme/2026-12-03/late.csv"
     event, _ = drop_event(key)
     remove_drops_bucket(stack)
@@ -264,7 +310,8 @@ def test_subscription_app_dead_letters_an_event_its_retries_cannot_save_and_repl
 
 
 def test_subscription_app_answers_a_redelivered_drop_as_a_duplicate_and_publishes_once(
-        stack: Stack, drop_app: App) -> None:
+    stack: Stack, drop_app: App
+) -> None:
     event, _ = drop_event("acme/2026-12-03/twice.csv")
 
     first, again = drop_app.post(event), drop_app.post(event)
@@ -296,8 +343,9 @@ def order_app(stack: Stack, tmp_path: Path) -> Iterator[App]:
     record_order_pushed) with the repository on PYTHONPATH."""
     folder = tmp_path / "app"
     folder.mkdir()
-    (folder / "serverless.yaml").write_text(E2E_CONFIG.read_text(encoding="utf-8")
-                                            + RECORD_ORDER_PUSHED, encoding="utf-8")
+    (folder / "serverless.yaml").write_text(
+        E2E_CONFIG.read_text(encoding="utf-8") + RECORD_ORDER_PUSHED, encoding="utf-8"
+    )
     service = deployed(load_service(folder / "serverless.yaml", stage="local"))
     command = start_command("record_order_pushed", service.functions["record_order_pushed"])
     app = start_app(folder, command, stack.env, tmp_path / "app.log", pythonpath=REPO)
@@ -307,11 +355,17 @@ def order_app(stack: Stack, tmp_path: Path) -> Iterator[App]:
 
 def knative_kafka_event(partition: int, offset: int, data: dict[str, Any]) -> CloudEvent:
     """What Code Engine's Kafka subscription POSTs for a record without CloudEvents headers."""
-    return CloudEvent({
-        "type": "dev.knative.kafka.event", "id": f"partition:{partition}/offset:{offset}",
-        "source": "/apis/v1/namespaces/retailfn/kafkasources/record-order#sales.order-completed",
-        "subject": f"partition:{partition}#{offset}", "key": data["order_id"],
-        "datacontenttype": "application/json"}, data)
+    return CloudEvent(
+        {
+            "type": "dev.knative.kafka.event",
+            "id": f"partition:{partition}/offset:{offset}",
+            "source": "/apis/v1/namespaces/retailfn/kafkasources/record-order#sales.order-completed",
+            "subject": f"partition:{partition}#{offset}",
+            "key": data["order_id"],
+            "datacontenttype": "application/json",
+        },
+        data,
+    )
 
 
 def recorded_orders() -> list[dict[str, Any]]:
@@ -324,7 +378,8 @@ def recorded_orders() -> list[dict[str, Any]]:
 
 
 def test_subscription_app_applies_a_redelivered_kafka_event_once(
-        stack: Stack, order_app: App) -> None:
+    stack: Stack, order_app: App
+) -> None:
     order = event_from_sample("order-completed").data.model_dump(mode="json")
     event = knative_kafka_event(0, 41, order)
 
@@ -340,9 +395,14 @@ def test_subscription_app_applies_a_redelivered_kafka_event_once(
 
 def stock_report(partner_sku: str, sequence: int, on_hand: int = 48) -> Any:
     sample = event_from_sample("stock-reported")
-    data = type(sample.data).model_validate({
-        **sample.data.model_dump(mode="json"), "partner_sku": partner_sku, "sequence": sequence,
-        "on_hand": on_hand})
+    data = type(sample.data).model_validate(
+        {
+            **sample.data.model_dump(mode="json"),
+            "partner_sku": partner_sku,
+            "sequence": sequence,
+            "on_hand": on_hand,
+        }
+    )
     return new_event(data, source=sample.source, key=sample.partitionkey)
 
 
@@ -352,7 +412,8 @@ def publish(event: Any) -> None:
 
 
 def test_worker_app_started_with_its_generated_command_keeps_the_delivery_guarantees(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s3 = MotoS3.start()  # the test's own endpoint, so that it can fail and come back
     broker = Tansu.start(log_path=tmp_path / "tansu.log")
     env = {**_real_env(broker, s3, f"dw{uuid.uuid4().hex[:8]}"), "RETAILFN_STAGE": "local"}
@@ -366,8 +427,9 @@ def test_worker_app_started_with_its_generated_command_keeps_the_delivery_guaran
         folder, command = packaged(service, "ingest_stock", tmp_path / "dist")
         product = event_from_sample("product-introduced").data
         ProductCatalog().put(product)
-        app = start_app(folder, command, env, tmp_path / "app.log", pythonpath=folder,
-                        ready_path="/readyz")
+        app = start_app(
+            folder, command, env, tmp_path / "app.log", pythonpath=folder, ready_path="/readyz"
+        )
 
         # A poison event: stock of a SKU the partner never introduced.
         unknown = stock_report("NEVER-INTRODUCED", 1)
@@ -388,18 +450,24 @@ def test_worker_app_started_with_its_generated_command_keeps_the_delivery_guaran
         publish(report)
         later = stock_report(product.partner_sku, 2001, on_hand=40)
         publish(later)
-        changed = eventually(lambda: len(records("inventory.stock-changed")) >= 2
-                             and records("inventory.stock-changed"), timeout_s=30)
+        changed = eventually(
+            lambda: (
+                len(records("inventory.stock-changed")) >= 2 and records("inventory.stock-changed")
+            ),
+            timeout_s=30,
+        )
         assert [e.data.on_hand for e in changed] == [48, 40]
 
         # The fix for the poison event (the product is introduced), then the replay.
-        ProductCatalog().put(product.model_copy(update={"sku": "NEW-SKU",
-                                                        "partner_sku": "NEVER-INTRODUCED"}))
+        ProductCatalog().put(
+            product.model_copy(update={"sku": "NEW-SKU", "partner_sku": "NEVER-INTRODUCED"})
+        )
         replay = app.cli("dlq", "replay", "--all")
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert app.cli("dlq", "list").stdout.strip() == ""
         assert sorted(e.data.sku for e in records("inventory.stock-changed")) == sorted(
-            [product.sku, product.sku, "NEW-SKU"])
+            [product.sku, product.sku, "NEW-SKU"]
+        )
     finally:
         if app is not None:
             stop_app(app)

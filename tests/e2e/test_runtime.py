@@ -38,8 +38,12 @@ def publish(topic: str, event) -> None:  # type: ignore[no-untyped-def]
 def runtime(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     monkeypatch.setenv("FLAKY_SWITCH", str(tmp_path / "erp-is-back"))
     service = load_service(E2E_CONFIG, stage="local")
-    rt = Runtime(deployed(service), port=0, provision=False,
-                 functions=["echo", "record_order", "record_object", "tick", "flaky"])
+    rt = Runtime(
+        deployed(service),
+        port=0,
+        provision=False,
+        functions=["echo", "record_order", "record_object", "tick", "flaky"],
+    )
     rt.start()
     assert rt.wait_ready(60), "runtime did not become ready"
     yield rt
@@ -48,14 +52,22 @@ def runtime(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **stack.env, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "shared.tools.cli", "--config", str(E2E_CONFIG),
-                           *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "shared.tools.cli", "--config", str(E2E_CONFIG), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_http_trigger_reaches_the_function_with_its_path(runtime: Runtime) -> None:
     req = urllib.request.Request(
-        f"http://127.0.0.1:{runtime.port}/v1/partners/acme/items/SKU-1?lang=de", method="POST",
-        data=b"{}")
+        f"http://127.0.0.1:{runtime.port}/v1/partners/acme/items/SKU-1?lang=de",
+        method="POST",
+        data=b"{}",
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         body = json.loads(resp.read())
     assert body["path"] == "/v1/partners/acme/items/SKU-1"
@@ -66,19 +78,26 @@ def test_kafka_trigger_hands_the_function_a_typed_event(runtime: Runtime) -> Non
     event = event_from_sample("order-completed")
     publish("sales.order-completed", event)
     assert eventually(lambda: effects("record_order")) == [
-        {"id": event.id, "type": "com.retailfn.sales.order-completed.v1"}]
+        {"id": event.id, "type": "com.retailfn.sales.order-completed.v1"}
+    ]
 
 
 def test_cos_trigger_fires_for_a_file_written_directly_by_another_client(
-        stack: Stack, runtime: Runtime) -> None:
+    stack: Stack, runtime: Runtime
+) -> None:
     drops = bucket("partner-drops")
     if stack.kind == "real":
         import ibm_boto3
         from ibm_botocore.client import Config
 
-        s3 = ibm_boto3.client("s3", endpoint_url=stack.s3.endpoint, aws_access_key_id="test",
-                              aws_secret_access_key="test", region_name="us-east-1",
-                              config=Config(signature_version="s3v4"))
+        s3 = ibm_boto3.client(
+            "s3",
+            endpoint_url=stack.s3.endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+            config=Config(signature_version="s3v4"),
+        )
         s3.put_object(Bucket=drops, Key="drops/acme/stock.csv", Body=b"sku,qty\nA,1\n")
         s3.put_object(Bucket=drops, Key="drops/acme/readme.txt", Body=b"not a csv")
     else:
@@ -101,7 +120,8 @@ def test_schedule_trigger_fires_once_per_tick(runtime: Runtime) -> None:
 
 
 def test_failing_function_is_retried_with_backoff_dead_lettered_then_replayed(
-        stack: Stack, runtime: Runtime, tmp_path: Path) -> None:
+    stack: Stack, runtime: Runtime, tmp_path: Path
+) -> None:
     event = event_from_sample("coupon-redeemed")
     publish("loyalty.coupon-redeemed", event)
     # retry: 2 -> three attempts, then the dead letter
@@ -127,18 +147,31 @@ def test_duplicate_event_has_its_effect_once(runtime: Runtime) -> None:
     publish("sales.order-completed", first)  # a producer retry: same source and id
     later = new_event(first.data, source=first.source, key=first.partitionkey)
     publish("sales.order-completed", later)  # same key, so the same partition, after them
-    ids = eventually(lambda: [e["id"] for e in effects("record_order")
-                              if later.id in {x["id"] for x in effects("record_order")}] or None)
+    ids = eventually(
+        lambda: (
+            [
+                e["id"]
+                for e in effects("record_order")
+                if later.id in {x["id"] for x in effects("record_order")}
+            ]
+            or None
+        )
+    )
     assert ids == [first.id, later.id]
 
 
 def test_poison_record_is_dead_lettered_and_the_records_after_it_still_run(
-        runtime: Runtime) -> None:
+    runtime: Runtime,
+) -> None:
     good = event_from_sample("order-completed")
     key, value, headers = to_kafka(good)
     bus = get_bus()
-    bus.publish("sales.order-completed", b'{"order_id": ', key=key,
-                headers=[(k, v if k != "ce_id" else b"poison-1") for k, v in headers])
+    bus.publish(
+        "sales.order-completed",
+        b'{"order_id": ',
+        key=key,
+        headers=[(k, v if k != "ce_id" else b"poison-1") for k, v in headers],
+    )
     bus.publish("sales.order-completed", value, key=key, headers=headers)
     assert eventually(lambda: [e["id"] for e in effects("record_order")]) == [good.id]
     dead = eventually(lambda: bus.read_all("platform.dead-letter"))
@@ -157,7 +190,8 @@ def test_metrics_count_events_by_outcome_and_report_consumer_lag(runtime: Runtim
         with urllib.request.urlopen(f"http://127.0.0.1:{runtime.port}/metrics", timeout=10) as r:
             return r.read().decode()
 
-    text = eventually(lambda: (t := scrape()) and 'retailfn_consumer_lag{function="record_order"' in t
-                      and t)
+    text = eventually(
+        lambda: (t := scrape()) and 'retailfn_consumer_lag{function="record_order"' in t and t
+    )
     assert 'retailfn_events_total{function="record_order",outcome="ok",trigger="kafka"}' in text
     assert "retailfn_event_duration_seconds_bucket" in text

@@ -27,7 +27,8 @@ def _applied(store: LocalFolderStore) -> dict[str, list[int]]:
         return out  # the workers provision it when they start
     for info in store.list("state", "effects/sequence/"):
         out[info.key.rsplit("/", 1)[-1].removesuffix(".json")] = json.loads(
-            store.get("state", info.key).body)
+            store.get("state", info.key).body
+        )
     return out
 
 
@@ -51,20 +52,37 @@ def test_two_workers_one_killed_apply_every_event_once_in_key_order(tmp_path: Pa
         store = LocalFolderStore(tmp_path / "data" / "objects")
 
         for n in range(2):
-            workers.append(subprocess.Popen(
-                [sys.executable, "-m", "shared.tools.cli", "--config", str(E2E_CONFIG), "worker",
-                 "--functions", "sequence"],
-                env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                stderr=open(tmp_path / f"worker{n}.log", "wb")))  # noqa: SIM115
+            workers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "shared.tools.cli",
+                        "--config",
+                        str(E2E_CONFIG),
+                        "worker",
+                        "--functions",
+                        "sequence",
+                    ],
+                    env=env,
+                    cwd=REPO,
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(tmp_path / f"worker{n}.log", "wb"),
+                )
+            )
 
         records = [
             (f"k{k}", json.dumps({"key": f"k{k}", "seq": seq}).encode(), ())
-            for seq in range(1, PER_KEY + 1) for k in range(KEYS)
+            for seq in range(1, PER_KEY + 1)
+            for k in range(KEYS)
         ]
         bus.publish_many("inventory.stock-reported", records)
 
-        eventually(lambda: sum(map(len, _applied(store).values())) >= KEYS * PER_KEY // 2,
-                   timeout_s=120, interval_s=0.2)
+        eventually(
+            lambda: sum(map(len, _applied(store).values())) >= KEYS * PER_KEY // 2,
+            timeout_s=120,
+            interval_s=0.2,
+        )
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait()
 

@@ -25,22 +25,33 @@ def _provisioned() -> None:
 
 def records(n: int, *, start: int = 0, ts=lambda i: T0 + 8 * HOUR_MS + i) -> list[Record]:  # type: ignore[no-untyped-def]
     key, value, headers = to_kafka(event_from_sample("order-completed"))
-    return [Record("sales.order-completed", 3, start + i, key, value, tuple(headers), ts(i))
-            for i in range(n)]
+    return [
+        Record("sales.order-completed", 3, start + i, key, value, tuple(headers), ts(i))
+        for i in range(n)
+    ]
 
 
 def archived() -> dict[str, tuple[str, list[dict]]]:
     store, b = get_store(), bucket("events-archive")
-    return {info.key: (info.etag, [json.loads(line) for line in
-                                   gzip.decompress(store.get(b, info.key).body).splitlines()])
-            for info in store.list(b, "events/")}
+    return {
+        info.key: (
+            info.etag,
+            [
+                json.loads(line)
+                for line in gzip.decompress(store.get(b, info.key).body).splitlines()
+            ],
+        )
+        for info in store.list(b, "events/")
+    }
 
 
 def test_a_batch_becomes_one_file_named_after_its_first_record() -> None:
     archive_events(batch_event(TopicPartition("sales.order-completed", 3), records(5, start=40)))
     files = archived()
-    assert list(files) == ["events/sales.order-completed/date=2026-11-27/hour=08/"
-                           "sales.order-completed+3+0000000040.ndjson.gz"]
+    assert list(files) == [
+        ("events/sales.order-completed/date=2026-11-27/hour=08/"
+        "sales.order-completed+3+0000000040.ndjson.gz")
+    ]
     lines = files[next(iter(files))][1]
     assert [line["kafka"]["offset"] for line in lines] == [40, 41, 42, 43, 44]
     assert lines[0]["type"] == "com.retailfn.sales.order-completed.v1"
@@ -68,7 +79,10 @@ def test_files_roll_at_the_configured_record_count(monkeypatch: pytest.MonkeyPat
     reset_settings()
     archive_events(batch_event(TopicPartition("sales.order-completed", 3), records(5)))
     assert sorted(k.rsplit("+", 1)[1] for k in archived()) == [
-        "0000000000.ndjson.gz", "0000000002.ndjson.gz", "0000000004.ndjson.gz"]
+        "0000000000.ndjson.gz",
+        "0000000002.ndjson.gz",
+        "0000000004.ndjson.gz",
+    ]
 
 
 def test_a_binary_mode_record_of_deeply_nested_brackets_is_archived_with_the_rest() -> None:

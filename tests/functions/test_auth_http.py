@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-import shared.platform.auth as auth
+from shared.platform import auth
 from shared.platform.auth import create_api_key, dev_api_key, issue_dev_token
 from shared.platform.settings import reset_settings
 from shared.runtime.config import ServiceConfig, parse_service
@@ -118,10 +118,14 @@ def test_a_partner_writing_another_partners_path_is_a_403(app: HttpApp) -> None:
 
 
 @pytest.mark.parametrize("caller", ["partner", "admin"])
-def test_a_partner_in_the_path_that_is_no_partner_id_is_a_404_problem(app: HttpApp,
-                                                                      caller: str) -> None:
-    headers = ({"X-API-Key": dev_api_key("acme")} if caller == "partner" else
-               {"Authorization": f"Bearer {issue_dev_token('ops', scopes=['admin'])}"})
+def test_a_partner_in_the_path_that_is_no_partner_id_is_a_404_problem(
+    app: HttpApp, caller: str
+) -> None:
+    headers = (
+        {"X-API-Key": dev_api_key("acme")}
+        if caller == "partner"
+        else {"Authorization": f"Bearer {issue_dev_token('ops', scopes=['admin'])}"}
+    )
 
     reply = post_stock(app, "acm\u00e9", headers)
 
@@ -169,7 +173,7 @@ class _JwksServer:
         server_self = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 server_self.fetches += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -213,13 +217,22 @@ def use_issuer(monkeypatch: pytest.MonkeyPatch, jwks_url: str) -> None:
 
 def appid_token(key: rsa.RSAPrivateKey, **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "member-1", "iat": now, "exp": now + 300,
-            "scope": "openid inventory:read", **claims}
+    body = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "member-1",
+        "iat": now,
+        "exp": now + 300,
+        "scope": "openid inventory:read",
+        **claims,
+    }
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": "appid-1"})
 
 
 def test_a_token_is_checked_against_the_issuers_jwks_url_fetched_once(
-    app: HttpApp, jwks_server: _JwksServer, signing_key: rsa.RSAPrivateKey,
+    app: HttpApp,
+    jwks_server: _JwksServer,
+    signing_key: rsa.RSAPrivateKey,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     use_issuer(monkeypatch, jwks_server.url)
@@ -240,8 +253,9 @@ def test_an_unreachable_jwks_is_a_503_not_a_401(
         port = s.getsockname()[1]
     use_issuer(monkeypatch, f"http://127.0.0.1:{port}/publickeys")
 
-    reply = call(app, "GET", "/v1/inventory",
-                 headers={"Authorization": f"Bearer {appid_token(signing_key)}"})
+    reply = call(
+        app, "GET", "/v1/inventory", headers={"Authorization": f"Bearer {appid_token(signing_key)}"}
+    )
 
     is_problem(reply, 503)
     assert reply.headers["retry-after"]
@@ -263,8 +277,17 @@ def retailfn(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
 def test_a_key_made_with_the_cli_works_until_revoked_with_the_cli(
     app: HttpApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    created = retailfn(monkeypatch, "keys", "create", "--partner", "acme",
-                       "--scopes", "stock:write", "--expires-in-days", "30")
+    created = retailfn(
+        monkeypatch,
+        "keys",
+        "create",
+        "--partner",
+        "acme",
+        "--scopes",
+        "stock:write",
+        "--expires-in-days",
+        "30",
+    )
     assert created.exit_code == 0, created.output
     key = created.stdout.strip()
     key_id = key.split("_")[1]
@@ -282,8 +305,16 @@ def test_a_key_made_with_the_cli_works_until_revoked_with_the_cli(
 def test_the_cli_prints_a_dev_token_on_the_local_stage_only(
     app: HttpApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    issued = retailfn(monkeypatch, "token", "--subject", "alice", "--partner", "initech",
-                      "--scopes", "stock:write")
+    issued = retailfn(
+        monkeypatch,
+        "token",
+        "--subject",
+        "alice",
+        "--partner",
+        "initech",
+        "--scopes",
+        "stock:write",
+    )
     assert issued.exit_code == 0, issued.output
     reply = post_stock(app, "initech", {"Authorization": f"Bearer {issued.stdout.strip()}"})
     assert reply.status == 202
@@ -299,5 +330,6 @@ def test_the_cli_prints_the_dev_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     printed = retailfn(monkeypatch, "keys", "dev")
 
     assert printed.exit_code == 0, printed.output
-    assert printed.stdout.splitlines() == [f"{p} {dev_api_key(p)}"
-                                           for p in ("acme", "globex", "initech")]
+    assert printed.stdout.splitlines() == [
+        f"{p} {dev_api_key(p)}" for p in ("acme", "globex", "initech")
+    ]

@@ -25,14 +25,40 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests/e2e/serverless.yaml"
 
 COMMANDS = [
-    [], ["up"], ["worker"], ["invoke"], ["validate"], ["provision"],
-    ["dlq"], ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"],
-    ["schema"], ["schema", "export"],
-    ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"], ["keys", "dev"],
-    ["partners"], ["partners", "bind"], ["partners", "unbind"], ["partners", "list"],
-    ["token"], ["demo"], ["deploy"], ["package"], ["infra"], ["infra", "generate"],
-    ["experiments"], ["experiments", "report"], ["experiments", "assign"],
-    ["crosssell"], ["crosssell", "rebuild"], ["crosssell", "show"], ["crosssell", "prune"],
+    [],
+    ["up"],
+    ["worker"],
+    ["invoke"],
+    ["validate"],
+    ["provision"],
+    ["dlq"],
+    ["dlq", "list"],
+    ["dlq", "show"],
+    ["dlq", "replay"],
+    ["schema"],
+    ["schema", "export"],
+    ["keys"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
+    ["keys", "dev"],
+    ["partners"],
+    ["partners", "bind"],
+    ["partners", "unbind"],
+    ["partners", "list"],
+    ["token"],
+    ["demo"],
+    ["deploy"],
+    ["package"],
+    ["infra"],
+    ["infra", "generate"],
+    ["experiments"],
+    ["experiments", "report"],
+    ["experiments", "assign"],
+    ["crosssell"],
+    ["crosssell", "rebuild"],
+    ["crosssell", "show"],
+    ["crosssell", "prune"],
 ]
 
 
@@ -82,8 +108,11 @@ def dead_letter_ids() -> list[str]:
 def _command_paths(group: click.Group, prefix: list[str]) -> list[list[str]]:
     paths = [prefix]
     for name, cmd in group.commands.items():
-        paths += (_command_paths(cmd, [*prefix, name]) if isinstance(cmd, click.Group)
-                  else [[*prefix, name]])
+        paths += (
+            _command_paths(cmd, [*prefix, name])
+            if isinstance(cmd, click.Group)
+            else [[*prefix, name]]
+        )
     return paths
 
 
@@ -128,14 +157,20 @@ def test_validate_looks_for_infra_beside_the_config_file() -> None:
 
 def test_validate_rejects_a_misspelled_topic_with_its_problem_line(project: Path) -> None:
     bad = project / "serverless.yaml"
-    bad.write_text(CONFIG.read_text(encoding="utf-8").replace(
-        "topic: sales.order-completed", "topic: sales.order-complete"), encoding="utf-8")
+    bad.write_text(
+        CONFIG.read_text(encoding="utf-8").replace(
+            "topic: sales.order-completed", "topic: sales.order-complete"
+        ),
+        encoding="utf-8",
+    )
 
     result = retailfn("validate", config=bad)
 
     assert result.exit_code == 1
-    assert ("functions.record_order.events[0].kafka.topic: unknown topic "
-            "'sales.order-complete'; known: ") in result.stderr
+    assert (
+        "functions.record_order.events[0].kafka.topic: unknown topic "
+        "'sales.order-complete'; known: "
+    ) in result.stderr
 
 
 def test_validate_reports_infra_drift_one_error_line_each(project: Path) -> None:
@@ -148,8 +183,10 @@ def test_validate_reports_infra_drift_one_error_line_each(project: Path) -> None
     result = retailfn("validate", config=config)
 
     assert result.exit_code == 1
-    assert ("error: infra/generated/topics.tf.json: topic 'inventory.stock-reported' has 4 "
-            "partitions; events/catalog.py says 12\n") in result.stderr
+    assert (
+        "error: infra/generated/topics.tf.json: topic 'inventory.stock-reported' has 4 "
+        "partitions; events/catalog.py says 12\n"
+    ) in result.stderr
     assert f"1 problem(s) in {config}" in result.stderr
 
 
@@ -164,13 +201,22 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_invoke_runs_a_function_once_on_a_sample_event() -> None:
-    result = retailfn("invoke", "record_order", "--json",
-                      "--event", str(ROOT / "events/samples/order-completed.json"))
+    result = retailfn(
+        "invoke",
+        "record_order",
+        "--json",
+        "--event",
+        str(ROOT / "events/samples/order-completed.json"),
+    )
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "function": "record_order", "event_id": load_sample("order-completed")["id"],
-        "outcome": "ok", "attempts": 1, "dead_letter_id": None}
+        "function": "record_order",
+        "event_id": load_sample("order-completed")["id"],
+        "outcome": "ok",
+        "attempts": 1,
+        "dead_letter_id": None,
+    }
 
 
 def test_invoke_with_invalid_data_dead_letters_it_at_once(bad_order: Path) -> None:
@@ -183,32 +229,41 @@ def test_invoke_with_invalid_data_dead_letters_it_at_once(bad_order: Path) -> No
 
 
 def test_invoke_of_an_http_function_is_refused() -> None:
-    result = retailfn("invoke", "echo",
-                      "--event", str(ROOT / "events/samples/order-completed.json"))
+    result = retailfn(
+        "invoke", "echo", "--event", str(ROOT / "events/samples/order-completed.json")
+    )
 
     assert result.exit_code == 2
     assert "echo is an HTTP function" in result.stderr
 
 
 def test_invoke_with_a_file_that_is_not_a_cloudevent_is_refused(tmp_path: Path) -> None:
-    result = retailfn("invoke", "record_order",
-                      "--event", str(write_event(tmp_path / "x.json", {"hello": "world"})))
+    result = retailfn(
+        "invoke",
+        "record_order",
+        "--event",
+        str(write_event(tmp_path / "x.json", {"hello": "world"})),
+    )
 
     assert result.exit_code == 2
     assert "not a structured-mode CloudEvent" in result.stderr
 
 
 def test_dlq_list_shows_the_dead_lettered_event(bad_order: Path) -> None:
-    dl_id = json.loads(retailfn("invoke", "record_order", "--json", "--event",
-                                str(bad_order)).stdout)[
-        "dead_letter_id"]
+    dl_id = json.loads(
+        retailfn("invoke", "record_order", "--json", "--event", str(bad_order)).stdout
+    )["dead_letter_id"]
 
     listing = retailfn("dlq", "list")
 
     assert listing.exit_code == 0, listing.output
     [line] = listing.stdout.splitlines()
-    assert line.split()[:4] == [dl_id, "record_order", "com.retailfn.sales.order-completed.v1",
-                                load_sample("order-completed")["id"]]
+    assert line.split()[:4] == [
+        dl_id,
+        "record_order",
+        "com.retailfn.sales.order-completed.v1",
+        load_sample("order-completed")["id"],
+    ]
     assert "InvalidEvent" in line
 
 
@@ -226,8 +281,7 @@ def test_dlq_list_before_anything_is_provisioned_says_the_bucket_is_missing() ->
     assert "Traceback" not in result.output
 
 
-def test_dlq_show_by_id_prefix_prints_the_dead_letter_naming_the_bad_field(
-        bad_order: Path) -> None:
+def test_dlq_show_by_id_prefix_prints_the_dead_letter_naming_the_bad_field(bad_order: Path) -> None:
     retailfn("invoke", "record_order", "--event", str(bad_order))
     [dl_id] = dead_letter_ids()
 
@@ -262,7 +316,8 @@ def test_dlq_replay_of_a_still_invalid_event_fails_and_keeps_it_pending(bad_orde
 
 
 def test_dlq_replay_refuses_a_dead_letter_whose_data_was_cut_and_keeps_it_pending(
-        bad_order: Path) -> None:
+    bad_order: Path,
+) -> None:
     from shared.platform.adapters import get_store
     from shared.runtime.deadletter import DeadLetterStore
 
@@ -270,10 +325,21 @@ def test_dlq_replay_refuses_a_dead_letter_whose_data_was_cut_and_keeps_it_pendin
     [dl_id] = dead_letter_ids()
     letters = DeadLetterStore(get_store(), "dead-letters")
     stored = letters.get(dl_id).dead_letter
-    cut = stored.model_copy(update={"event": stored.event.model_copy(update={
-        "data": "{\"order_id\"", "data_truncated": True, "data_size": 5_000_000,
-        "data_sha256": "ab" * 32, "topic": "sales.order-completed", "partition": 3,
-        "offset": 41})})
+    cut = stored.model_copy(
+        update={
+            "event": stored.event.model_copy(
+                update={
+                    "data": '{"order_id"',
+                    "data_truncated": True,
+                    "data_size": 5_000_000,
+                    "data_sha256": "ab" * 32,
+                    "topic": "sales.order-completed",
+                    "partition": 3,
+                    "offset": 41,
+                }
+            )
+        }
+    )
     letters.save(dl_id, cut)
 
     result = retailfn("dlq", "replay", dl_id)
@@ -282,7 +348,8 @@ def test_dlq_replay_refuses_a_dead_letter_whose_data_was_cut_and_keeps_it_pendin
     assert result.stdout == (
         f"{dl_id}  record_order  refused: not replayed: only the first 11 of 5000000 bytes "
         f"were kept (sha256 {'ab' * 32}); replay the original from topic "
-        "sales.order-completed partition 3 offset 41\n")
+        "sales.order-completed partition 3 offset 41\n"
+    )
     assert letters.get(dl_id).dead_letter.event.data_size == 5_000_000  # still pending, intact
     assert dead_letter_ids() == [dl_id]
 
@@ -328,7 +395,8 @@ def test_partners_bind_then_list_shows_the_binding() -> None:
 
     assert bound.exit_code == 0, bound.output
     assert [json.loads(line) for line in listed.stdout.splitlines()] == [
-        {"partner_id": "initech", "source": "/producers/initech"}]
+        {"partner_id": "initech", "source": "/producers/initech"}
+    ]
 
 
 def test_partners_bind_refuses_a_prefix_another_partner_holds() -> None:
@@ -351,12 +419,14 @@ def test_partners_bind_refuses_retailfns_own_http_channel() -> None:
 
 
 def test_invoke_prints_the_outcome_for_people_unless_json() -> None:
-    result = retailfn("invoke", "record_order",
-                      "--event", str(ROOT / "events/samples/order-completed.json"))
+    result = retailfn(
+        "invoke", "record_order", "--event", str(ROOT / "events/samples/order-completed.json")
+    )
 
     assert result.exit_code == 0, result.output
-    assert result.stdout == (f"record_order: event {load_sample('order-completed')['id']} "
-                             "handled (attempts: 1)\n")
+    assert result.stdout == (
+        f"record_order: event {load_sample('order-completed')['id']} handled (attempts: 1)\n"
+    )
 
 
 def test_invoke_that_dead_letters_names_the_dead_letter_and_exits_1(bad_order: Path) -> None:
@@ -364,9 +434,11 @@ def test_invoke_that_dead_letters_names_the_dead_letter_and_exits_1(bad_order: P
 
     assert result.exit_code == 1
     [dl_id] = dead_letter_ids()
-    assert result.stdout == (f"record_order: event {load_sample('order-completed')['id']} "
-                             f"dead-lettered after 1 attempt(s) as {dl_id} "
-                             f"(retailfn dlq show {dl_id})\n")
+    assert result.stdout == (
+        f"record_order: event {load_sample('order-completed')['id']} "
+        f"dead-lettered after 1 attempt(s) as {dl_id} "
+        f"(retailfn dlq show {dl_id})\n"
+    )
 
 
 def test_provision_prints_what_it_created_for_people() -> None:
@@ -388,36 +460,50 @@ def error_line(result: Result) -> str:
 
 
 def test_a_bad_retailfn_value_is_one_error_line_naming_the_variable(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("RETAILFN_STOCK_BATCH_LIMIT", "lots")
 
     result = retailfn("provision")
 
     assert result.exit_code == 2
-    assert error_line(result) == ("Error: RETAILFN_STOCK_BATCH_LIMIT=lots (from the environment): "
-                                  "Input should be a valid integer, unable to parse string as an "
-                                  "integer")
+    assert error_line(result) == (
+        "Error: RETAILFN_STOCK_BATCH_LIMIT=lots (from the environment): "
+        "Input should be a valid integer, unable to parse string as an "
+        "integer"
+    )
 
 
 def test_a_bad_value_in_a_functions_environment_names_the_function(tmp_path: Path) -> None:
     config = tmp_path / "serverless.yaml"
-    config.write_text(CONFIG.read_text(encoding="utf-8").replace(
-        "    handler: tests.support.event_functions:record_order\n",
-        "    handler: tests.support.event_functions:record_order\n"
-        "    environment:\n      RETAILFN_STOCK_BATCH_LIMIT: 0\n"), encoding="utf-8")
+    config.write_text(
+        CONFIG.read_text(encoding="utf-8").replace(
+            "    handler: tests.support.event_functions:record_order\n",
+            "    handler: tests.support.event_functions:record_order\n"
+            "    environment:\n      RETAILFN_STOCK_BATCH_LIMIT: 0\n",
+        ),
+        encoding="utf-8",
+    )
 
-    result = retailfn("invoke", "record_order",
-                      "--event", str(ROOT / "events/samples/order-completed.json"), config=config)
+    result = retailfn(
+        "invoke",
+        "record_order",
+        "--event",
+        str(ROOT / "events/samples/order-completed.json"),
+        config=config,
+    )
 
     assert result.exit_code == 2
     assert error_line(result) == (
         "Error: RETAILFN_STOCK_BATCH_LIMIT=0 (from serverless.yaml, function record_order): "
-        "Input should be greater than or equal to 1")
+        "Input should be greater than or equal to 1"
+    )
 
 
 def test_an_unknown_function_is_one_error_line() -> None:
-    result = retailfn("invoke", "nope",
-                      "--event", str(ROOT / "events/samples/order-completed.json"))
+    result = retailfn(
+        "invoke", "nope", "--event", str(ROOT / "events/samples/order-completed.json")
+    )
 
     assert result.exit_code == 2
     assert error_line(result).startswith("Error: unknown function(s) nope; known: echo, flaky, ")
@@ -434,8 +520,13 @@ def test_debug_shows_the_failure_itself() -> None:
     from shared.runtime.app import UnknownFunction
 
     with pytest.raises(UnknownFunction):
-        retailfn("--debug", "invoke", "nope",
-                 "--event", str(ROOT / "events/samples/order-completed.json"))
+        retailfn(
+            "--debug",
+            "invoke",
+            "nope",
+            "--event",
+            str(ROOT / "events/samples/order-completed.json"),
+        )
 
 
 def test_a_port_in_use_is_one_error_line_exit_1() -> None:
@@ -447,9 +538,11 @@ def test_a_port_in_use_is_one_error_line_exit_1() -> None:
         result = retailfn("up", "--functions", "echo", "--port", str(port))
 
     assert result.exit_code == 1
-    assert error_line(result) == (f"Error: cannot listen on 127.0.0.1:{port}: Address already in "
-                                  "use: another process is using that port; stop it or choose "
-                                  "another with --port")
+    assert error_line(result) == (
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in "
+        "use: another process is using that port; stop it or choose "
+        "another with --port"
+    )
 
 
 def test_an_unreachable_kafka_is_one_error_line_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -532,8 +625,9 @@ def test_keys_dev_on_a_non_local_stage_is_refused(stages: Path) -> None:
 
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert error_line(result) == ("Error: dev API keys exist on the local stage only "
-                                  "(this is 'prod')")
+    assert error_line(result) == (
+        "Error: dev API keys exist on the local stage only (this is 'prod')"
+    )
 
 
 def test_a_non_local_stage_on_embedded_adapters_is_refused(stages: Path) -> None:
@@ -542,7 +636,8 @@ def test_a_non_local_stage_on_embedded_adapters_is_refused(stages: Path) -> None
     assert result.exit_code == 2
     assert error_line(result).startswith(
         "Error: stage 'prod' would run on the embedded bus (RETAILFN_BUS=embedded) and the folder "
-        "store (RETAILFN_OBJECTSTORE=local); configure Kafka and COS for it")
+        "store (RETAILFN_OBJECTSTORE=local); configure Kafka and COS for it"
+    )
 
 
 def test_allow_embedded_lets_a_non_local_stage_run_on_embedded_adapters(stages: Path) -> None:

@@ -63,7 +63,8 @@ def quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_functions_route_reaches_the_function_with_its_path_and_a_request_id(
-        echo_app: str) -> None:
+    echo_app: str,
+) -> None:
     reply = requests.get(f"{echo_app}/v1/partners/acme/items/SKU-1?region=eu", timeout=5)
 
     assert reply.status_code == 200
@@ -97,8 +98,7 @@ def test_an_unknown_path_is_a_404_problem_document(echo_app: str) -> None:
 def test_another_functions_route_is_not_served_by_this_app(echo_app: str) -> None:
     reply = requests.get(f"{echo_app}/v1/hello", timeout=5)
 
-    assert (reply.status_code, reply.headers["Content-Type"]) == (404,
-                                                                  "application/problem+json")
+    assert (reply.status_code, reply.headers["Content-Type"]) == (404, "application/problem+json")
 
 
 def test_the_metrics_count_the_functions_requests(echo_app: str) -> None:
@@ -115,17 +115,21 @@ def test_the_api_document_lists_only_this_functions_routes(echo_app: str) -> Non
 
 
 def test_an_event_function_is_refused_with_one_error_line(
-        config: Path, quiet_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    config: Path, quiet_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = http_app.main(["--config", str(config), "--function", "record_order"])
 
     assert code == 2
-    assert capsys.readouterr().err == ("Error: functions.record_order is deploy: subscription, "
-                                       "not an HTTP function; start it with its own start "
-                                       "command\n")
+    assert capsys.readouterr().err == (
+        "Error: functions.record_order is deploy: subscription, "
+        "not an HTTP function; start it with its own start "
+        "command\n"
+    )
 
 
 def test_an_unknown_function_is_refused_naming_the_known_ones(
-        config: Path, quiet_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    config: Path, quiet_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = http_app.main(["--config", str(config), "--function", "nope"])
 
     err = capsys.readouterr().err
@@ -134,7 +138,8 @@ def test_an_unknown_function_is_refused_naming_the_known_ones(
 
 
 def test_a_cloud_stage_on_the_embedded_adapters_is_refused(
-        config: Path, quiet_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    config: Path, quiet_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = http_app.main(["--config", str(config), "--stage", "prod", "--function", "echo"])
 
     err = capsys.readouterr().err

@@ -65,8 +65,14 @@ class Reply:
         return json.loads(self.body)
 
 
-async def _call(app: Any, method: str, path: str, body: bytes, headers: dict[str, str],
-                chunks: list[bytes] | None) -> Reply:
+async def _call(
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    chunks: list[bytes] | None,
+) -> Reply:
     headers = {k.lower(): v for k, v in headers.items()}
     raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
     if chunks is None:
@@ -79,10 +85,18 @@ async def _call(app: Any, method: str, path: str, body: bytes, headers: dict[str
         messages.append({"type": "http.request", "body": b"", "more_body": False})
     path, _, query = path.partition("?")
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-        "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-        "root_path": "", "query_string": query.encode(), "headers": raw_headers,
-        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": raw_headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
     }
     sent: list[dict[str, Any]] = []
 
@@ -102,8 +116,16 @@ async def _call(app: Any, method: str, path: str, body: bytes, headers: dict[str
     return Reply(start["status"], dict(header_list), body_out, header_list)
 
 
-def call(app: Any, method: str, path: str, *, body: bytes = b"", json_body: Any = None,
-         headers: dict[str, str] | None = None, chunks: list[bytes] | None = None) -> Reply:
+def call(
+    app: Any,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    json_body: Any = None,
+    headers: dict[str, str] | None = None,
+    chunks: list[bytes] | None = None,
+) -> Reply:
     headers = dict(headers or {})
     if json_body is not None:
         body = json.dumps(json_body).encode()
@@ -258,8 +280,13 @@ def test_a_crashing_function_is_a_500_problem_that_leaks_nothing(
 
 
 def test_malformed_json_is_a_400_problem(app: HttpApp) -> None:
-    reply = call(app, "POST", "/v1/partners/p1/stock", body=b'{"partner": "p1", "lines": [',
-                 headers={"content-type": "application/json"})
+    reply = call(
+        app,
+        "POST",
+        "/v1/partners/p1/stock",
+        body=b'{"partner": "p1", "lines": [',
+        headers={"content-type": "application/json"},
+    )
 
     doc = is_problem(reply, 400)
     assert "not valid JSON" in doc["detail"]
@@ -320,8 +347,15 @@ def test_a_chunked_body_within_the_limit_reaches_the_function(app: HttpApp) -> N
 def test_the_default_body_limit_is_ten_mebibytes(service: ServiceConfig) -> None:
     default = build(service)
 
-    is_problem(call(default, "POST", "/v1/partners/p1/stock",
-                    headers={"content-length": str(10 * 1024 * 1024 + 1)}), 413)
+    is_problem(
+        call(
+            default,
+            "POST",
+            "/v1/partners/p1/stock",
+            headers={"content-length": str(10 * 1024 * 1024 + 1)},
+        ),
+        413,
+    )
 
 
 # --- request ids and the access log ----------------------------------------------------------
@@ -351,7 +385,12 @@ def test_each_request_writes_one_access_log_line(
 
     [line] = [r for r in caplog.records if r.name == "retailfn.http"]
     assert (line.function, line.method, line.path, line.status, line.request_id) == (
-        "echo", "GET", "/v1/partners/a/items/b", 200, "log-1")
+        "echo",
+        "GET",
+        "/v1/partners/a/items/b",
+        200,
+        "log-1",
+    )
     assert line.latency_ms >= 0
 
 

@@ -46,16 +46,25 @@ def _resources() -> list[tuple[str, str, str, dict[str, Any]]]:
                 if rtype == "//":
                     continue
                 for rname, attrs in named.items():
-                    out.append((str(path.relative_to(ROOT)), rtype.strip('"'), rname.strip('"'),
-                                attrs))
+                    out.append(
+                        (str(path.relative_to(ROOT)), rtype.strip('"'), rname.strip('"'), attrs)
+                    )
     return out
 
 
 def test_every_terraform_file_parses() -> None:
     files = terraform_files(INFRA)
-    assert {p.name for p in files} >= {"main.tf", "iam.tf", "secrets.tf", "appid.tf",
-                                        "topics.tf.json", "buckets.tf.json", "apps.tf.json",
-                                        "subscriptions.tf.json", "module.tf.json"}
+    assert {p.name for p in files} >= {
+        "main.tf",
+        "iam.tf",
+        "secrets.tf",
+        "appid.tf",
+        "topics.tf.json",
+        "buckets.tf.json",
+        "apps.tf.json",
+        "subscriptions.tf.json",
+        "module.tf.json",
+    }
     for path in files:
         assert isinstance(load_terraform(path), dict), path
     for tfvars in (INFRA / "stages").glob("*.tfvars"):
@@ -79,19 +88,26 @@ def test_every_resource_type_and_argument_is_in_the_committed_provider_schema() 
                             unknown.append(f"{file}: {rtype}.{rname} dynamic block {label}")
                             continue
                         for content in _blocks(spec.get("content", {})):
-                            unknown += [f"{file}: {rtype}.{rname}.{label}.{k}"
-                                        for k in content if k not in blocks[label]
-                                            and not k.startswith("__")]
+                            unknown += [
+                                f"{file}: {rtype}.{rname}.{label}.{k}"
+                                for k in content
+                                if k not in blocks[label] and not k.startswith("__")
+                            ]
             elif key in blocks:
                 for block in _blocks(value):
-                    unknown += [f"{file}: {rtype}.{rname}.{key}.{k}"
-                                for k in block if k not in blocks[key] and k != "//"
-                                and not k.startswith("__")]
+                    unknown += [
+                        f"{file}: {rtype}.{rname}.{key}.{k}"
+                        for k in block
+                        if k not in blocks[key] and k != "//" and not k.startswith("__")
+                    ]
             elif key not in args and key not in meta and not key.startswith("__"):
                 unknown.append(f"{file}: {rtype}.{rname}.{key}")
         if rtype == "ibm_event_streams_topic":
-            unknown += [f"{file}: {rname} config {k}" for k in (attrs.get("config") or {})
-                        if k.strip('"') not in known[rtype]["config_keys"]]
+            unknown += [
+                f"{file}: {rname} config {k}"
+                for k in (attrs.get("config") or {})
+                if k.strip('"') not in known[rtype]["config_keys"]
+            ]
     assert unknown == []
 
 
@@ -106,22 +122,29 @@ def test_every_function_has_its_app() -> None:
         assert app["managed_domain_mappings"] == ("local_public" if public else "local")
 
 
-def test_subscription_functions_have_their_subscriptions_and_workers_consume_by_themselves(
-        ) -> None:
+def test_subscription_functions_have_their_subscriptions_and_workers_consume_by_themselves() -> (
+    None
+):
     infra = read_infra(INFRA)
     svc = service()
     seen = 0
     for name, fn in svc.functions.items():
         subs = [s for s in infra.subscriptions if s["function"] == name]
         if fn.deployment is not None:  # an event function's app runs its own start command
-            assert [c.replace("$${", "${") for c in infra.apps[tf_name(name)]["run_commands"]] \
-                == start_command(name, fn)
+            assert [
+                c.replace("$${", "${") for c in infra.apps[tf_name(name)]["run_commands"]
+            ] == start_command(name, fn)
             assert "run_arguments" not in infra.apps[tf_name(name)]
         if fn.deployment == "worker":
             assert subs == [], name
             # The image installs the function's requirements, not the project: no `retailfn`.
             assert infra.apps[tf_name(name)]["run_commands"] == [
-                "python", "-m", "shared.runtime.worker", "--function", name]
+                "python",
+                "-m",
+                "shared.runtime.worker",
+                "--function",
+                name,
+            ]
             assert "run_arguments" not in infra.apps[tf_name(name)]
             assert infra.apps[tf_name(name)]["scale_min_instances"] == 1
             continue
@@ -131,13 +154,23 @@ def test_subscription_functions_have_their_subscriptions_and_workers_consume_by_
                 assert sorted(s["topic"] for s in mine) == ev.kafka.topics
                 for s in mine:
                     assert s["kind"] == "kafka"
-                    assert s["consumer_group"] == (ev.kafka.consumer_group or
-                                                   f"{svc.service}-${{var.stage}}-{name}")
+                    assert s["consumer_group"] == (
+                        ev.kafka.consumer_group or f"{svc.service}-${{var.stage}}-{name}"
+                    )
             elif ev.kind == "cos":
-                assert [(s["kind"], s["bucket"], s["event_type"], s["prefix"], s["suffix"])
-                        for s in mine] == [("cos", f"${{var.bucket_prefix}}-{ev.cos.bucket}",
-                                            ev.cos.event, ev.cos.prefix, suffix)
-                                           for suffix in ev.cos.suffixes or ("",)]
+                assert [
+                    (s["kind"], s["bucket"], s["event_type"], s["prefix"], s["suffix"])
+                    for s in mine
+                ] == [
+                    (
+                        "cos",
+                        f"${{var.bucket_prefix}}-{ev.cos.bucket}",
+                        ev.cos.event,
+                        ev.cos.prefix,
+                        suffix,
+                    )
+                    for suffix in ev.cos.suffixes or ("",)
+                ]
             elif ev.kind == "schedule":
                 assert [s["kind"] for s in mine] == ["cron"]
             else:
@@ -153,8 +186,13 @@ def test_http_functions_apps_run_the_runtimes_http_front_for_their_function() ->
     assert http  # report_stock, inventory_api, ...
     for name in http:
         app = infra.apps[tf_name(name)]
-        assert app["run_commands"] == ["python", "-m", "shared.runtime.http_app", "--function",
-                                       name], name
+        assert app["run_commands"] == [
+            "python",
+            "-m",
+            "shared.runtime.http_app",
+            "--function",
+            name,
+        ], name
         assert "run_arguments" not in app
 
 
@@ -177,14 +215,18 @@ def test_buckets_archive_to_the_cold_tier_and_dead_letters_expire() -> None:
     assert all(b["region_location"] == "${var.region}" for b in buckets.values())
     policies = doc["resource"]["ibm_iam_service_policy"]
     assert {p["resources"][0]["resource"] for p in policies.values()} == {
-        f"${{ibm_cos_bucket.{tf_name(b)}.bucket_name}}" for b in BUCKETS}
+        f"${{ibm_cos_bucket.{tf_name(b)}.bucket_name}}" for b in BUCKETS
+    }
     assert all(p["roles"] == ["Writer"] for p in policies.values())
 
 
 def test_the_committed_generated_files_are_what_the_code_generates() -> None:
     wanted = generate(ROOT / "serverless.yaml")
-    on_disk = {p.name: p.read_text(encoding="utf-8")
-               for p in (ROOT / GENERATED).iterdir() if p.name.endswith((".tf", ".tf.json"))}
+    on_disk = {
+        p.name: p.read_text(encoding="utf-8")
+        for p in (ROOT / GENERATED).iterdir()
+        if p.name.endswith((".tf", ".tf.json"))
+    }
     assert on_disk == wanted, "run `retailfn infra generate` and commit infra/generated/"
 
 
@@ -193,7 +235,8 @@ def test_stage_tfvars_agree_with_serverless_yaml() -> None:
         with tfvars.open(encoding="utf-8") as f:
             values = {k: v.strip('"') if isinstance(v, str) else v for k, v in hcl2.load(f).items()}
         env = load_service(ROOT / "serverless.yaml", stage=values["stage"], env={}).environment_for(
-            next(iter(service().functions)))
+            next(iter(service().functions))
+        )
         if "RETAILFN_BUCKET_PREFIX" in env:
             assert values["bucket_prefix"] == env["RETAILFN_BUCKET_PREFIX"], tfvars
 
@@ -224,15 +267,19 @@ def test_a_topic_renamed_in_serverless_yaml_only_fails_naming_both_places(copy: 
     config.write_text(text, encoding="utf-8")
     write_generated(copy)
     assert _validate(copy) == []
-    config.write_text(text.replace("topic: inventory.stock-reported",
-                                   "topic: inventory.stock-changed"), encoding="utf-8")
+    config.write_text(
+        text.replace("topic: inventory.stock-reported", "topic: inventory.stock-changed"),
+        encoding="utf-8",
+    )
 
     problems = _validate(copy)
 
-    assert ("serverless.yaml functions.ingest_stock.events[0].kafka.topic "
-            "'inventory.stock-changed' vs infra/generated/subscriptions.tf.json: the subscription "
-            "of functions.ingest_stock.events[0] is on 'inventory.stock-reported' "
-            "(run `retailfn infra generate`)") in problems
+    assert (
+        "serverless.yaml functions.ingest_stock.events[0].kafka.topic "
+        "'inventory.stock-changed' vs infra/generated/subscriptions.tf.json: the subscription "
+        "of functions.ingest_stock.events[0] is on 'inventory.stock-reported' "
+        "(run `retailfn infra generate`)"
+    ) in problems
     assert any(p.startswith("infra/generated/subscriptions.tf.json: stale") for p in problems)
 
     runner = CliRunner()
@@ -255,13 +302,17 @@ def test_a_topic_missing_from_infra_fails_naming_both_places(copy: Path) -> None
 
     problems = _validate(copy)
 
-    assert any(p.startswith("functions.ingest_stock.events[0].kafka.topic: topic "
-                            "'inventory.stock-reported' has no ibm_event_streams_topic in infra/")
-               and "infra/generated/topics.tf.json" in p for p in problems)
+    assert any(
+        p.startswith(
+            "functions.ingest_stock.events[0].kafka.topic: topic "
+            "'inventory.stock-reported' has no ibm_event_streams_topic in infra/"
+        )
+        and "infra/generated/topics.tf.json" in p
+        for p in problems
+    )
 
 
-def test_a_cos_trigger_on_a_bucket_missing_from_infra_fails_naming_both_places(
-        copy: Path) -> None:
+def test_a_cos_trigger_on_a_bucket_missing_from_infra_fails_naming_both_places(copy: Path) -> None:
     buckets = copy / GENERATED / "buckets.tf.json"
     doc = json.loads(buckets.read_text(encoding="utf-8"))
     del doc["resource"]["ibm_cos_bucket"]["partner_drops"]
@@ -269,8 +320,9 @@ def test_a_cos_trigger_on_a_bucket_missing_from_infra_fails_naming_both_places(
 
     problems = _validate(copy)
 
-    missing = [p for p in problems if "cos.bucket: bucket 'partner-drops' has no ibm_cos_bucket"
-               in p]
+    missing = [
+        p for p in problems if "cos.bucket: bucket 'partner-drops' has no ibm_cos_bucket" in p
+    ]
     assert missing and missing[0].startswith("functions.ingest_stock_file.events[0].cos.bucket")
     assert "infra/generated/buckets.tf.json" in missing[0]
     assert "infra/generated/buckets.tf.json: stale" in " ".join(problems)
@@ -284,9 +336,14 @@ def test_a_cos_subscription_that_drifted_names_both_places(copy: Path) -> None:
 
     problems = _validate(copy)
 
-    assert any(p.startswith("serverless.yaml functions.ingest_stock_file.events[0].cos (bucket "
-                            "'partner-drops', event 'write', prefix '', suffix '.csv') vs "
-                            "infra/generated/subscriptions.tf.json") for p in problems)
+    assert any(
+        p.startswith(
+            "serverless.yaml functions.ingest_stock_file.events[0].cos (bucket "
+            "'partner-drops', event 'write', prefix '', suffix '.csv') vs "
+            "infra/generated/subscriptions.tf.json"
+        )
+        for p in problems
+    )
 
 
 def test_a_function_without_its_app_is_reported(copy: Path) -> None:
@@ -297,8 +354,10 @@ def test_a_function_without_its_app_is_reported(copy: Path) -> None:
 
     problems = _validate(copy)
 
-    assert ("serverless.yaml functions.report_stock vs infra/generated/apps.tf.json: no "
-            "ibm_code_engine_app 'report_stock' (run `retailfn infra generate`)") in problems
+    assert (
+        "serverless.yaml functions.report_stock vs infra/generated/apps.tf.json: no "
+        "ibm_code_engine_app 'report_stock' (run `retailfn infra generate`)"
+    ) in problems
 
 
 def test_an_app_whose_command_is_not_its_images_is_reported(copy: Path) -> None:
@@ -311,10 +370,15 @@ def test_an_app_whose_command_is_not_its_images_is_reported(copy: Path) -> None:
 
     problems = _validate(copy)
 
-    assert any(p.startswith("serverless.yaml functions.archive_events (deploy: worker) vs "
-                            "infra/generated/apps.tf.json: the app must run its image's command "
-                            "['python', '-m', 'shared.runtime.worker', '--function', 'archive_events']") and
-               "it runs ['retailfn', 'worker'" in p for p in problems), problems
+    assert any(
+        p.startswith(
+            "serverless.yaml functions.archive_events (deploy: worker) vs "
+            "infra/generated/apps.tf.json: the app must run its image's command "
+            "['python', '-m', 'shared.runtime.worker', '--function', 'archive_events']"
+        )
+        and "it runs ['retailfn', 'worker'" in p
+        for p in problems
+    ), problems
 
 
 def test_every_app_runs_the_command_its_image_starts_with() -> None:
@@ -343,14 +407,17 @@ functions:
 
 
 def test_schedules_become_cron_subscriptions_and_sub_minute_rates_are_refused(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "serverless.yaml"
     config.write_text(SCHEDULED, encoding="utf-8")
 
     subs = json.loads(generate(config)["subscriptions.tf.json"])["resource"]["terraform_data"]
 
     assert [(s["input"]["name"], s["input"]["schedule"]) for s in subs.values()] == [
-        ("tick-cron-0", "*/5 * * * *"), ("tick-cron-1", "0 3 * * *")]
+        ("tick-cron-0", "*/5 * * * *"),
+        ("tick-cron-1", "0 3 * * *"),
+    ]
     config.write_text(SCHEDULED.replace("rate(5 minutes)", "rate(10 seconds)"), encoding="utf-8")
     result = CliRunner().invoke(cli, ["--config", str(config), "infra", "generate"])
     assert result.exit_code == 1
@@ -373,15 +440,22 @@ functions:
 """
 
 
-def test_a_cos_event_with_several_suffixes_gets_one_subscription_per_suffix(
-        tmp_path: Path) -> None:
+def test_a_cos_event_with_several_suffixes_gets_one_subscription_per_suffix(tmp_path: Path) -> None:
     config = tmp_path / "serverless.yaml"
     config.write_text(SUFFIXES, encoding="utf-8")
 
     subs = json.loads(generate(config)["subscriptions.tf.json"])["resource"]["terraform_data"]
 
-    assert [(s["input"]["name"], s["input"]["event"], s["input"]["event_type"],
-             s["input"]["prefix"], s["input"]["suffix"]) for s in subs.values()] == [
+    assert [
+        (
+            s["input"]["name"],
+            s["input"]["event"],
+            s["input"]["event_type"],
+            s["input"]["prefix"],
+            s["input"]["suffix"],
+        )
+        for s in subs.values()
+    ] == [
         ("drops-cos-0-0", "functions.drops.events[0]", "write", "drops/", ".csv"),
         ("drops-cos-0-1", "functions.drops.events[0]", "write", "drops/", ".ndjson"),
         ("drops-cos-1", "functions.drops.events[1]", "delete", "drops/", ""),
@@ -424,8 +498,9 @@ def test_a_stage_from_opt_stage_with_a_default_is_the_one_generated(tmp_path: Pa
 def test_infra_generate_check_reports_stale_files(copy: Path) -> None:
     config = copy / "serverless.yaml"
     runner = CliRunner()
-    assert runner.invoke(cli, ["--config", str(config), "infra", "generate", "--check"]
-                         ).exit_code == 0
+    assert (
+        runner.invoke(cli, ["--config", str(config), "infra", "generate", "--check"]).exit_code == 0
+    )
     (copy / GENERATED / "apps.tf.json").write_text("{}\n", encoding="utf-8")
     result = runner.invoke(cli, ["--config", str(config), "infra", "generate", "--check"])
     assert result.exit_code == 1
@@ -433,11 +508,18 @@ def test_infra_generate_check_reports_stale_files(copy: Path) -> None:
 
 
 def test_every_event_function_says_in_serverless_yaml_how_it_is_deployed() -> None:
-    deploys = {name: fn.deploy for name, fn in service().functions.items()
-               if any(e.kind != "http" for e in fn.events)}
+    deploys = {
+        name: fn.deploy
+        for name, fn in service().functions.items()
+        if any(e.kind != "http" for e in fn.events)
+    }
 
-    assert deploys == {"ingest_stock_file": "subscription", "ingest_stock": "worker",
-                       "archive_events": "worker", "recalc_cross_sell": "subscription"}
+    assert deploys == {
+        "ingest_stock_file": "subscription",
+        "ingest_stock": "worker",
+        "archive_events": "worker",
+        "recalc_cross_sell": "subscription",
+    }
 
 
 def test_an_app_that_does_not_run_its_deploy_modes_command_fails_validation(copy: Path) -> None:
@@ -448,7 +530,9 @@ def test_an_app_that_does_not_run_its_deploy_modes_command_fails_validation(copy
 
     problems = _validate(copy)
 
-    assert ("serverless.yaml functions.ingest_stock_file (deploy: subscription) vs "
-            "infra/generated/apps.tf.json: the app must run its image's command ['python', '-m', "
-            "'shared.runtime.subscription', '--function', 'ingest_stock_file']; it runs the "
-            "image default (run `retailfn infra generate`)") in problems
+    assert (
+        "serverless.yaml functions.ingest_stock_file (deploy: subscription) vs "
+        "infra/generated/apps.tf.json: the app must run its image's command ['python', '-m', "
+        "'shared.runtime.subscription', '--function', 'ingest_stock_file']; it runs the "
+        "image default (run `retailfn infra generate`)"
+    ) in problems

@@ -30,13 +30,27 @@ def catalog() -> ProductCatalog:
     return catalog
 
 
-def stock_event(on_hand: int = 48, *, reserved: int = 3, seq: int | None = 1017,
-                at: datetime = T0, location: str = "DC-BERLIN-1",
-                partner_sku: str = "YM-4MM-PURPLE", event_id: str | None = None,
-                partner: str = "acme", source: str = "/partners/acme/stock") -> CloudEvent:
+def stock_event(
+    on_hand: int = 48,
+    *,
+    reserved: int = 3,
+    seq: int | None = 1017,
+    at: datetime = T0,
+    location: str = "DC-BERLIN-1",
+    partner_sku: str = "YM-4MM-PURPLE",
+    event_id: str | None = None,
+    partner: str = "acme",
+    source: str = "/partners/acme/stock",
+) -> CloudEvent:
     report = StockReported(
-        partner_id=partner, partner_sku=partner_sku, location_id=location, region="eu",
-        on_hand=Decimal(on_hand), reserved=Decimal(reserved), reported_at=at, sequence=seq,
+        partner_id=partner,
+        partner_sku=partner_sku,
+        location_id=location,
+        region="eu",
+        on_hand=Decimal(on_hand),
+        reserved=Decimal(reserved),
+        reported_at=at,
+        sequence=seq,
     )
     return new_event(report, source=source, id=event_id).to_cloudevent()
 
@@ -157,13 +171,17 @@ def test_a_partner_sku_with_a_slash_is_mapped(catalog: ProductCatalog) -> None:
 
 
 def test_a_fraction_of_an_each_is_a_permanent_error() -> None:
-    report = StockReported(partner_id="acme", partner_sku="YM-4MM-PURPLE", location_id="DC-1",
-                           region="eu", on_hand=Decimal("1.5"), reported_at=T0)
+    report = StockReported(
+        partner_id="acme",
+        partner_sku="YM-4MM-PURPLE",
+        location_id="DC-1",
+        region="eu",
+        on_hand=Decimal("1.5"),
+        reported_at=T0,
+    )
 
     with pytest.raises(PermanentError, match="whole number"):
         ingest_stock(new_event(report, source="/partners/acme").to_cloudevent())
-
-
 
 
 # --- a partner writes only its own stock, whichever channel it uses
@@ -175,7 +193,8 @@ def test_a_report_for_another_partner_from_the_http_channel_is_refused_naming_bo
 
     assert str(refused.value) == (
         "partner_id: the report is for partner 'acme', but its source '/partners/globex/stock' "
-        "is bound to partner 'globex'")
+        "is bound to partner 'globex'"
+    )
     assert AvailabilityView().get(SKU) is None and published() == []
 
 
@@ -211,24 +230,32 @@ def test_a_registered_producer_reports_its_own_partners_stock() -> None:
 def test_a_registered_producer_may_not_report_another_partners_stock() -> None:
     PartnerRegistry().bind("globex", "/producers/globex")
 
-    with pytest.raises(PermanentError, match="for partner 'acme', but its source '/producers/"
-                                             "globex/pos' is bound to partner 'globex'"):
+    with pytest.raises(
+        PermanentError,
+        match="for partner 'acme', but its source '/producers/"
+        "globex/pos' is bound to partner 'globex'",
+    ):
         ingest_stock(stock_event(source="/producers/globex/pos"))
 
     assert AvailabilityView().get(SKU) is None
 
 
 def test_a_binding_made_by_another_process_is_seen_within_a_second(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.inventory.partners as partners
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.inventory import partners
 
     now = [1000.0]
     monkeypatch.setattr(partners, "_monotonic", lambda: now[0])
     with pytest.raises(PermanentError):
         ingest_stock(stock_event(source="/producers/acme/pos"))  # caches "no bindings"
     # Another process binds acme's producer: only the stored registry changes, not our cache.
-    get_store().put("state", partners.REGISTRY_KEY,
-                    b'{"sources": {"/producers/acme": "acme"}}', content_type="application/json")
+    get_store().put(
+        "state",
+        partners.REGISTRY_KEY,
+        b'{"sources": {"/producers/acme": "acme"}}',
+        content_type="application/json",
+    )
     now[0] += partners.RELOAD_UNBOUND_AFTER_S
 
     ingest_stock(stock_event(48, reserved=3, source="/producers/acme/pos"))
@@ -261,9 +288,14 @@ def test_code_engine_events_of_two_subscriptions_at_one_offset_announce_distinct
 
 def test_distinct_events_whose_source_and_id_would_join_alike_announce_distinct_ids() -> None:
     def event(source: str, event_id: str, location: str) -> CloudEvent:
-        report = StockReported(partner_id="acme", partner_sku="YM-4MM-PURPLE",
-                               location_id=location, region="eu", on_hand=Decimal(5),
-                               reported_at=T0)
+        report = StockReported(
+            partner_id="acme",
+            partner_sku="YM-4MM-PURPLE",
+            location_id=location,
+            region="eu",
+            on_hand=Decimal(5),
+            reported_at=T0,
+        )
         return new_event(report, source=source, id=event_id).to_cloudevent()
 
     PartnerRegistry().bind("acme", "/producers/acme")

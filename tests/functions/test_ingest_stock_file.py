@@ -43,8 +43,9 @@ def _provisioned() -> None:
     sample = event_from_sample("product-introduced").data
     catalog = ProductCatalog()
     for partner_sku in INTRODUCED:
-        catalog.put(sample.model_copy(update={"sku": f"ACME-{partner_sku}",
-                                              "partner_sku": partner_sku}))
+        catalog.put(
+            sample.model_copy(update={"sku": f"ACME-{partner_sku}", "partner_sku": partner_sku})
+        )
 
 
 def row(i: int, on_hand: int | str = 5) -> str:
@@ -56,14 +57,22 @@ def drop(text: str, key: str = KEY) -> ObjectInfo:
 
 
 def trigger(info: ObjectInfo, operation: str = "write") -> None:
-    event = cos_event(info.bucket, info.key, operation, info.etag,  # type: ignore[arg-type]
-                      info.size, "text/csv")
+    event = cos_event(
+        info.bucket,
+        info.key,
+        operation,
+        info.etag,  # type: ignore[arg-type]
+        info.size,
+        "text/csv",
+    )
     ingest_stock_file(event)
 
 
 def published() -> list[Any]:
-    return [from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
-            for r in get_bus().read_all(TOPIC)]
+    return [
+        from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
+        for r in get_bus().read_all(TOPIC)
+    ]
 
 
 def report(key: str = KEY) -> dict[str, Any]:
@@ -91,44 +100,81 @@ def test_the_report_beside_the_drop_lists_the_bad_lines() -> None:
     info = drop("\n".join([HEADER, row(1), row(2, on_hand=-1), row(3, on_hand="")]) + "\n")
     trigger(info)
     doc = report()
-    assert {k: doc[k] for k in ("key", "etag", "lines_total", "lines_published",
-                                "lines_rejected", "truncated", "status")} == {
-        "key": KEY, "etag": info.etag, "lines_total": 3, "lines_published": 1,
-        "lines_rejected": 2, "truncated": False, "status": "ingested"}
+    assert {
+        k: doc[k]
+        for k in (
+            "key",
+            "etag",
+            "lines_total",
+            "lines_published",
+            "lines_rejected",
+            "truncated",
+            "status",
+        )
+    } == {
+        "key": KEY,
+        "etag": info.etag,
+        "lines_total": 3,
+        "lines_published": 1,
+        "lines_rejected": 2,
+        "truncated": False,
+        "status": "ingested",
+    }
     assert doc["rejected"] == [
         {"line": 3, "reason": "on_hand: Input should be greater than or equal to 0"},
-        {"line": 4, "reason": "on_hand: Field required"}]
+        {"line": 4, "reason": "on_hand: Field required"},
+    ]
     head = get_store().head(bucket("partner-drops"), KEY + ".report.json")
     assert head.content_type == "application/json"
 
 
 def test_a_line_of_a_partner_sku_never_introduced_is_a_bad_line_not_published() -> None:
-    trigger(drop("\n".join([HEADER, row(1), "NEVER-SEEN" + row(2).removeprefix("SKU-2"),
-                             row(3)]) + "\n"))
+    trigger(
+        drop(
+            "\n".join([HEADER, row(1), "NEVER-SEEN" + row(2).removeprefix("SKU-2"), row(3)]) + "\n"
+        )
+    )
 
     assert sorted(e.data.partner_sku for e in published()) == ["SKU-1", "SKU-3"]
     doc = report()
     assert (doc["lines_published"], doc["lines_rejected"]) == (2, 1)
-    assert doc["rejected"] == [{"line": 3, "reason": (
-        "partner_sku: 'NEVER-SEEN' is not in the catalog for partner 'acme'; introduce the "
-        "product first (POST /v1/partners/acme/products), then drop the line again")}]
+    assert doc["rejected"] == [
+        {
+            "line": 3,
+            "reason": (
+                "partner_sku: 'NEVER-SEEN' is not in the catalog for partner 'acme'; introduce the "
+                "product first (POST /v1/partners/acme/products), then drop the line again"
+            ),
+        }
+    ]
 
 
 def test_a_line_dated_beyond_the_clock_skew_is_a_bad_line_not_published() -> None:
     ahead = (datetime.now(UTC) + timedelta(days=400)).isoformat().replace("+00:00", "Z")
-    trigger(drop("\n".join([HEADER, row(1), row(2).replace("2026-11-27T10:00:00Z", ahead),
-                             row(3)]) + "\n"))
+    trigger(
+        drop(
+            "\n".join([HEADER, row(1), row(2).replace("2026-11-27T10:00:00Z", ahead), row(3)])
+            + "\n"
+        )
+    )
 
     assert sorted(e.data.partner_sku for e in published()) == ["SKU-1", "SKU-3"]
     doc = report()
     assert (doc["lines_published"], doc["lines_rejected"]) == (2, 1)
-    assert doc["rejected"] == [{"line": 3, "reason": (
-        "reported_at: more than 300 s ahead of the time the report was received; check the "
-        "sending system's clock")}]
+    assert doc["rejected"] == [
+        {
+            "line": 3,
+            "reason": (
+                "reported_at: more than 300 s ahead of the time the report was received; check the "
+                "sending system's clock"
+            ),
+        }
+    ]
 
 
 def test_the_catalog_is_asked_once_per_distinct_partner_sku_of_a_file(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     asked: list[str] = []
     real = ProductCatalog.sku_for
 
@@ -167,7 +213,8 @@ def test_its_own_report_and_deletes_are_ignored() -> None:
 
 
 def test_a_crash_before_a_chunk_is_published_resumes_and_publishes_each_line_once(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given a 2,500-line file, and a bus that fails on the second chunk of 1,000
     info = drop(good_file(2500))
     real, calls = fn.publish_many, []
@@ -194,7 +241,8 @@ def test_a_crash_before_a_chunk_is_published_resumes_and_publishes_each_line_onc
 
 
 def test_a_crash_between_publish_and_checkpoint_repeats_only_that_chunk_with_the_same_ids(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given a file whose second chunk reaches the bus but whose checkpoint write fails
     info = drop(good_file(2500))
     store = get_store()
@@ -239,27 +287,42 @@ def test_a_file_outside_a_partner_folder_is_reported_not_published() -> None:
 
 
 def test_ndjson_drops_are_ingested_too() -> None:
-    line = {"partner_sku": "YM-1", "location_id": "LOC-1", "region": "na", "on_hand": 1,
-            "reported_at": "2026-11-27T10:00:00Z"}
+    line = {
+        "partner_sku": "YM-1",
+        "location_id": "LOC-1",
+        "region": "na",
+        "on_hand": 1,
+        "reported_at": "2026-11-27T10:00:00Z",
+    }
     trigger(drop(json.dumps(line) + "\n", key="acme/stock.ndjson"))
     [event] = published()
     assert event.data.region == "na"
 
 
 def test_an_ndjson_line_of_nested_brackets_is_one_bad_line_in_the_report() -> None:
-    line = json.dumps({"partner_sku": "YM-1", "location_id": "LOC-1", "region": "na",
-                       "on_hand": 1, "reported_at": "2026-11-27T10:00:00Z"})
-    trigger(drop("\n".join([line, "{\"a\":" + "[" * 60_000, line]) + "\n",
-                 key="acme/stock.ndjson"))
+    line = json.dumps(
+        {
+            "partner_sku": "YM-1",
+            "location_id": "LOC-1",
+            "region": "na",
+            "on_hand": 1,
+            "reported_at": "2026-11-27T10:00:00Z",
+        }
+    )
+    trigger(drop("\n".join([line, '{"a":' + "[" * 60_000, line]) + "\n", key="acme/stock.ndjson"))
 
     assert [e.subject for e in published()] == ["line/1", "line/3"]
     doc = report("acme/stock.ndjson")
     assert (doc["status"], doc["lines_published"], doc["rejected"]) == (
-        "ingested", 2, [{"line": 2, "reason": "line: not valid JSON (nested too deeply)"}])
+        "ingested",
+        2,
+        [{"line": 2, "reason": "line: not valid JSON (nested too deeply)"}],
+    )
 
 
 def test_a_run_whose_file_another_run_took_over_stops_and_leaves_it_to_that_run(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given a run that is overtaken (a second delivery of the same event) after its first chunk
     info = drop(good_file(2500))
     real, calls = fn.publish_many, []
@@ -292,7 +355,7 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    import shared.runtime.cos_trigger as cos_trigger
+    from shared.runtime import cos_trigger
 
     clock = Clock()
     monkeypatch.setattr(cos_trigger, "_monotonic", clock, raising=False)
@@ -301,20 +364,34 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def watcher() -> CosWatcher:
-    function = LoadedFunction("ingest_stock_file", "functions.ingest_stock_file.main:"
-                              "ingest_stock_file", ingest_stock_file, "cloudevent", False)
+    function = LoadedFunction(
+        "ingest_stock_file",
+        "functions.ingest_stock_file.main:ingest_stock_file",
+        ingest_stock_file,
+        "cloudevent",
+        False,
+    )
     stop = threading.Event()
     invoker = Invoker(function, Delivery(), "cos", lambda *_: None, stop)
     return CosWatcher(
-        bucket=bucket("partner-drops"), store=get_store(), stop=stop,
-        subscriptions=[CosSubscription("ingest_stock_file",
-                                       CosTrigger(bucket="partner-drops", rules=[{"suffix": ".csv"}]),
-                                       invoker)],
-        claims=ClaimStore(get_store(), bucket("state")), state_bucket=bucket("state"))
+        bucket=bucket("partner-drops"),
+        store=get_store(),
+        stop=stop,
+        subscriptions=[
+            CosSubscription(
+                "ingest_stock_file",
+                CosTrigger(bucket="partner-drops", rules=[{"suffix": ".csv"}]),
+                invoker,
+            )
+        ],
+        claims=ClaimStore(get_store(), bucket("state")),
+        state_bucket=bucket("state"),
+    )
 
 
-def scans(watcher: CosWatcher, clock: Clock, count: int, snapshot: dict[str, str],
-          every_s: float = 0.5) -> dict[str, str]:
+def scans(
+    watcher: CosWatcher, clock: Clock, count: int, snapshot: dict[str, str], every_s: float = 0.5
+) -> dict[str, str]:
     for _ in range(count):
         snapshot = watcher.scan(snapshot)
         clock.now += every_s
@@ -322,7 +399,8 @@ def scans(watcher: CosWatcher, clock: Clock, count: int, snapshot: dict[str, str
 
 
 def test_a_csv_written_in_two_steps_is_ingested_once_complete_with_every_line(
-        watcher: CosWatcher, clock: Clock) -> None:
+    watcher: CosWatcher, clock: Clock
+) -> None:
     # on_hand last, so that the first write ends inside the 12th line's number: "...,1" of 12
     rows = [f"SKU-{i},LOC-{i},eu,2026-11-27T10:00:00Z,{i + 1}" for i in range(12)]
     text = "partner_sku,location_id,region,reported_at,on_hand\n" + "\n".join(rows) + "\n"
@@ -340,21 +418,30 @@ def test_a_csv_written_in_two_steps_is_ingested_once_complete_with_every_line(
     assert sorted(int(e.data.on_hand) for e in events) == list(range(1, 13))
     assert {e.id for e in events} == {
         event_id(FileVersion(bucket("partner-drops"), KEY, complete.etag), line)
-        for line in range(2, 14)}
+        for line in range(2, 14)
+    }
     assert report()["etag"] == complete.etag
 
 
 def test_an_overwritten_drop_with_a_new_etag_is_ingested_again(
-        watcher: CosWatcher, clock: Clock) -> None:
+    watcher: CosWatcher, clock: Clock
+) -> None:
     first = drop(good_file(3))
     snapshot = scans(watcher, clock, 4, {})
     second = drop(good_file(3).replace(",eu,5,", ",eu,7,"))
     scans(watcher, clock, 4, snapshot)
 
-    versions = Counter((e.source, e.id in {
-        event_id(FileVersion(first.bucket, KEY, first.etag), line) for line in range(2, 5)})
-        for e in published())
-    assert versions == {(f"/cos/partner-drops/{KEY}", True): 3,
-                        (f"/cos/partner-drops/{KEY}", False): 3}
+    versions = Counter(
+        (
+            e.source,
+            e.id
+            in {event_id(FileVersion(first.bucket, KEY, first.etag), line) for line in range(2, 5)},
+        )
+        for e in published()
+    )
+    assert versions == {
+        (f"/cos/partner-drops/{KEY}", True): 3,
+        (f"/cos/partner-drops/{KEY}", False): 3,
+    }
     assert sorted(int(e.data.on_hand) for e in published()) == [5, 5, 5, 7, 7, 7]
     assert report()["etag"] == second.etag

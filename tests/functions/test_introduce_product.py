@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-import shared.platform.auth as auth
 from events.envelope import Event, from_kafka
 from events.samples import load_sample
 from shared.inventory import ProductCatalog
+from shared.platform import auth
 from shared.platform.adapters import get_bus, get_store
 from shared.platform.auth import create_api_key, dev_api_key
 from shared.runtime.app import provision
@@ -34,8 +34,9 @@ def product(**changes: Any) -> dict[str, Any]:
 def app() -> HttpApp:
     service = load_service("serverless.yaml", env={})
     handler = service.functions["introduce_product"].handler
-    return build_http_app(service, {"introduce_product": load_function("introduce_product",
-                                                                       handler)})
+    return build_http_app(
+        service, {"introduce_product": load_function("introduce_product", handler)}
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -46,18 +47,26 @@ def _embedded() -> Iterator[None]:
     auth.reset_auth_caches()
 
 
-def post(app: HttpApp, body: dict[str, Any], *, partner: str = "acme",
-         key: str | None = None) -> Reply:
+def post(
+    app: HttpApp, body: dict[str, Any], *, partner: str = "acme", key: str | None = None
+) -> Reply:
     key = key or dev_api_key(partner)
-    reply = call(app, "POST", f"/v1/partners/{partner}/products", json_body=body,
-                 headers={"Authorization": f"ApiKey {key}"})
+    reply = call(
+        app,
+        "POST",
+        f"/v1/partners/{partner}/products",
+        json_body=body,
+        headers={"Authorization": f"ApiKey {key}"},
+    )
     assert key.encode() not in reply.body
     return reply
 
 
 def published() -> list[Event[Any]]:
-    return [from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
-            for r in get_bus().read_all(TOPIC)]
+    return [
+        from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
+        for r in get_bus().read_all(TOPIC)
+    ]
 
 
 def test_a_new_product_is_created_and_posting_it_again_changes_nothing(app: HttpApp) -> None:
@@ -69,8 +78,7 @@ def test_a_new_product_is_created_and_posting_it_again_changes_nothing(app: Http
     assert (again.status, again.json()["outcome"]) == (200, "unchanged")
 
 
-def test_the_partner_sku_maps_to_the_catalog_sku_as_soon_as_the_post_returns(
-        app: HttpApp) -> None:
+def test_the_partner_sku_maps_to_the_catalog_sku_as_soon_as_the_post_returns(app: HttpApp) -> None:
     assert ProductCatalog().sku_for("acme", "YM-4MM-PURPLE") is None
 
     post(app, product())
@@ -91,12 +99,16 @@ def test_another_partner_claiming_the_same_sku_is_a_409_problem(app: HttpApp) ->
     assert [e.data.partner_id for e in published()] == ["acme"]
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"default_locale": "fr-FR"}, "default_locale"),
-    ({"prices": {"USD": "39.90", "XXQ": "1.00"}}, "prices"),
-])
-def test_an_invalid_product_is_a_422_naming_the_field(app: HttpApp, change: dict[str, Any],
-                                                      field: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"default_locale": "fr-FR"}, "default_locale"),
+        ({"prices": {"USD": "39.90", "XXQ": "1.00"}}, "prices"),
+    ],
+)
+def test_an_invalid_product_is_a_422_naming_the_field(
+    app: HttpApp, change: dict[str, Any], field: str
+) -> None:
     reply = post(app, product(**change))
 
     doc = is_problem(reply, 422)

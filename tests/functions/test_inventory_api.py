@@ -35,13 +35,29 @@ def app() -> HttpApp:
     return build(parse_service(SERVICE_YAML, env={}))
 
 
-def stock(sku: str, partner: str, location: str, on_hand: int, *, region: str = "eu",
-          reserved: int = 0, minutes_ago: int = 1) -> None:
-    AvailabilityView().apply(sku, NormalizedReport(
-        partner_id=partner, location_id=location, region=region,  # type: ignore[arg-type]
-        on_hand=on_hand, reserved=reserved, incoming=0, unit="each",
-        reported_at=NOW - timedelta(minutes=minutes_ago),
-    ))
+def stock(
+    sku: str,
+    partner: str,
+    location: str,
+    on_hand: int,
+    *,
+    region: str = "eu",
+    reserved: int = 0,
+    minutes_ago: int = 1,
+) -> None:
+    AvailabilityView().apply(
+        sku,
+        NormalizedReport(
+            partner_id=partner,
+            location_id=location,
+            region=region,  # type: ignore[arg-type]
+            on_hand=on_hand,
+            reserved=reserved,
+            incoming=0,
+            unit="each",
+            reported_at=NOW - timedelta(minutes=minutes_ago),
+        ),
+    )
 
 
 def get(app: HttpApp, path: str, **headers: str) -> Reply:
@@ -55,11 +71,15 @@ def test_the_same_sku_answers_in_german_with_euros_and_in_japanese_with_yen(app:
     assert german.status == 200 and japanese.status == 200
     assert german.headers["content-language"] == "de-DE"
     assert (german.json()["name"], german.json()["price"]) == (
-        "Yogamatte 4 mm, lila", {"currency": "EUR", "amount": "36.95", "note": None})
+        "Yogamatte 4 mm, lila",
+        {"currency": "EUR", "amount": "36.95", "note": None},
+    )
     assert german.json()["description"].startswith("Rutschfeste")
     assert japanese.headers["content-language"] == "ja-JP"
     assert (japanese.json()["name"], japanese.json()["price"]["amount"]) == (
-        "ヨガマット 4mm パープル", "5900")
+        "ヨガマット 4mm パープル",
+        "5900",
+    )
     assert japanese.json()["price"]["currency"] == "JPY"
 
 
@@ -80,7 +100,9 @@ def test_totals_add_up_every_partner_and_location_in_the_region_only(app: HttpAp
 
     assert (doc["available"], doc["on_hand"], doc["reserved"]) == (20, 22, 2)
     assert [(p["partner_id"], p["available"], p["locations"]) for p in doc["partners"]] == [
-        ("acme", 13, 2), ("zen", 7, 1)]
+        ("acme", 13, 2),
+        ("zen", 7, 1),
+    ]
     assert {loc["location_id"] for loc in doc["locations"]} == {"BERLIN", "PARIS", "MUNICH"}
     assert doc["as_of"] == (NOW - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
     # as_of is one minute before NOW (taken at import); the suite may have run a while since
@@ -114,8 +136,11 @@ def test_pagination_visits_every_sku_once(app: HttpApp) -> None:
     sample = event_from_sample("product-introduced").data
     catalog = ProductCatalog()
     for n in range(119):  # plus the sample's product: 120
-        catalog.put(ProductIntroduced.model_validate({
-            **sample.model_dump(), "sku": f"MAT-{n:03d}", "partner_sku": f"mat-{n:03d}"}))
+        catalog.put(
+            ProductIntroduced.model_validate(
+                {**sample.model_dump(), "sku": f"MAT-{n:03d}", "partner_sku": f"mat-{n:03d}"}
+            )
+        )
 
     seen: list[str] = []
     pages = 0
@@ -134,12 +159,26 @@ def test_pagination_visits_every_sku_once(app: HttpApp) -> None:
 
 def test_search_narrows_by_category_and_partner(app: HttpApp) -> None:
     sample = event_from_sample("product-introduced").data
-    ProductCatalog().put(ProductIntroduced.model_validate({
-        **sample.model_dump(), "sku": "YOGA-PANTS", "partner_sku": "pants", "category":
-        "sports/yoga/apparel"}))
-    ProductCatalog().put(ProductIntroduced.model_validate({
-        **sample.model_dump(), "sku": "RUN-SHOE", "partner_sku": "shoe", "category":
-        "sports/running"}))
+    ProductCatalog().put(
+        ProductIntroduced.model_validate(
+            {
+                **sample.model_dump(),
+                "sku": "YOGA-PANTS",
+                "partner_sku": "pants",
+                "category": "sports/yoga/apparel",
+            }
+        )
+    )
+    ProductCatalog().put(
+        ProductIntroduced.model_validate(
+            {
+                **sample.model_dump(),
+                "sku": "RUN-SHOE",
+                "partner_sku": "shoe",
+                "category": "sports/running",
+            }
+        )
+    )
     stock("YOGA-PANTS", "zen", "MUNICH", 4)
     stock(SKU, "acme", "BERLIN", 4)
 
@@ -177,5 +216,3 @@ def test_a_forged_cursor_is_a_400_problem_naming_it(app: HttpApp) -> None:
     doc = is_problem(get(app, "/v1/inventory?region=eu&cursor=bm90LWEtY3Vyc29y"), 400)
 
     assert [e["loc"] for e in doc["errors"]] == ["query.cursor"]
-
-

@@ -78,13 +78,20 @@ def test_a_broker_outage_is_waited_out_and_the_records_after_it_are_handled() ->
     consumer = ScriptedConsumer([BusUnavailable("broker away"), [record]])
     stop = threading.Event()
     handled: list[str] = []
-    function = LoadedFunction("record_ids", "tests:record_ids",
-                              lambda ce: handled.append(ce["id"]), "cloudevent", False)
+    function = LoadedFunction(
+        "record_ids", "tests:record_ids", lambda ce: handled.append(ce["id"]), "cloudevent", False
+    )
     invoker = Invoker(function, Delivery(), "kafka", lambda *_: None, stop)
-    worker = KafkaTriggerWorker(function="record_order", group="g",
-                                trigger=KafkaTrigger(topic=TP.topic), bus=ScriptedBus(consumer),
-                                invoker=invoker, seen=SeenLog(store, bucket("state"), "f"),
-                                stop=stop, commit_interval_s=0)
+    worker = KafkaTriggerWorker(
+        function="record_order",
+        group="g",
+        trigger=KafkaTrigger(topic=TP.topic),
+        bus=ScriptedBus(consumer),
+        invoker=invoker,
+        seen=SeenLog(store, bucket("state"), "f"),
+        stop=stop,
+        commit_interval_s=0,
+    )
     worker.start()
     deadline = time.monotonic() + 10
     while not consumer.commits and time.monotonic() < deadline:
@@ -112,21 +119,28 @@ class FlakySeenLog(SeenLog):
         super().persist(batch_name, keys)
 
 
-def test_an_object_store_away_at_commit_time_delays_the_commit_and_the_consumer_carries_on(
-        ) -> None:
+def test_an_object_store_away_at_commit_time_delays_the_commit_and_the_consumer_carries_on() -> (
+    None
+):
     store = get_store()
     store.create_bucket(bucket("state"))
     key, value, headers = to_kafka(event_from_sample("order-completed"))
     consumer = ScriptedConsumer([[Record(TP.topic, 0, 7, key, value, tuple(headers), 0)]])
     stop = threading.Event()
-    function = LoadedFunction("record_ids", "tests:record_ids", lambda ce: None, "cloudevent",
-                              False)
+    function = LoadedFunction(
+        "record_ids", "tests:record_ids", lambda ce: None, "cloudevent", False
+    )
     seen = FlakySeenLog(store, bucket("state"), "f", failures=2)
-    worker = KafkaTriggerWorker(function="record_order", group="g",
-                                trigger=KafkaTrigger(topic=TP.topic), bus=ScriptedBus(consumer),
-                                invoker=Invoker(function, Delivery(), "kafka", lambda *_: None,
-                                                stop),
-                                seen=seen, stop=stop, commit_interval_s=0)
+    worker = KafkaTriggerWorker(
+        function="record_order",
+        group="g",
+        trigger=KafkaTrigger(topic=TP.topic),
+        bus=ScriptedBus(consumer),
+        invoker=Invoker(function, Delivery(), "kafka", lambda *_: None, stop),
+        seen=seen,
+        stop=stop,
+        commit_interval_s=0,
+    )
     worker.start()
     deadline = time.monotonic() + 10
     while not consumer.commits and worker.alive and time.monotonic() < deadline:
@@ -153,8 +167,9 @@ def good_stock_value(on_hand: int) -> bytes:
     return json.dumps({**load_sample("stock-reported")["data"], "on_hand": on_hand}).encode()
 
 
-def run_until_committed(records: list[Record], sink: Callable[[str, DeadLetter], None]
-                        ) -> tuple[KafkaTriggerWorker, ScriptedConsumer, list[Event[Any]]]:
+def run_until_committed(
+    records: list[Record], sink: Callable[[str, DeadLetter], None]
+) -> tuple[KafkaTriggerWorker, ScriptedConsumer, list[Event[Any]]]:
     """Run a worker whose function parses each event (as every event function does) over one
     poll of ``records``; stop once it committed past the last one."""
     store = get_store()
@@ -162,13 +177,19 @@ def run_until_committed(records: list[Record], sink: Callable[[str, DeadLetter],
     consumer = ScriptedConsumer([records])
     stop = threading.Event()
     handled: list[Event[Any]] = []
-    function = LoadedFunction("parse", "tests:parse", lambda ce: handled.append(parse_event(ce)),
-                              "cloudevent", False)
-    worker = KafkaTriggerWorker(function="parse", group="g",
-                                trigger=KafkaTrigger(topic=STOCK.topic), bus=ScriptedBus(consumer),
-                                invoker=Invoker(function, Delivery(), "kafka", sink, stop),
-                                seen=SeenLog(store, bucket("state"), "parse"), stop=stop,
-                                commit_interval_s=0)
+    function = LoadedFunction(
+        "parse", "tests:parse", lambda ce: handled.append(parse_event(ce)), "cloudevent", False
+    )
+    worker = KafkaTriggerWorker(
+        function="parse",
+        group="g",
+        trigger=KafkaTrigger(topic=STOCK.topic),
+        bus=ScriptedBus(consumer),
+        invoker=Invoker(function, Delivery(), "kafka", sink, stop),
+        seen=SeenLog(store, bucket("state"), "parse"),
+        stop=stop,
+        commit_interval_s=0,
+    )
     worker.start()
     end = {STOCK: records[-1].offset + 1}
     deadline = time.monotonic() + 20
@@ -187,7 +208,8 @@ def test_a_record_of_deeply_nested_brackets_is_dead_lettered_and_the_next_one_is
 
     _, _, handled = run_until_committed(
         [stock_record(0, b"[" * 200_000), stock_record(1, good_stock_value(5))],
-        lambda _id, dl: letters.append(dl))
+        lambda _id, dl: letters.append(dl),
+    )
 
     assert [e.data.on_hand for e in handled] == [5]
     [letter] = letters
@@ -196,14 +218,16 @@ def test_a_record_of_deeply_nested_brackets_is_dead_lettered_and_the_next_one_is
     assert (letter.event.offset, letter.event.data) == (0, "[" * 200_000)
 
 
-def test_a_5_mb_record_is_dead_lettered_cut_with_its_size_and_digest_and_the_next_one_handled(
-) -> None:
+def test_a_5_mb_record_is_dead_lettered_cut_with_its_size_and_digest_and_the_next_one_handled() -> (
+    None
+):
     provision(get_bus(), get_store())
     poison = b"x" * 5_000_000
     sink = DeadLetterSink(get_store(), get_bus(), "platform.dead-letter")
 
-    _, _, handled = run_until_committed([stock_record(0, poison),
-                                         stock_record(1, good_stock_value(6))], sink)
+    _, _, handled = run_until_committed(
+        [stock_record(0, poison), stock_record(1, good_stock_value(6))], sink
+    )
 
     assert [e.data.on_hand for e in handled] == [6]
     [stored] = list(DeadLetterStore(get_store(), bucket("dead-letters")).list())
@@ -223,7 +247,8 @@ def test_a_record_with_an_oversized_ce_id_is_dead_lettered_and_the_next_one_hand
 
     _, _, handled = run_until_committed(
         [stock_record(0, value, huge), stock_record(1, good_stock_value(7))],
-        lambda _id, dl: letters.append(dl))
+        lambda _id, dl: letters.append(dl),
+    )
 
     assert [e.data.on_hand for e in handled] == [7]
     [letter] = letters
@@ -236,8 +261,9 @@ def test_a_binary_mode_record_without_ce_id_is_dead_lettered_with_the_reason() -
     _, value, headers = to_kafka(event_from_sample("stock-reported"))
     no_id = tuple((n, h) for n, h in headers if n != "ce_id")
 
-    _, _, handled = run_until_committed([stock_record(0, value, no_id)],
-                                        lambda _id, dl: letters.append(dl))
+    _, _, handled = run_until_committed(
+        [stock_record(0, value, no_id)], lambda _id, dl: letters.append(dl)
+    )
 
     assert handled == []
     [letter] = letters
@@ -247,16 +273,18 @@ def test_a_binary_mode_record_without_ce_id_is_dead_lettered_with_the_reason() -
 
 def test_a_structured_mode_record_reaches_the_function_as_its_own_event() -> None:
     sent = event_from_sample("stock-reported")
-    record = stock_record(0, json.dumps(sent.to_dict()).encode(),
-                          (("content-type", b"application/cloudevents+json"),))
+    record = stock_record(
+        0, json.dumps(sent.to_dict()).encode(), (("content-type", b"application/cloudevents+json"),)
+    )
 
     _, _, handled = run_until_committed([record], lambda *_: None)
 
     assert [(e.source, e.id, e.data) for e in handled] == [(sent.source, sent.id, sent.data)]
 
 
-def test_a_dead_letter_that_cannot_be_written_stops_the_trigger_leaving_the_record_uncommitted(
-) -> None:
+def test_a_dead_letter_that_cannot_be_written_stops_the_trigger_leaving_the_record_uncommitted() -> (
+    None
+):
     def sink_down(_id: str, _dl: DeadLetter) -> None:
         raise BusUnavailable("dead-letter topic away")
 
@@ -265,11 +293,16 @@ def test_a_dead_letter_that_cannot_be_written_stops_the_trigger_leaving_the_reco
     consumer = ScriptedConsumer([[stock_record(0, b"not json"), stock_record(1, b"{}")]])
     stop = threading.Event()
     function = LoadedFunction("parse", "tests:parse", parse_event, "cloudevent", False)
-    worker = KafkaTriggerWorker(function="parse", group="g",
-                                trigger=KafkaTrigger(topic=STOCK.topic), bus=ScriptedBus(consumer),
-                                invoker=Invoker(function, Delivery(), "kafka", sink_down, stop),
-                                seen=SeenLog(store, bucket("state"), "parse"), stop=stop,
-                                commit_interval_s=0)
+    worker = KafkaTriggerWorker(
+        function="parse",
+        group="g",
+        trigger=KafkaTrigger(topic=STOCK.topic),
+        bus=ScriptedBus(consumer),
+        invoker=Invoker(function, Delivery(), "kafka", sink_down, stop),
+        seen=SeenLog(store, bucket("state"), "parse"),
+        stop=stop,
+        commit_interval_s=0,
+    )
     worker.start()
     worker.join(10)
 

@@ -12,9 +12,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-import shared.platform.auth as auth
 from events.envelope import event_from_sample
 from shared.inventory import ProductCatalog
+from shared.platform import auth
 from shared.platform.adapters import get_bus, get_store
 from shared.platform.auth import dev_api_key
 from shared.runtime.app import provision
@@ -26,8 +26,13 @@ from tests.functions.test_http_server import Reply, build, call
 STOCK = "/v1/partners/{partner}/stock"
 ITEM = "/v1/inventory/{sku}"
 SEARCH = "/v1/inventory"
-LINE = {"partner_sku": "YM-4MM-PURPLE", "location_id": "BERLIN-1", "region": "eu",
-        "on_hand": 12, "reserved": 2}
+LINE = {
+    "partner_sku": "YM-4MM-PURPLE",
+    "location_id": "BERLIN-1",
+    "region": "eu",
+    "on_hand": 12,
+    "reserved": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +83,9 @@ def test_the_projects_document_is_valid_openapi_3_1(document: dict[str, Any]) ->
 
 
 def test_every_http_route_of_serverless_yaml_is_documented_with_its_method(
-        service: ServiceConfig, document: dict[str, Any]) -> None:
-    routes = {(t.path, t.method) for fn in service.functions.values()
-              for t in fn.triggers("http")}
+    service: ServiceConfig, document: dict[str, Any]
+) -> None:
+    routes = {(t.path, t.method) for fn in service.functions.values() for t in fn.triggers("http")}
 
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
 
@@ -90,7 +95,8 @@ def test_every_http_route_of_serverless_yaml_is_documented_with_its_method(
 
 
 def test_a_stock_line_requires_its_sku_location_region_and_on_hand(
-        document: dict[str, Any]) -> None:
+    document: dict[str, Any],
+) -> None:
     post = component(document, body_schema(document, STOCK))
     batch, one_line = post["anyOf"]  # {"lines": [...]} or a single line
 
@@ -109,7 +115,8 @@ def test_report_stock_errors_are_problem_documents(document: dict[str, Any]) -> 
         content = responses[status]["content"]
         assert list(content) == ["application/problem+json"], status
         assert content["application/problem+json"]["schema"] == {
-            "$ref": "#/components/schemas/Problem"}
+            "$ref": "#/components/schemas/Problem"
+        }
     assert set(responses["202"]["content"]) == {"application/json"}
     assert {"type", "title", "status", "detail", "errors"} <= set(problem["properties"])
     assert "Retry-After" in responses["503"]["headers"]
@@ -127,7 +134,8 @@ def test_report_stock_takes_an_idempotency_key_header(document: dict[str, Any]) 
 
 
 def test_partner_routes_take_an_api_key_or_a_bearer_token_with_their_scope(
-        document: dict[str, Any]) -> None:
+    document: dict[str, Any],
+) -> None:
     stock = document["paths"][STOCK]["post"]["security"]
     products = document["paths"]["/v1/partners/{partner}/products"]["post"]["security"]
     schemes = document["components"]["securitySchemes"]
@@ -137,12 +145,15 @@ def test_partner_routes_take_an_api_key_or_a_bearer_token_with_their_scope(
     assert (schemes["ApiKey"]["in"], schemes["ApiKey"]["name"]) == ("header", "X-API-Key")
     assert "Authorization: ApiKey" in schemes["ApiKey"]["description"]
     assert (schemes["bearerAuth"]["scheme"], schemes["bearerAuth"]["bearerFormat"]) == (
-        "bearer", "JWT")
+        "bearer",
+        "JWT",
+    )
     assert document["paths"][ITEM]["get"]["security"] == []
 
 
 def test_the_inventory_routes_require_a_region_and_answer_304_to_if_none_match(
-        document: dict[str, Any]) -> None:
+    document: dict[str, Any],
+) -> None:
     for path in (SEARCH, ITEM):
         operation = document["paths"][path]["get"]
         parameters = {(p["in"], p["name"]): p for p in operation["parameters"]}
@@ -158,7 +169,8 @@ def test_the_inventory_routes_require_a_region_and_answer_304_to_if_none_match(
 
 
 def test_a_route_without_a_declaration_is_documented_from_serverless_yaml() -> None:
-    service = parse_service("""
+    service = parse_service(
+        """
 service: retailfn-test
 functions:
   echo:
@@ -166,7 +178,9 @@ functions:
     description: Echoes the request.
     events:
       - http: {path: "/v1/partners/{partner}/items/{sku}", method: get, auth: jwt}
-""", env={})
+""",
+        env={},
+    )
 
     document = openapi_document(service)
 
@@ -181,16 +195,32 @@ functions:
 
 
 def post_stock(app: HttpApp, body: Any) -> Reply:
-    return call(app, "POST", "/v1/partners/acme/stock", json_body=body,
-                headers={"X-API-Key": dev_api_key("acme")})
+    return call(
+        app,
+        "POST",
+        "/v1/partners/acme/stock",
+        json_body=body,
+        headers={"X-API-Key": dev_api_key("acme")},
+    )
 
 
 @pytest.mark.usefixtures("embedded")
 def test_the_body_schema_accepts_what_report_stock_accepts_and_rejects_what_it_422s(
-        app: HttpApp, document: dict[str, Any]) -> None:
+    app: HttpApp, document: dict[str, Any]
+) -> None:
     validator = schema_of(document, body_schema(document, STOCK))
-    good = {"lines": [LINE, {**LINE, "location_id": "PARIS-2", "unit": "pack",
-                             "units_per_pack": 6, "reported_at": "2026-01-05T10:00:00Z"}]}
+    good = {
+        "lines": [
+            LINE,
+            {
+                **LINE,
+                "location_id": "PARIS-2",
+                "unit": "pack",
+                "units_per_pack": 6,
+                "reported_at": "2026-01-05T10:00:00Z",
+            },
+        ]
+    }
     bad = {"lines": [LINE, {k: v for k, v in LINE.items() if k != "on_hand"}]}
 
     accepted, rejected = post_stock(app, good), post_stock(app, bad)
@@ -209,8 +239,9 @@ def test_the_body_schema_accepts_what_report_stock_accepts_and_rejects_what_it_4
 
 
 @pytest.mark.usefixtures("embedded")
-def test_inventory_answers_fit_their_documented_schemas(app: HttpApp,
-                                                        document: dict[str, Any]) -> None:
+def test_inventory_answers_fit_their_documented_schemas(
+    app: HttpApp, document: dict[str, Any]
+) -> None:
     sample = event_from_sample("product-introduced").data
     ProductCatalog().put(sample.model_copy(update={"regions": ("eu", "na")}))
 
@@ -221,8 +252,12 @@ def test_inventory_answers_fit_their_documented_schemas(app: HttpApp,
     for path, reply in ((ITEM, item), (SEARCH, page)):
         assert reply.status == 200, reply.body
         content = document["paths"][path]["get"]["responses"]["200"]["content"]
-        assert list(schema_of(document, content["application/json"]["schema"]).iter_errors(
-            reply.json())) == []
+        assert (
+            list(
+                schema_of(document, content["application/json"]["schema"]).iter_errors(reply.json())
+            )
+            == []
+        )
     assert missing_region.status == 400
     assert any(e["loc"] == "query.region" for e in missing_region.json()["errors"])
 
@@ -244,8 +279,9 @@ class _Page(HTMLParser):
         self.text.append(data)
 
 
-def test_the_runtime_serves_the_document_at_openapi_json(app: HttpApp,
-                                                          document: dict[str, Any]) -> None:
+def test_the_runtime_serves_the_document_at_openapi_json(
+    app: HttpApp, document: dict[str, Any]
+) -> None:
     reply = call(app, "GET", "/openapi.json")
 
     assert reply.status == 200
@@ -256,7 +292,8 @@ def test_the_runtime_serves_the_document_at_openapi_json(app: HttpApp,
 
 
 def test_the_runtime_serves_a_self_contained_docs_page_naming_every_operation(
-        app: HttpApp, document: dict[str, Any]) -> None:
+    app: HttpApp, document: dict[str, Any]
+) -> None:
     reply = call(app, "GET", "/docs")
     page = _Page()
     page.feed(reply.body.decode())
@@ -275,14 +312,17 @@ def test_the_runtime_serves_a_self_contained_docs_page_naming_every_operation(
 
 
 def test_an_operation_declared_for_a_path_serverless_yaml_does_not_route_is_an_error() -> None:
-    service = parse_service("""
+    service = parse_service(
+        """
 service: retailfn-test
 functions:
   inventory_api:
     handler: functions.inventory_api.main:inventory_api
     events:
       - http: {path: /v2/inventory, method: get}
-""", env={})
+""",
+        env={},
+    )
 
     with pytest.raises(ValueError, match="/v1/inventory"):
         openapi_document(service)

@@ -58,8 +58,9 @@ def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def package(out: Path, *args: str) -> dict:
-    result = CliRunner().invoke(main, ["--config", str(CONFIG), "package", "--out", str(out),
-                                       *args], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["--config", str(CONFIG), "package", "--out", str(out), *args], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     return json.loads((out / "manifest.json").read_text())
 
@@ -67,8 +68,9 @@ def package(out: Path, *args: str) -> dict:
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    result = CliRunner().invoke(main, ["--config", str(CONFIG), "package", "--out", str(out)],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["--config", str(CONFIG), "package", "--out", str(out)], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert f"{len(SERVICE.functions)} package(s)" in result.stdout
     return out
@@ -83,7 +85,8 @@ def test_every_function_is_packaged_with_its_code_the_layers_and_a_size_report(d
         folder = dist / name
         files = [p for p in folder.rglob("*") if p.is_file()]
         assert entry["files"] == len(files) and entry["bytes"] == sum(
-            p.stat().st_size for p in files)
+            p.stat().st_size for p in files
+        )
         assert (folder / "functions" / name / "main.py").is_file()
         assert (folder / "functions/__init__.py").is_file()
         others = {p.name for p in (folder / "functions").iterdir() if p.is_dir()}
@@ -92,8 +95,11 @@ def test_every_function_is_packaged_with_its_code_the_layers_and_a_size_report(d
         assert (folder / "events/catalog.py").is_file()
         assert list((folder / "events/samples").glob("*.json"))
         assert list((folder / "events/schemas").glob("*.json"))
-        pinned = [line for line in (folder / "requirements.txt").read_text().splitlines()
-                  if line and not line.startswith("#")]
+        pinned = [
+            line
+            for line in (folder / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        ]
         assert pinned == entry["requirements"]
         assert set(pinned) <= set(requirements.splitlines())  # the project's pins, unchanged
         assert (folder / "serverless.yaml").is_file()
@@ -106,21 +112,41 @@ def test_every_function_is_packaged_with_its_code_the_layers_and_a_size_report(d
         assert (dist / f"{name}.zip").stat().st_size == entry["archive_bytes"]
 
 
-def test_commands_start_the_http_app_the_subscription_app_or_the_worker(
-        dist: Path) -> None:
-    manifest = {p["function"]: p for p in json.loads((dist / "manifest.json").read_text())[
-        "packages"]}
+def test_commands_start_the_http_app_the_subscription_app_or_the_worker(dist: Path) -> None:
+    manifest = {
+        p["function"]: p for p in json.loads((dist / "manifest.json").read_text())["packages"]
+    }
     assert manifest["report_stock"]["command"] == [
-        "python", "-m", "shared.runtime.http_app", "--function", "report_stock"]
+        "python",
+        "-m",
+        "shared.runtime.http_app",
+        "--function",
+        "report_stock",
+    ]
     assert manifest["ingest_stock_file"]["command"] == [
-        "python", "-m", "shared.runtime.subscription", "--function", "ingest_stock_file"]
+        "python",
+        "-m",
+        "shared.runtime.subscription",
+        "--function",
+        "ingest_stock_file",
+    ]
     assert manifest["ingest_stock"]["command"] == [
-        "python", "-m", "shared.runtime.worker", "--function", "ingest_stock"]
+        "python",
+        "-m",
+        "shared.runtime.worker",
+        "--function",
+        "ingest_stock",
+    ]
     assert manifest["report_stock"]["kind"] == "http"
     assert manifest["archive_events"]["kind"] == "worker"
     assert manifest["ingest_stock_file"]["kind"] == "subscription"
     assert manifest["archive_events"]["command"] == [
-        "python", "-m", "shared.runtime.worker", "--function", "archive_events"]
+        "python",
+        "-m",
+        "shared.runtime.worker",
+        "--function",
+        "archive_events",
+    ]
     for name in SERVICE.functions:
         assert command_for(SERVICE, name) == manifest[name]["command"]
         assert kind_of(SERVICE, name) == manifest[name]["kind"]
@@ -148,14 +174,16 @@ def test_a_subset_rebuild_keeps_the_others_in_the_manifest(tmp_path: Path) -> No
 
 
 def test_package_refuses_to_write_into_the_project() -> None:
-    result = CliRunner().invoke(main, ["--config", str(CONFIG), "package", "--out",
-                                       str(ROOT / "shared")])
+    result = CliRunner().invoke(
+        main, ["--config", str(CONFIG), "package", "--out", str(ROOT / "shared")]
+    )
     assert result.exit_code != 0 and "project's own folders" in result.output
 
 
 def test_unknown_function_is_an_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["--config", str(CONFIG), "package", "--out",
-                                       str(tmp_path), "--functions", "nope"])
+    result = CliRunner().invoke(
+        main, ["--config", str(CONFIG), "package", "--out", str(tmp_path), "--functions", "nope"]
+    )
     assert result.exit_code != 0 and "unknown function(s) nope" in result.output
 
 
@@ -176,14 +204,34 @@ class Venvs:
         self._bare: int | None = None
         self.wheels = base / "wheelhouse"
         distinct = {(f / "requirements.txt").read_text(): f for f in folders}
-        union = sorted({line for text in distinct for line in text.splitlines()
-                        if line and not line.startswith("#")})
+        union = sorted(
+            {
+                line
+                for text in distinct
+                for line in text.splitlines()
+                if line and not line.startswith("#")
+            }
+        )
         (base / "union.txt").write_text("\n".join(union) + "\n")
         # `pip wheel`: fetched wheels are kept as they are, an sdist (ibm-cos-sdk) is built once.
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                        "--disable-pip-version-check", "-w", str(self.wheels),
-                        "-r", str(base / "union.txt")],
-                       check=True, env=_clean_env(), stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-w",
+                str(self.wheels),
+                "-r",
+                str(base / "union.txt"),
+            ],
+            check=True,
+            env=_clean_env(),
+            stderr=subprocess.DEVNULL,
+        )
         with ThreadPoolExecutor(max_workers=2) as pool:
             built = pool.map(self._build, range(len(distinct)), distinct.values())
             self.made = dict(zip(distinct, built, strict=True))
@@ -192,10 +240,25 @@ class Venvs:
         venv = self.base / f"venv-{index}"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         python = venv / "bin" / "python"
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", "--no-cache-dir", "--no-index",
-                        "--find-links", str(self.wheels), "-r", str(folder / "requirements.txt")],
-                       check=True, env=_clean_env(), stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-cache-dir",
+                "--no-index",
+                "--find-links",
+                str(self.wheels),
+                "-r",
+                str(folder / "requirements.txt"),
+            ],
+            check=True,
+            env=_clean_env(),
+            stderr=subprocess.DEVNULL,
+        )
         return python
 
     def python_for(self, folder: Path) -> Path:
@@ -230,18 +293,30 @@ def fresh_python(dist: Path, venvs: Venvs) -> Path:
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RETAILFN_", "PYTHON", "VIRTUAL_ENV"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RETAILFN_", "PYTHON", "VIRTUAL_ENV"))
+    }
     env.update(extra)
     return env
 
 
 def test_the_fresh_environment_sees_the_libraries_but_not_the_repository(
-        fresh_python: Path, tmp_path: Path) -> None:
-    probe = ("import importlib.util as u, functions_framework, pydantic; "
-             "print([u.find_spec(m) is None for m in ('shared', 'events', 'functions')])")
-    out = subprocess.run([str(fresh_python), "-c", probe], cwd=tmp_path, env=_clean_env(),
-                         check=True, capture_output=True, text=True).stdout
+    fresh_python: Path, tmp_path: Path
+) -> None:
+    probe = (
+        "import importlib.util as u, functions_framework, pydantic; "
+        "print([u.find_spec(m) is None for m in ('shared', 'events', 'functions')])"
+    )
+    out = subprocess.run(
+        [str(fresh_python), "-c", probe],
+        cwd=tmp_path,
+        env=_clean_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert out.strip() == "[True, True, True]"
 
 
@@ -280,42 +355,63 @@ def test_an_event_function_image_leaves_out_what_only_auth_uses(dist: Path) -> N
 
 
 def test_the_package_report_gives_the_installed_size_of_each_image(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["--config", str(CONFIG), "package", "--out",
-                                       str(tmp_path), "--functions",
-                                       "ingest_stock,recalc_cross_sell"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "--config",
+            str(CONFIG),
+            "package",
+            "--out",
+            str(tmp_path),
+            "--functions",
+            "ingest_stock,recalc_cross_sell",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     header, *rows = result.stdout.splitlines()
     assert "installed MB" in header
-    manifest = {p["function"]: p for p in json.loads((tmp_path / "manifest.json").read_text())[
-        "packages"]}
+    manifest = {
+        p["function"]: p for p in json.loads((tmp_path / "manifest.json").read_text())["packages"]
+    }
     for row in rows[:2]:
         name, *_rest, installed = row.split()
         assert float(installed) == round(manifest[name]["installed_bytes"] / 1e6, 1)
     # scipy and numpy alone are well over 100 MB installed.
-    assert manifest["recalc_cross_sell"]["installed_bytes"] - manifest["ingest_stock"][
-        "installed_bytes"] > 100e6
+    assert (
+        manifest["recalc_cross_sell"]["installed_bytes"]
+        - manifest["ingest_stock"]["installed_bytes"]
+        > 100e6
+    )
 
 
 def test_an_import_inside_a_function_counts_and_one_for_type_checking_does_not(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared/__init__.py").write_text("")
     (tmp_path / "shared/lazy.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import numpy\n"
-        "def bus():\n    from kafka import KafkaProducer\n    return KafkaProducer\n")
-    (tmp_path / "shared/entry.py").write_text("import json\nfrom shared import lazy\n"
-                                              "def later():\n    import hcl2\n")
+        "def bus():\n    from kafka import KafkaProducer\n    return KafkaProducer\n"
+    )
+    (tmp_path / "shared/entry.py").write_text(
+        "import json\nfrom shared import lazy\ndef later():\n    import hcl2\n"
+    )
 
     assert import_closure(tmp_path, [Entry("shared.entry")]) == (
-        {"shared", "shared.entry", "shared.lazy"}, {"kafka", "hcl2"})
+        {"shared", "shared.entry", "shared.lazy"},
+        {"kafka", "hcl2"},
+    )
     # Module level only (the CLI's group): the command bodies' imports are left out.
     assert import_closure(tmp_path, [Entry("shared.entry", nested=False)])[1] == {"kafka"}
 
 
 def test_a_distribution_requirements_txt_does_not_pin_is_refused() -> None:
-    lock = "\n".join(line for line in (ROOT / "requirements.txt").read_text().splitlines()
-                     if not line.startswith("scipy=="))
+    lock = "\n".join(
+        line
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if not line.startswith("scipy==")
+    )
 
     with pytest.raises(RequirementsError, match="not pinned in requirements.txt: scipy"):
         pinned(lock, distributions_for({"scipy", "pydantic"}))
@@ -337,8 +433,10 @@ def app_command(name: str) -> list[str]:
 
 
 def app_environment(name: str, stage: str) -> dict[str, str]:
-    return {k: _from_terraform(v)
-            for k, v in APPS["locals"]["function_environment"][name][stage].items()}
+    return {
+        k: _from_terraform(v)
+        for k, v in APPS["locals"]["function_environment"][name][stage].items()
+    }
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -357,15 +455,18 @@ ROUTE_CHECKS: dict[str, tuple[str, str, int, str]] = {
     "introduce_product": ("POST", "/v1/partners/acme/products", 401, "missing credentials"),
     "stock_rejections": ("GET", "/v1/partners/acme/rejections", 401, "missing credentials"),
     "inventory_api": ("GET", "/v1/inventory?region=eu", 200, '"items":[]'),
-    "recommend": ("GET", "/v1/recommendations/ACME-SKU-1?region=eu", 404,
-                  "not in the eu catalog"),
+    "recommend": ("GET", "/v1/recommendations/ACME-SKU-1?region=eu", 404, "not in the eu catalog"),
     "record_click": ("POST", "/v1/recommendations/nope/clicks", 422, "failed validation"),
 }
 
 
 def _request(method: str, url: str) -> tuple[int, str, bytes]:
-    request = urllib.request.Request(url, data=b"{}" if method == "POST" else None,
-                                     headers={"Content-Type": "application/json"}, method=method)
+    request = urllib.request.Request(
+        url,
+        data=b"{}" if method == "POST" else None,
+        headers={"Content-Type": "application/json"},
+        method=method,
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.headers["Content-Type"], response.read()
@@ -379,7 +480,8 @@ def test_every_http_function_has_a_route_check() -> None:
 
 @pytest.mark.parametrize("name", list(SERVICE.functions))
 def test_every_packaged_app_starts_with_its_generated_command_and_environment(
-        name: str, dist: Path, venvs: Venvs, tmp_path: Path) -> None:
+    name: str, dist: Path, venvs: Venvs, tmp_path: Path
+) -> None:
     folder = dist / name
     python = venvs.python_for(folder)
     command = app_command(name)  # the image's CMD too (tests/functions/test_infra.py)
@@ -393,12 +495,18 @@ def test_every_packaged_app_starts_with_its_generated_command_and_environment(
     # Engine sets. PATH starts at the venv's bin, as pip's /usr/local/bin in the image.
     env = {k: v.replace(IMAGE_WORKDIR, str(folder)) for k, v in IMAGE_ENV.items()}
     env.update(app_environment(name, "local"))
-    env.update(PATH=f"{python.parent}:/usr/bin:/bin", HOME=str(tmp_path), HOST="127.0.0.1",
-               PORT=str(port), RETAILFN_DATA_DIR=os.environ["RETAILFN_DATA_DIR"])
+    env.update(
+        PATH=f"{python.parent}:/usr/bin:/bin",
+        HOME=str(tmp_path),
+        HOST="127.0.0.1",
+        PORT=str(port),
+        RETAILFN_DATA_DIR=os.environ["RETAILFN_DATA_DIR"],
+    )
     log_path = tmp_path / "app.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=folder, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -418,9 +526,13 @@ def test_every_packaged_app_starts_with_its_generated_command_and_environment(
                 method, path, expected, answer = ROUTE_CHECKS[name]
                 status, content_type, body = _request(method, f"http://127.0.0.1:{port}{path}")
                 assert (status, answer in body.decode()) == (expected, True), (
-                    status, body, log_path.read_text())
-                assert content_type == ("application/json" if status < 400
-                                        else "application/problem+json"), content_type
+                    status,
+                    body,
+                    log_path.read_text(),
+                )
+                assert content_type == (
+                    "application/json" if status < 400 else "application/problem+json"
+                ), content_type
         finally:
             process.terminate()
             try:
@@ -432,9 +544,11 @@ def test_every_packaged_app_starts_with_its_generated_command_and_environment(
 
 
 def test_the_reported_installed_size_is_what_the_fresh_environment_measures(
-        dist: Path, venvs: Venvs) -> None:
-    manifest = {p["function"]: p for p in json.loads((dist / "manifest.json").read_text())[
-        "packages"]}
+    dist: Path, venvs: Venvs
+) -> None:
+    manifest = {
+        p["function"]: p for p in json.loads((dist / "manifest.json").read_text())["packages"]
+    }
     for name in ("ingest_stock", "recalc_cross_sell"):
         python = venvs.python_for(dist / name)
         reported = manifest[name]["installed_bytes"] - manifest[name]["bytes"]
@@ -446,11 +560,28 @@ def test_pip_installs_exactly_the_pinned_set(dist: Path, venvs: Venvs) -> None:
     # Nothing resolved beyond the file: the computed closure is complete and every pin is used.
     for name in ("archive_events", "report_stock"):
         python = venvs.python_for(dist / name)
-        frozen = subprocess.run([str(python), "-m", "pip", "freeze", "--all",
-                                 "--exclude", "pip", "--exclude", "setuptools"],
-                                check=True, capture_output=True, text=True, env=_clean_env())
-        wanted = {_canonical(line) for line in (dist / name / "requirements.txt").read_text()
-                  .splitlines() if line and not line.startswith("#")}
+        frozen = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "freeze",
+                "--all",
+                "--exclude",
+                "pip",
+                "--exclude",
+                "setuptools",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=_clean_env(),
+        )
+        wanted = {
+            _canonical(line)
+            for line in (dist / name / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        }
         assert {_canonical(line) for line in frozen.stdout.split()} == wanted, name
 
 
@@ -460,8 +591,9 @@ def _canonical(pin: str) -> str:
 
 
 @pytest.fixture
-def packaged_ingest_stock_file(dist: Path, fresh_python: Path,
-                               tmp_path: Path) -> Iterator[tuple[int, Path]]:
+def packaged_ingest_stock_file(
+    dist: Path, fresh_python: Path, tmp_path: Path
+) -> Iterator[tuple[int, Path]]:
     folder = dist / "ingest_stock_file"
     port = free_port()
     cmd = command_for(SERVICE, "ingest_stock_file")
@@ -470,9 +602,15 @@ def packaged_ingest_stock_file(dist: Path, fresh_python: Path,
     log = (tmp_path / "function.log").open("wb")
     process = subprocess.Popen(
         [str(fresh_python), *cmd[1:], "--host", "127.0.0.1", "--port", str(port)],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-        env=_clean_env(PYTHONPATH=str(folder), RETAILFN_STAGE="local",
-                       RETAILFN_DATA_DIR=os.environ["RETAILFN_DATA_DIR"]))
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_clean_env(
+            PYTHONPATH=str(folder),
+            RETAILFN_STAGE="local",
+            RETAILFN_DATA_DIR=os.environ["RETAILFN_DATA_DIR"],
+        ),
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -498,32 +636,49 @@ def packaged_ingest_stock_file(dist: Path, fresh_python: Path,
 
 
 def test_a_packaged_function_runs_from_its_folder_in_a_fresh_venv_and_takes_a_cos_event(
-        packaged_ingest_stock_file: tuple[int, Path]) -> None:
+    packaged_ingest_stock_file: tuple[int, Path],
+) -> None:
     port, log = packaged_ingest_stock_file
     provision(get_bus(), get_store())
     product = event_from_sample("product-introduced").data
     for partner_sku in ("SKU-1", "SKU-2"):  # acme introduced them: the lines are good lines
-        ProductCatalog().put(product.model_copy(update={"sku": f"ACME-{partner_sku}",
-                                                        "partner_sku": partner_sku}))
-    csv = "\n".join([",".join(COLUMNS),
-                     "SKU-1,LOC-1,eu,7,0,0,each,,2026-11-27T10:00:00Z,1",
-                     "SKU-2,LOC-2,eu,3,0,0,each,,2026-11-27T10:00:00Z,1"]) + "\n"
-    info = get_store().put(bucket("partner-drops"), "acme/2026-11-27/stock.csv", csv.encode(),
-                           content_type="text/csv")
+        ProductCatalog().put(
+            product.model_copy(update={"sku": f"ACME-{partner_sku}", "partner_sku": partner_sku})
+        )
+    csv = (
+        "\n".join(
+            [
+                ",".join(COLUMNS),
+                "SKU-1,LOC-1,eu,7,0,0,each,,2026-11-27T10:00:00Z,1",
+                "SKU-2,LOC-2,eu,3,0,0,each,,2026-11-27T10:00:00Z,1",
+            ]
+        )
+        + "\n"
+    )
+    info = get_store().put(
+        bucket("partner-drops"), "acme/2026-11-27/stock.csv", csv.encode(), content_type="text/csv"
+    )
     # Code Engine's COS subscription, delivered in CloudEvents binary HTTP mode.
-    headers, body = to_binary(cos_event(info.bucket, info.key, "write", info.etag, info.size,
-                                        "text/csv"))
+    headers, body = to_binary(
+        cos_event(info.bucket, info.key, "write", info.etag, info.size, "text/csv")
+    )
 
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, headers=headers,
-                                     method="POST")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/", data=body, headers=headers, method="POST"
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200, log.read_text()
 
-    records = [from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
-               for r in get_bus().read_all("inventory.stock-reported")]
+    records = [
+        from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
+        for r in get_bus().read_all("inventory.stock-reported")
+    ]
     assert sorted((e.data.partner_sku, e.data.on_hand) for e in records) == [
-        ("SKU-1", 7), ("SKU-2", 3)]
+        ("SKU-1", 7),
+        ("SKU-2", 3),
+    ]
     assert {e.data.partner_id for e in records} == {"acme"}
-    report = json.loads(get_store().get(bucket("partner-drops"),
-                                        "acme/2026-11-27/stock.csv.report.json").body)
+    report = json.loads(
+        get_store().get(bucket("partner-drops"), "acme/2026-11-27/stock.csv.report.json").body
+    )
     assert (report["lines_published"], report["lines_rejected"]) == (2, 0)

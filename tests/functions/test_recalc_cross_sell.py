@@ -20,8 +20,16 @@ from shared.runtime.cos_trigger import cos_event
 from shared.runtime.kafka_trigger import batch_event
 
 T0 = datetime(2026, 11, 27, 8, tzinfo=UTC)
-SKUS = ["YOGA-PANTS-M", "YOGA-MAT-4MM", "WATER-BOTTLE", "SAFFRON-1G", "RISOTTO-RICE",
-        "PARMESAN-200G", "BLOCK-CORK", "STRAP-COTTON"]
+SKUS = [
+    "YOGA-PANTS-M",
+    "YOGA-MAT-4MM",
+    "WATER-BOTTLE",
+    "SAFFRON-1G",
+    "RISOTTO-RICE",
+    "PARMESAN-200G",
+    "BLOCK-CORK",
+    "STRAP-COTTON",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -30,36 +38,62 @@ def _provisioned() -> None:
 
 
 def order(n: int, skus: list[str], region: str = "na") -> OrderCompleted:
-    return OrderCompleted.model_validate({
-        "order_id": f"ORD-{n:06d}", "channel": "web", "region": region,
-        "country": "US" if region == "na" else "DE", "currency": "USD",
-        "completed_at": (T0 + timedelta(minutes=n)).isoformat(),
-        "lines": [{"sku": s, "quantity": "1", "unit_price": "10.00"} for s in skus]})
+    return OrderCompleted.model_validate(
+        {
+            "order_id": f"ORD-{n:06d}",
+            "channel": "web",
+            "region": region,
+            "country": "US" if region == "na" else "DE",
+            "currency": "USD",
+            "completed_at": (T0 + timedelta(minutes=n)).isoformat(),
+            "lines": [{"sku": s, "quantity": "1", "unit_price": "10.00"} for s in skus],
+        }
+    )
 
 
-def records(topic: str, partition: int, orders: list[OrderCompleted], start: int = 0,
-            id_prefix: str = "e-") -> list[Record]:
+def records(
+    topic: str, partition: int, orders: list[OrderCompleted], start: int = 0, id_prefix: str = "e-"
+) -> list[Record]:
     out = []
     for i, payload in enumerate(orders):
-        key, value, headers = to_kafka(new_event(payload, source="/test/shop",
-                                                 id=f"{id_prefix}{start+i}"))
-        out.append(Record(topic, partition, start + i, key, value, tuple(headers),
-                          int(T0.timestamp() * 1000) + start + i))
+        key, value, headers = to_kafka(
+            new_event(payload, source="/test/shop", id=f"{id_prefix}{start + i}")
+        )
+        out.append(
+            Record(
+                topic,
+                partition,
+                start + i,
+                key,
+                value,
+                tuple(headers),
+                int(T0.timestamp() * 1000) + start + i,
+            )
+        )
     return out
 
 
 def random_orders(n: int, seed: int = 1) -> list[OrderCompleted]:
     rng = random.Random(seed)
-    return [order(i, rng.sample(SKUS, rng.randint(1, 4)), rng.choice(["na", "eu"]))
-            for i in range(n)]
+    return [
+        order(i, rng.sample(SKUS, rng.randint(1, 4)), rng.choice(["na", "eu"])) for i in range(n)
+    ]
 
 
-def archive(topic: str, partition: int, orders: list[OrderCompleted], start: int = 0,
-            batch: list[Record] | None = None) -> str:
+def archive(
+    topic: str,
+    partition: int,
+    orders: list[OrderCompleted],
+    start: int = 0,
+    batch: list[Record] | None = None,
+) -> str:
     """Archive one batch through archive_events; the object key it wrote."""
     before = {i.key for i in get_store().list(bucket("events-archive"))}
-    archive_events(batch_event(TopicPartition(topic, partition),
-                               batch or records(topic, partition, orders, start)))
+    archive_events(
+        batch_event(
+            TopicPartition(topic, partition), batch or records(topic, partition, orders, start)
+        )
+    )
     after = {i.key: i for i in get_store().list(bucket("events-archive"))}
     [key] = set(after) - before or [k for k in after if f"+{partition}+{start:010d}" in k]
     return key
@@ -67,8 +101,7 @@ def archive(topic: str, partition: int, orders: list[OrderCompleted], start: int
 
 def notify(key: str) -> None:
     info = get_store().head(bucket("events-archive"), key)
-    recalc_cross_sell(cos_event(info.bucket, key, "write", info.etag, info.size,
-                                info.content_type))
+    recalc_cross_sell(cos_event(info.bucket, key, "write", info.etag, info.size, info.content_type))
 
 
 def region_bytes(version: str) -> dict[str, bytes]:
@@ -78,9 +111,11 @@ def region_bytes(version: str) -> dict[str, bytes]:
 
 def test_incremental_folds_equal_a_rebuild_byte_for_byte() -> None:
     orders = random_orders(120)
-    keys = [archive("sales.order-completed", 0, orders[:50], 0),
-            archive("sales.order-completed", 1, orders[50:90], 0),
-            archive("pos.checkout-completed", 2, orders[90:], 0)]
+    keys = [
+        archive("sales.order-completed", 0, orders[:50], 0),
+        archive("sales.order-completed", 1, orders[50:90], 0),
+        archive("pos.checkout-completed", 2, orders[90:], 0),
+    ]
     for key in reversed(keys):
         notify(key)
     folded = CrossSellStore().current()
@@ -99,10 +134,12 @@ def test_the_same_object_event_twice_changes_nothing() -> None:
     notify(key)
     again = CrossSellStore().current()
     assert again.version == first.version
-    assert (CrossSellStore().fold_archive_object(bucket("events-archive"), key,
-                                                 get_store().head(bucket("events-archive"),
-                                                                  key).etag)
-            == "already_folded")
+    assert (
+        CrossSellStore().fold_archive_object(
+            bucket("events-archive"), key, get_store().head(bucket("events-archive"), key).etag
+        )
+        == "already_folded"
+    )
 
 
 def test_a_larger_rewrite_of_the_same_object_counts_only_the_new_orders() -> None:
@@ -118,8 +155,11 @@ def test_a_larger_rewrite_of_the_same_object_counts_only_the_new_orders() -> Non
 
 
 def test_the_model_learns_that_yoga_pants_go_with_a_yoga_mat() -> None:
-    baskets = [["YOGA-PANTS-M", "YOGA-MAT-4MM"]] * 8 + [["YOGA-PANTS-M", "SAFFRON-1G"]] * 2 \
+    baskets = (
+        [["YOGA-PANTS-M", "YOGA-MAT-4MM"]] * 8
+        + [["YOGA-PANTS-M", "SAFFRON-1G"]] * 2
         + [["SAFFRON-1G", "RISOTTO-RICE"]] * 10
+    )
     notify(archive("sales.order-completed", 4, [order(i, b) for i, b in enumerate(baskets)]))
     na = CrossSellStore().current().region("na")
     best = na.complements("YOGA-PANTS-M", 3)[0]
@@ -131,9 +171,15 @@ def test_deletes_and_other_topics_are_ignored() -> None:
     key = archive("sales.order-completed", 0, random_orders(5))
     info = get_store().head(bucket("events-archive"), key)
     recalc_cross_sell(cos_event(info.bucket, key, "delete", info.etag))
-    recalc_cross_sell(cos_event(info.bucket, "events/inventory.stock-changed/date=2026-11-27/"
-                                "hour=08/inventory.stock-changed+0+0000000000.ndjson.gz",
-                                "write", "abc"))
+    recalc_cross_sell(
+        cos_event(
+            info.bucket,
+            "events/inventory.stock-changed/date=2026-11-27/"
+            "hour=08/inventory.stock-changed+0+0000000000.ndjson.gz",
+            "write",
+            "abc",
+        )
+    )
     assert CrossSellStore().current() is None
 
 
@@ -141,8 +187,9 @@ def test_the_manifest_says_what_the_version_holds() -> None:
     key = archive("sales.order-completed", 0, random_orders(10))
     notify(key)
     models = CrossSellStore().current()
-    raw = json.loads(get_store().get(bucket("state"),
-                                     f"crosssell/versions/{models.version}/manifest.json").body)
+    raw = json.loads(
+        get_store().get(bucket("state"), f"crosssell/versions/{models.version}/manifest.json").body
+    )
     assert raw["kind"] == "fold" and raw["parent"] is None
     assert raw["folded"] == {key: get_store().head(bucket("events-archive"), key).etag}
     assert raw["offsets"] == {"sales.order-completed+0": [[0, 9]]}
@@ -178,9 +225,18 @@ def basket_total(version: str | None = None) -> float:
 def republish(orders: list[OrderCompleted], how: str) -> str:
     """The same orders published again, archived; the key of the copies' archive object."""
     if how == "same event id":  # the producer retried: same events, later offsets
-        batch = [Record(r.topic, r.partition, r.offset + 100, r.key, r.value, r.headers,
-                        r.timestamp_ms + 100)
-                 for r in records("sales.order-completed", 0, orders)]
+        batch = [
+            Record(
+                r.topic,
+                r.partition,
+                r.offset + 100,
+                r.key,
+                r.value,
+                r.headers,
+                r.timestamp_ms + 100,
+            )
+            for r in records("sales.order-completed", 0, orders)
+        ]
         return archive("sales.order-completed", 0, [], batch=batch)
     if how == "new event id":  # published again as new events
         batch = records("sales.order-completed", 1, orders, start=0, id_prefix="again-")
@@ -213,16 +269,18 @@ def test_copies_folded_before_the_original_count_the_order_once_too() -> None:
     notify(pos)
     notify(web)
     assert basket_total() == 30
-    assert region_bytes(CrossSellStore().rebuild()) == region_bytes(CrossSellStore().current()
-                                                                    .version)
+    assert region_bytes(CrossSellStore().rebuild()) == region_bytes(
+        CrossSellStore().current().version
+    )
 
 
 def test_copies_of_an_order_within_one_object_count_once() -> None:
     orders = random_orders(10)
     notify(archive("sales.order-completed", 0, [*orders, *orders[:4], orders[0]]))
     assert basket_total() == 10
-    assert region_bytes(CrossSellStore().rebuild()) == region_bytes(CrossSellStore().current()
-                                                                    .version)
+    assert region_bytes(CrossSellStore().rebuild()) == region_bytes(
+        CrossSellStore().current().version
+    )
 
 
 def test_when_copies_of_an_order_differ_the_first_one_counts() -> None:

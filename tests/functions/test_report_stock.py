@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 from kafka.admin import KafkaAdminClient
 
-import shared.platform.auth as auth
-import shared.platform.idempotency as idempotency
 from events.envelope import Event, from_kafka
+from shared.platform import auth, idempotency
 from shared.platform.adapters import get_bus, get_store, reset_adapters
 from shared.platform.auth import create_api_key, dev_api_key, issue_dev_token, revoke_api_key
 from shared.platform.idempotency import Idempotency, request_fingerprint
@@ -31,8 +30,13 @@ from tests.functions.test_http_server import Reply, call, is_problem
 TOPIC = "inventory.stock-reported"
 BATCH_LIMIT = 5
 ACME_KEY = dev_api_key("acme")
-LINE = {"partner_sku": "YM-4MM-PURPLE", "location_id": "BERLIN-1", "region": "eu",
-        "on_hand": 12, "reserved": 2}
+LINE = {
+    "partner_sku": "YM-4MM-PURPLE",
+    "location_id": "BERLIN-1",
+    "region": "eu",
+    "on_hand": 12,
+    "reserved": 2,
+}
 
 
 def line(**changes: Any) -> dict[str, Any]:
@@ -45,8 +49,11 @@ def service() -> ServiceConfig:
 
 
 def serve(service: ServiceConfig, **kwargs: Any) -> HttpApp:
-    return build_http_app(service, {"report_stock": load_function(
-        "report_stock", service.functions["report_stock"].handler)}, **kwargs)
+    return build_http_app(
+        service,
+        {"report_stock": load_function("report_stock", service.functions["report_stock"].handler)},
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,27 +70,42 @@ def _embedded(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     auth.reset_auth_caches()
 
 
-def post(app: HttpApp, body: Any, *, partner: str = "acme", key: str | None = ACME_KEY,
-         headers: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
+def post(
+    app: HttpApp,
+    body: Any,
+    *,
+    partner: str = "acme",
+    key: str | None = ACME_KEY,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> Reply:
     all_headers = {"content-type": "application/json", **(headers or {})}
     if key is not None:
         all_headers["Authorization"] = f"ApiKey {key}"
-    reply = call(app, "POST", f"/v1/partners/{partner}/stock",
-                 body=raw if raw is not None else json.dumps(body).encode(), headers=all_headers)
+    reply = call(
+        app,
+        "POST",
+        f"/v1/partners/{partner}/stock",
+        body=raw if raw is not None else json.dumps(body).encode(),
+        headers=all_headers,
+    )
     assert b"local-dev-secret" not in reply.body  # no answer ever echoes a credential
     return reply
 
 
 def published() -> list[Event[Any]]:
-    return [from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
-            for r in get_bus().read_all(TOPIC)]
+    return [
+        from_kafka(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
+        for r in get_bus().read_all(TOPIC)
+    ]
 
 
 # --- accepted ---------------------------------------------------------------------------------
 
 
 def test_a_single_line_is_accepted_and_lands_on_the_topic_keyed_by_partner_and_location(
-        app: HttpApp) -> None:
+    app: HttpApp,
+) -> None:
     reply = post(app, line())
 
     assert reply.status == 202, reply.body
@@ -93,14 +115,22 @@ def test_a_single_line_is_accepted_and_lands_on_the_topic_keyed_by_partner_and_l
     assert answer["event_ids"] == [event.id]
     assert event.type == "com.retailfn.inventory.stock-reported.v1"
     assert event.partitionkey == "acme:BERLIN-1"
-    assert (event.data.partner_id, event.data.partner_sku, event.data.on_hand,
-            event.data.reserved) == ("acme", "YM-4MM-PURPLE", 12, 2)
+    assert (
+        event.data.partner_id,
+        event.data.partner_sku,
+        event.data.on_hand,
+        event.data.reserved,
+    ) == ("acme", "YM-4MM-PURPLE", 12, 2)
     assert event.data.reported_at is not None
 
 
 def test_a_batch_is_accepted_with_one_event_per_line_in_order_per_location(app: HttpApp) -> None:
-    lines = [line(on_hand=1), line(location_id="PARIS-2", on_hand=2), line(on_hand=3),
-             line(unit="pack", units_per_pack=6, on_hand=4)]
+    lines = [
+        line(on_hand=1),
+        line(location_id="PARIS-2", on_hand=2),
+        line(on_hand=3),
+        line(unit="pack", units_per_pack=6, on_hand=4),
+    ]
 
     reply = post(app, {"lines": lines})
 
@@ -118,7 +148,8 @@ def test_a_batch_is_accepted_with_one_event_per_line_in_order_per_location(app: 
 
 
 def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_publishes_nothing_more(
-        app: HttpApp) -> None:
+    app: HttpApp,
+) -> None:
     body = {"lines": [line(on_hand=1), line(location_id="PARIS-2", on_hand=2)]}
     key = {"Idempotency-Key": "order-sync-2026-11-27T08:00"}
 
@@ -133,7 +164,8 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_publish
 
 
 def test_the_same_idempotency_key_with_another_body_is_a_422_that_publishes_nothing(
-        app: HttpApp) -> None:
+    app: HttpApp,
+) -> None:
     key = {"Idempotency-Key": "k-1"}
     first = post(app, line(on_hand=1), headers=key)
 
@@ -162,13 +194,13 @@ class HeldPublish:
                 self._arrived += 1
                 self._state.notify_all()
                 self._state.wait_for(
-                    lambda: self._arrived >= self._parties or self._answered > 0, timeout=10)
+                    lambda: self._arrived >= self._parties or self._answered > 0, timeout=10
+                )
             return real(*args, **kwargs)
 
         monkeypatch.setattr(bus, "publish_many", held)
 
-    def post_at_once(self, app: HttpApp, bodies: list[Any], headers: dict[str, str]
-                     ) -> list[Reply]:
+    def post_at_once(self, app: HttpApp, bodies: list[Any], headers: dict[str, str]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(bodies)
         start = threading.Barrier(len(bodies))
 
@@ -189,7 +221,8 @@ class HeldPublish:
 
 
 def test_the_same_idempotency_key_sent_at_once_with_two_bodies_gets_one_202_and_one_422(
-        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: HttpApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     held = HeldPublish(monkeypatch)
     bodies = [line(on_hand=1), line(on_hand=2)]
 
@@ -206,7 +239,8 @@ def test_the_same_idempotency_key_sent_at_once_with_two_bodies_gets_one_202_and_
 
 
 def test_the_same_request_sent_at_once_twice_gets_one_202_and_one_409_with_retry_after(
-        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: HttpApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     held = HeldPublish(monkeypatch)
     key = {"Idempotency-Key": "race-2"}
 
@@ -223,12 +257,14 @@ def test_the_same_request_sent_at_once_twice_gets_one_202_and_one_409_with_retry
 
 
 def test_a_key_left_reserved_by_a_request_that_died_is_taken_over_after_its_lease(
-        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: HttpApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a request that reserved its key and died before publishing or releasing it
     body = json.dumps(line()).encode()
     monkeypatch.setattr(idempotency, "LEASE", timedelta(0))
     Idempotency("report_stock/acme").begin(
-        "died-1", request_fingerprint("POST", "/v1/partners/acme/stock", body))
+        "died-1", request_fingerprint("POST", "/v1/partners/acme/stock", body)
+    )
 
     reply = post(app, None, raw=body, headers={"Idempotency-Key": "died-1"})
 
@@ -240,23 +276,22 @@ def test_a_key_left_reserved_by_a_request_that_died_is_taken_over_after_its_leas
 
 
 def test_a_non_ascii_partner_in_the_path_is_a_404_problem_that_publishes_nothing(
-        app: HttpApp) -> None:
+    app: HttpApp,
+) -> None:
     reply = post(app, line(), partner="acm\u00e9")
 
     assert "{partner}" in is_problem(reply, 404)["detail"]
     assert published() == []
 
 
-def test_an_empty_list_of_lines_is_a_422_naming_lines_that_publishes_nothing(
-        app: HttpApp) -> None:
+def test_an_empty_list_of_lines_is_a_422_naming_lines_that_publishes_nothing(app: HttpApp) -> None:
     reply = post(app, {"lines": []})
 
     assert [e["loc"] for e in is_problem(reply, 422)["errors"]] == ["lines"]
     assert published() == []
 
 
-def test_a_reported_at_outside_the_years_of_utc_is_a_422_naming_the_field(
-        app: HttpApp) -> None:
+def test_a_reported_at_outside_the_years_of_utc_is_a_422_naming_the_field(app: HttpApp) -> None:
     reply = post(app, {"lines": [line(), line(reported_at="0001-01-01T00:00:00+14:00")]})
 
     [error] = is_problem(reply, 422)["errors"]
@@ -277,7 +312,8 @@ def test_a_reported_at_beyond_the_clock_skew_is_a_422_naming_the_field(app: Http
 
 
 def test_the_clock_skew_allowed_is_set_by_the_environment(
-        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: HttpApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETAILFN_STOCK_MAX_FUTURE_SKEW_S", "3600")
     reset_settings()
     ahead = datetime.now(UTC) + timedelta(minutes=30)
@@ -306,7 +342,10 @@ def test_invalid_lines_are_a_422_naming_every_bad_line_and_field(app: HttpApp) -
 
     doc = is_problem(reply, 422)
     assert {e["loc"] for e in doc["errors"]} == {
-        "lines[1].on_hand", "lines[2].units_per_pack", "lines[3].region"}
+        "lines[1].on_hand",
+        "lines[2].units_per_pack",
+        "lines[3].region",
+    }
     assert "mars" not in reply.body.decode()  # says what is wrong, never what was sent
     assert published() == []
 
@@ -321,7 +360,8 @@ def test_more_lines_than_the_batch_limit_is_a_413_that_publishes_nothing(app: Ht
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_a_body_over_the_runtimes_byte_limit_is_a_413_that_publishes_nothing(
-        service: ServiceConfig, framing: str) -> None:
+    service: ServiceConfig, framing: str
+) -> None:
     small = serve(service, body_limits={"report_stock": 1024})
     # within the line limit, so only the byte count can refuse it
     lines = [line(location_id=f"{n}-{'L' * 120}") for n in range(BATCH_LIMIT)]
@@ -330,8 +370,13 @@ def test_a_body_over_the_runtimes_byte_limit_is_a_413_that_publishes_nothing(
     headers = {"content-type": "application/json", "Authorization": f"ApiKey {ACME_KEY}"}
 
     if framing == "chunked":
-        reply = call(small, "POST", "/v1/partners/acme/stock", headers=headers,
-                     chunks=[body[:600], body[600:]])
+        reply = call(
+            small,
+            "POST",
+            "/v1/partners/acme/stock",
+            headers=headers,
+            chunks=[body[:600], body[600:]],
+        )
     else:
         reply = call(small, "POST", "/v1/partners/acme/stock", body=body, headers=headers)
 
@@ -347,8 +392,15 @@ def _forged_unsigned_token() -> str:
         return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
 
     now = int(time.time())
-    claims = {"iss": auth.DEV_ISSUER, "aud": auth.DEV_AUDIENCE, "sub": "mallory", "iat": now,
-              "exp": now + 600, "scope": "stock:write", "partner_id": "acme"}
+    claims = {
+        "iss": auth.DEV_ISSUER,
+        "aud": auth.DEV_AUDIENCE,
+        "sub": "mallory",
+        "iat": now,
+        "exp": now + 600,
+        "scope": "stock:write",
+        "partner_id": "acme",
+    }
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
@@ -375,15 +427,19 @@ def _api_key(key: str) -> dict[str, str]:
 
 
 BAD_CREDENTIALS: dict[str, Callable[[], dict[str, str]]] = {
-    "missing": lambda: {},
+    "missing": dict,
     "unknown-api-key": lambda: _api_key("rfk_0123456789abcdef_" + "A" * 43),
     "wrong-secret": lambda: _api_key(ACME_KEY.replace("secret", "sekret")),
     "revoked-api-key": lambda: _api_key(_revoked_key()),
     "expired-token": lambda: _bearer(issue_dev_token("alice", partner_id="acme", ttl=-120)),
-    "wrong-audience": lambda: _bearer(issue_dev_token(
-        "alice", partner_id="acme", extra_claims={"aud": "another-service"})),
-    "wrong-issuer": lambda: _bearer(issue_dev_token(
-        "alice", partner_id="acme", extra_claims={"iss": "https://evil.example/issuer"})),
+    "wrong-audience": lambda: _bearer(
+        issue_dev_token("alice", partner_id="acme", extra_claims={"aud": "another-service"})
+    ),
+    "wrong-issuer": lambda: _bearer(
+        issue_dev_token(
+            "alice", partner_id="acme", extra_claims={"iss": "https://evil.example/issuer"}
+        )
+    ),
     "alg-none": lambda: _bearer(_forged_unsigned_token()),
     "tampered-token": lambda: _bearer(_tampered_token()),
 }
@@ -391,7 +447,8 @@ BAD_CREDENTIALS: dict[str, Callable[[], dict[str, str]]] = {
 
 @pytest.mark.parametrize("credentials", list(BAD_CREDENTIALS))
 def test_bad_credentials_are_a_401_with_a_challenge_and_publish_nothing(
-        app: HttpApp, credentials: str) -> None:
+    app: HttpApp, credentials: str
+) -> None:
     headers = BAD_CREDENTIALS[credentials]()
 
     reply = post(app, line(), key=None, headers=headers)
@@ -406,7 +463,8 @@ def test_bad_credentials_are_a_401_with_a_challenge_and_publish_nothing(
 
 
 def test_a_partners_key_on_another_partners_path_is_a_403_that_publishes_nothing(
-        app: HttpApp) -> None:
+    app: HttpApp,
+) -> None:
     reply = post(app, line(), partner="globex", key=ACME_KEY)
 
     assert "partner" in is_problem(reply, 403)["detail"]
@@ -433,7 +491,8 @@ def _free_port() -> int:
 
 
 def test_a_bus_that_cannot_take_the_write_is_a_503_with_retry_after_and_nothing_accepted(
-        app: HttpApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: HttpApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a real Kafka client pointed at a port nobody listens on. kafka-python waits 30 s to
     # bootstrap and neither KafkaBus nor the settings expose that, so the test shortens the
     # library's own default; the failure is still a real connection failure.

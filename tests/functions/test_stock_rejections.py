@@ -11,11 +11,11 @@ from decimal import Decimal
 import pytest
 from cloudevents.http import CloudEvent
 
-import shared.platform.auth as auth
 from events.envelope import event_from_sample, new_event
 from events.inventory import StockReported
 from functions.ingest_stock.main import ingest_stock
 from shared.inventory import ProductCatalog
+from shared.platform import auth
 from shared.platform.adapters import get_bus, get_store
 from shared.platform.auth import create_api_key, dev_api_key
 from shared.platform.errors import PermanentError
@@ -36,8 +36,14 @@ def service() -> ServiceConfig:
 
 @pytest.fixture(scope="module")
 def app(service: ServiceConfig) -> HttpApp:
-    return build_http_app(service, {"stock_rejections": load_function(
-        "stock_rejections", service.functions["stock_rejections"].handler)})
+    return build_http_app(
+        service,
+        {
+            "stock_rejections": load_function(
+                "stock_rejections", service.functions["stock_rejections"].handler
+            )
+        },
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -49,11 +55,23 @@ def _embedded() -> Iterator[None]:
     auth.reset_auth_caches()
 
 
-def report(partner_sku: str = "NEVER-INTRODUCED", *, partner: str = "acme",
-           source: str = "/partners/acme/stock", event_id: str | None = None,
-           at: datetime = NOW, on_hand: int = 5) -> CloudEvent:
-    data = StockReported(partner_id=partner, partner_sku=partner_sku, location_id="BERLIN-1",
-                         region="eu", on_hand=Decimal(on_hand), reported_at=at)
+def report(
+    partner_sku: str = "NEVER-INTRODUCED",
+    *,
+    partner: str = "acme",
+    source: str = "/partners/acme/stock",
+    event_id: str | None = None,
+    at: datetime = NOW,
+    on_hand: int = 5,
+) -> CloudEvent:
+    data = StockReported(
+        partner_id=partner,
+        partner_sku=partner_sku,
+        location_id="BERLIN-1",
+        region="eu",
+        on_hand=Decimal(on_hand),
+        reported_at=at,
+    )
     return new_event(data, source=source, id=event_id).to_cloudevent()
 
 
@@ -67,7 +85,8 @@ def listing(app: HttpApp, path: str = PATH, key: str | None = None) -> Reply:
 
 
 def test_a_report_of_a_partner_sku_never_introduced_is_dead_lettered_and_listed_for_its_partner(
-        app: HttpApp) -> None:
+    app: HttpApp,
+) -> None:
     event = report("NEVER-INTRODUCED", event_id="acme-report-1")
 
     refused(event)
@@ -75,11 +94,26 @@ def test_a_report_of_a_partner_sku_never_introduced_is_dead_lettered_and_listed_
     reply = listing(app)
     assert reply.status == 200, reply.body
     [item] = reply.json()["items"]
-    assert {k: item[k] for k in ("partner_id", "partner_sku", "location_id", "region", "channel",
-                                 "source", "event_id")} == {
-        "partner_id": "acme", "partner_sku": "NEVER-INTRODUCED", "location_id": "BERLIN-1",
-        "region": "eu", "channel": "http", "source": "/partners/acme/stock",
-        "event_id": "acme-report-1"}
+    assert {
+        k: item[k]
+        for k in (
+            "partner_id",
+            "partner_sku",
+            "location_id",
+            "region",
+            "channel",
+            "source",
+            "event_id",
+        )
+    } == {
+        "partner_id": "acme",
+        "partner_sku": "NEVER-INTRODUCED",
+        "location_id": "BERLIN-1",
+        "region": "eu",
+        "channel": "http",
+        "source": "/partners/acme/stock",
+        "event_id": "acme-report-1",
+    }
     assert "introduce the product first" in item["reason"]
     assert reply.json()["next_cursor"] is None
 
@@ -122,8 +156,7 @@ def test_a_partner_sees_only_its_own_rejections(app: HttpApp) -> None:
     refused(report("GLOBEX-ONLY", partner="globex", source="/partners/globex/stock"))
 
     assert listing(app).json()["items"] == []
-    [item] = listing(app, "/v1/partners/globex/rejections",
-                     dev_api_key("globex")).json()["items"]
+    [item] = listing(app, "/v1/partners/globex/rejections", dev_api_key("globex")).json()["items"]
     assert item["partner_sku"] == "GLOBEX-ONLY"
 
 
@@ -146,8 +179,9 @@ def test_no_credentials_is_a_401(app: HttpApp) -> None:
 def test_a_cursor_of_another_partners_listing_is_a_400_naming_the_cursor(app: HttpApp) -> None:
     for n in range(2):
         refused(report(f"G-{n}", partner="globex", source="/partners/globex/stock"))
-    theirs = listing(app, "/v1/partners/globex/rejections?limit=1",
-                     dev_api_key("globex")).json()["next_cursor"]
+    theirs = listing(app, "/v1/partners/globex/rejections?limit=1", dev_api_key("globex")).json()[
+        "next_cursor"
+    ]
 
     doc = is_problem(listing(app, f"{PATH}?cursor={theirs}"), 400)
 

@@ -59,9 +59,15 @@ def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
 
 def order_event(offset: int) -> CloudEvent:
     data = event_from_sample("order-completed").data.model_dump(mode="json")
-    return CloudEvent({"type": "dev.knative.kafka.event", "id": f"partition:0/offset:{offset}",
-                       "source": "/kafkasources/orders#sales.order-completed",
-                       "datacontenttype": "application/json"}, data)
+    return CloudEvent(
+        {
+            "type": "dev.knative.kafka.event",
+            "id": f"partition:0/offset:{offset}",
+            "source": "/kafkasources/orders#sales.order-completed",
+            "datacontenttype": "application/json",
+        },
+        data,
+    )
 
 
 def effects(name: str) -> list[dict]:
@@ -71,8 +77,7 @@ def effects(name: str) -> list[dict]:
         return []
 
 
-def test_a_redelivery_while_the_first_is_in_progress_is_refused_with_retry_after(
-        service) -> None:  # type: ignore[no-untyped-def]
+def test_a_redelivery_while_the_first_is_in_progress_is_refused_with_retry_after(service) -> None:  # type: ignore[no-untyped-def]
     fn = SubscriptionFunction(service, "record_order")
     event = order_event(7)
     held = take_claim(fn.claims, identity_of("record_order", event), timedelta(minutes=1))
@@ -84,8 +89,7 @@ def test_a_redelivery_while_the_first_is_in_progress_is_refused_with_retry_after
     assert effects("record_order") == []
 
 
-def test_a_delivery_whose_holder_died_is_taken_over_once_its_lease_is_over(
-        service) -> None:  # type: ignore[no-untyped-def]
+def test_a_delivery_whose_holder_died_is_taken_over_once_its_lease_is_over(service) -> None:  # type: ignore[no-untyped-def]
     fn = SubscriptionFunction(service, "record_order")
     event = order_event(8)
     take_claim(fn.claims, identity_of("record_order", event), timedelta(seconds=-1))
@@ -105,20 +109,23 @@ def test_a_claim_the_local_watcher_took_counts_as_done(service) -> None:  # type
     assert fn.handle(event).body == {"outcome": "duplicate"}
 
 
-def test_retries_stop_before_the_next_wait_would_pass_the_request_timeout(
-        service) -> None:  # type: ignore[no-untyped-def]
+def test_retries_stop_before_the_next_wait_would_pass_the_request_timeout(service) -> None:  # type: ignore[no-untyped-def]
     fn = SubscriptionFunction(service, "flaky")  # timeout 1 s: 0.75 s for the retries
 
     answer = fn.handle(order_event(10))
 
     # attempts at 0, 0.2 and 0.6 s; the next wait (0.8 s) would end past the budget
     assert (answer.status, answer.body["outcome"], answer.body["attempts"]) == (
-        200, "dead_letter", 3)
+        200,
+        "dead_letter",
+        3,
+    )
     assert len(effects("flaky-attempts")) == 3
 
 
 def test_an_event_whose_dead_letter_cannot_be_written_is_a_500_and_stays_deliverable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLAKY_SWITCH", "/nonexistent")
     path = tmp_path / "serverless.yaml"
     path.write_text(SERVICE, encoding="utf-8")
@@ -129,29 +136,34 @@ def test_an_event_whose_dead_letter_cannot_be_written_is_a_500_and_stays_deliver
     answer = fn.handle(event)
 
     assert answer.status == 500
-    assert answer.body["detail"] == ("the event failed and its dead letter could not be "
-                                     "written; deliver it again")
+    assert answer.body["detail"] == (
+        "the event failed and its dead letter could not be written; deliver it again"
+    )
     ident = identity_of("flaky", event)
     assert fn.claims.lookup(ident.scope, ident.key) is None  # released: a redelivery runs it
 
 
-def test_an_event_waiting_for_a_retry_when_the_app_stops_is_dead_lettered(
-        service) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_waiting_for_a_retry_when_the_app_stops_is_dead_lettered(service) -> None:  # type: ignore[no-untyped-def]
     fn = SubscriptionFunction(service, "flaky")
     fn.stop.set()  # stopping: the first wait for a retry ends the delivery
 
     answer = fn.handle(order_event(12))
 
     assert (answer.status, answer.body["outcome"], answer.body["attempts"]) == (
-        200, "dead_letter", 1)
+        200,
+        "dead_letter",
+        1,
+    )
     dead = list(DeadLetterStore(get_store(), bucket("dead-letters")).list("flaky"))
     assert [d.dead_letter.error.message for d in dead] == [
-        "the app stopped before the retries were done"]
+        "the app stopped before the retries were done"
+    ]
 
 
 def post(url: str, body: bytes, content_type: str) -> tuple[int, str, dict]:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"content-type": content_type})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"content-type": content_type}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers["content-type"], json.loads(response.read())
@@ -160,17 +172,22 @@ def post(url: str, body: bytes, content_type: str) -> tuple[int, str, dict]:
 
 
 def test_a_structured_mode_event_is_taken_and_a_post_that_is_no_event_is_a_400_problem(
-        service) -> None:  # type: ignore[no-untyped-def]
+    service,
+) -> None:  # type: ignore[no-untyped-def]
     fn = SubscriptionFunction(service, "record_order")
     event = order_event(13)
-    structured = json.dumps({"specversion": "1.0", **event.get_attributes(),
-                             "data": event.get_data()}).encode()
+    structured = json.dumps(
+        {"specversion": "1.0", **event.get_attributes(), "data": event.get_data()}
+    ).encode()
     with HttpServer(build_app(fn)) as server:
         taken = post(f"{server.url}/", structured, "application/cloudevents+json")
         refused = post(f"{server.url}/", b"{}", "application/json")
 
-    assert taken == (200, "application/json", {"outcome": "ok", "attempts": 1,
-                                               "dead_letter_id": None})
+    assert taken == (
+        200,
+        "application/json",
+        {"outcome": "ok", "attempts": 1, "dead_letter_id": None},
+    )
     assert refused[:2] == (400, "application/problem+json")
     assert refused[2]["title"] == "Not a CloudEvent"
 
@@ -178,11 +195,21 @@ def test_a_structured_mode_event_is_taken_and_a_post_that_is_no_event_is_a_400_p
 def test_the_apps_metrics_count_the_events_it_handled(service) -> None:  # type: ignore[no-untyped-def]
     fn = SubscriptionFunction(service, "record_order")
     with HttpServer(build_app(fn)) as server:
-        post(f"{server.url}/", json.dumps({"specversion": "1.0", **order_event(14).get_attributes(),
-                                           "data": order_event(14).get_data()}).encode(),
-             "application/cloudevents+json")
+        post(
+            f"{server.url}/",
+            json.dumps(
+                {
+                    "specversion": "1.0",
+                    **order_event(14).get_attributes(),
+                    "data": order_event(14).get_data(),
+                }
+            ).encode(),
+            "application/cloudevents+json",
+        )
         with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
             metrics = response.read().decode()
 
-    assert 'retailfn_events_total{function="record_order",outcome="ok",trigger="subscription"}' \
-        in metrics, metrics
+    assert (
+        'retailfn_events_total{function="record_order",outcome="ok",trigger="subscription"}'
+        in metrics
+    ), metrics

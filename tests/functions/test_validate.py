@@ -41,7 +41,7 @@ def drop_resource(tf: Path, rtype: str, name: str) -> None:
         tf.write_text(json.dumps(doc, indent=2), encoding="utf-8")
         return
     text = tf.read_text(encoding="utf-8")
-    block = re.compile(rf'resource "{rtype}" "{name}" \{{.*?\n\}}\n', re.S)
+    block = re.compile(rf'resource "{rtype}" "{name}" \{{.*?\n\}}\n', re.DOTALL)
     assert block.search(text), f"{rtype}.{name} not in {tf}"
     tf.write_text(block.sub("", text), encoding="utf-8")
 
@@ -81,72 +81,98 @@ def test_infra_defines_every_catalog_topic_and_bucket() -> None:
 
 
 def test_handler_whose_module_does_not_import_names_function_and_module(project: Path) -> None:
-    problems = validate(project, """\
+    problems = validate(
+        project,
+        """\
   record_order:
     handler: tests.support.no_such_module:record_order
     events:
       - kafka: {topic: sales.order-completed}
-""")
+""",
+    )
 
     assert len(problems) == 1
     assert problems[0].startswith(
-        "functions.record_order.handler: cannot import 'tests.support.no_such_module': ")
+        "functions.record_order.handler: cannot import 'tests.support.no_such_module': "
+    )
 
 
 def test_handler_missing_from_its_module_is_reported(project: Path) -> None:
-    problems = validate(project, """\
+    problems = validate(
+        project,
+        """\
   record_order:
     handler: tests.support.event_functions:record_orders
     events:
       - kafka: {topic: sales.order-completed}
-""")
+""",
+    )
 
-    assert problems == ["functions.record_order.handler: 'tests.support.event_functions' has no "
-                        "function 'record_orders'"]
+    assert problems == [
+        ("functions.record_order.handler: 'tests.support.event_functions' has no "
+        "function 'record_orders'")
+    ]
 
 
-def test_handler_that_is_not_decorated_is_reported(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   request: pytest.FixtureRequest) -> None:
+def test_handler_that_is_not_decorated_is_reported(
+    project: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     (project / "undecorated_handlers.py").write_text(
-        "def undecorated_on_order(cloud_event):\n    return None\n", encoding="utf-8")
+        "def undecorated_on_order(cloud_event):\n    return None\n", encoding="utf-8"
+    )
     monkeypatch.syspath_prepend(str(project))
     request.addfinalizer(lambda: sys.modules.pop("undecorated_handlers", None))
 
-    problems = validate(project, """\
+    problems = validate(
+        project,
+        """\
   on_order:
     handler: undecorated_handlers:undecorated_on_order
     events:
       - kafka: {topic: sales.order-completed}
-""")
+""",
+    )
 
-    assert problems == ["functions.on_order.handler: 'undecorated_handlers:undecorated_on_order' "
-                        "is not decorated with @functions_framework.aio.http or "
-                        "@functions_framework.aio.cloud_event"]
+    assert problems == [
+        ("functions.on_order.handler: 'undecorated_handlers:undecorated_on_order' "
+        "is not decorated with @functions_framework.aio.http or "
+        "@functions_framework.aio.cloud_event")
+    ]
 
 
 def test_http_function_wired_to_a_kafka_trigger_is_reported(project: Path) -> None:
-    problems = validate(project, """\
+    problems = validate(
+        project,
+        """\
   echo:
     handler: tests.support.http_functions:echo
     events:
       - kafka: {topic: sales.order-completed}
-""")
+""",
+    )
 
-    assert problems == ["functions.echo: has kafka trigger(s) but "
-                        "tests.support.http_functions:echo is an HTTP function"]
+    assert problems == [
+        ("functions.echo: has kafka trigger(s) but "
+        "tests.support.http_functions:echo is an HTTP function")
+    ]
 
 
 def test_cloudevent_function_wired_to_an_http_trigger_is_reported(project: Path) -> None:
-    problems = validate(project, """\
+    problems = validate(
+        project,
+        """\
   record_order:
     handler: tests.support.event_functions:record_order
     events:
       - http: {path: /orders, method: post}
-""")
+""",
+    )
 
-    assert problems == ["functions.record_order: has an http trigger but "
-                        "tests.support.event_functions:record_order is a CloudEvent function "
-                        "(@functions_framework.aio.cloud_event)"]
+    assert problems == [
+        ("functions.record_order: has an http trigger but "
+        "tests.support.event_functions:record_order is a CloudEvent function "
+        "(@functions_framework.aio.cloud_event)")
+    ]
 
 
 def test_function_without_triggers_is_reported(project: Path) -> None:
@@ -163,28 +189,39 @@ def test_cos_trigger_on_a_bucket_missing_from_infra_is_reported(project: Path) -
     assert len(problems) == 1
     assert problems[0].startswith(
         "functions.record_object.events[0].cos.bucket: bucket 'partner-drops' has no "
-        "ibm_cos_bucket in infra/ (defined there: ")
+        "ibm_cos_bucket in infra/ (defined there: "
+    )
     assert "partner-drops" not in problems[0].split("defined there:")[1]
 
 
 def test_kafka_trigger_on_a_topic_missing_from_infra_is_reported(project: Path) -> None:
-    drop_resource(project / "infra/generated/topics.tf.json", "ibm_event_streams_topic", "sales_order_completed")
+    drop_resource(
+        project / "infra/generated/topics.tf.json",
+        "ibm_event_streams_topic",
+        "sales_order_completed",
+    )
 
     problems = validate(project, RECORD_ORDER + RECORD_OBJECT)
 
     assert len(problems) == 1
     assert problems[0].startswith(
         "functions.record_order.events[0].kafka.topic: topic 'sales.order-completed' has no "
-        "ibm_event_streams_topic in infra/ (defined there: ")
+        "ibm_event_streams_topic in infra/ (defined there: "
+    )
 
 
 def test_dead_letter_topic_missing_from_infra_is_reported(project: Path) -> None:
-    drop_resource(project / "infra/generated/topics.tf.json", "ibm_event_streams_topic", "platform_dead_letter")
+    drop_resource(
+        project / "infra/generated/topics.tf.json",
+        "ibm_event_streams_topic",
+        "platform_dead_letter",
+    )
 
     problems = validate(project, RECORD_ORDER)
 
-    assert problems == ["infra/: topic 'platform.dead-letter' (dead letters) has no "
-                        "ibm_event_streams_topic"]
+    assert problems == [
+        "infra/: topic 'platform.dead-letter' (dead letters) has no ibm_event_streams_topic"
+    ]
 
 
 def test_dead_letter_bucket_missing_from_infra_is_reported(project: Path) -> None:
@@ -204,9 +241,11 @@ def test_partition_count_drift_names_the_file_and_both_counts(project: Path) -> 
 
     problems = validate(project, RECORD_ORDER)
 
-    assert problems == ["infra/generated/topics.tf.json: topic 'sales.order-completed' has 8 "
-                        "partitions; "
-                        "events/catalog.py says 12"]
+    assert problems == [
+        ("infra/generated/topics.tf.json: topic 'sales.order-completed' has 8 "
+        "partitions; "
+        "events/catalog.py says 12")
+    ]
 
 
 def test_missing_infra_folder_is_reported(tmp_path: Path) -> None:
@@ -224,13 +263,20 @@ def test_terraform_that_does_not_parse_is_reported(project: Path) -> None:
     assert problems[0].startswith("infra/: Terraform does not parse: ")
 
 
-def test_a_broken_experiments_configuration_fails_validation_not_a_request(
-        tmp_path: Path) -> None:
+def test_a_broken_experiments_configuration_fails_validation_not_a_request(tmp_path: Path) -> None:
     from shared.runtime.config import parse_service
     from shared.tools.validate import validate_project
 
-    text = (ROOT / "serverless.yaml").read_text(encoding="utf-8").replace(
-        '"weight": 50, "strategy": "lift"', '"weight": -5, "strategy": "lift"')
+    text = (
+        (ROOT / "serverless.yaml")
+        .read_text(encoding="utf-8")
+        .replace('"weight": 50, "strategy": "lift"', '"weight": -5, "strategy": "lift"')
+    )
     problems = validate_project(parse_service(text, stage="local", env={}), ROOT)
-    assert [p for p in problems if p.startswith(
-        "functions.recommend.environment.RETAILFN_EXPERIMENTS: not a valid experiments")]
+    assert [
+        p
+        for p in problems
+        if p.startswith(
+            "functions.recommend.environment.RETAILFN_EXPERIMENTS: not a valid experiments"
+        )
+    ]

@@ -28,8 +28,9 @@ CONFIG = REPO / "serverless.yaml"
 
 
 @pytest.fixture
-def real_stack(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch,
-               tmp_path: Path) -> Iterator[dict[str, str]]:
+def real_stack(
+    moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     broker = Tansu.start(log_path=tmp_path / "tansu.log")
     env = _real_env(broker, moto_s3, f"dep{uuid.uuid4().hex[:8]}")
     for k, v in env.items():
@@ -49,7 +50,8 @@ def retailfn(*args: str) -> Result:
 
 
 def test_deploy_creates_every_topic_and_bucket_then_the_runtime_serves_on_it(
-        real_stack: dict[str, str]) -> None:
+    real_stack: dict[str, str],
+) -> None:
     assert get_bus().list_topics() == {}  # a fresh broker
     plan = json.loads(retailfn("deploy", "--stage", "local", "--dry-run", "--json").stdout)
     assert {t["action"] for t in plan["topics"]} == {"create"}
@@ -69,7 +71,8 @@ def test_deploy_creates_every_topic_and_bucket_then_the_runtime_serves_on_it(
     report = json.loads(second.stdout)
     assert report["changed"] is False
     assert report["summary"] == (
-        f"no changes: {len(TOPICS)} topics and {len(BUCKETS)} buckets already exist")
+        f"no changes: {len(TOPICS)} topics and {len(BUCKETS)} buckets already exist"
+    )
 
     # The runtime on that stage, without provisioning: everything it needs is already there.
     rt = Runtime(load_service(CONFIG, stage="local"), provision=False, port=0)
@@ -77,14 +80,37 @@ def test_deploy_creates_every_topic_and_bucket_then_the_runtime_serves_on_it(
     try:
         assert rt.wait_ready(60)
         api = Client(rt.port)
-        status, _, answer = api.call("POST", "/v1/partners/acme/products", {
-            "sku": "DEPLOY-MAT", "partner_sku": "DM-1", "category": "sports/yoga/mats",
-            "regions": ["eu"], "default_locale": "en-US", "names": {"en-US": "Deploy mat"},
-            "prices": {"EUR": "10.00"}}, {"X-API-Key": dev_api_key("acme")})
+        status, _, answer = api.call(
+            "POST",
+            "/v1/partners/acme/products",
+            {
+                "sku": "DEPLOY-MAT",
+                "partner_sku": "DM-1",
+                "category": "sports/yoga/mats",
+                "regions": ["eu"],
+                "default_locale": "en-US",
+                "names": {"en-US": "Deploy mat"},
+                "prices": {"EUR": "10.00"},
+            },
+            {"X-API-Key": dev_api_key("acme")},
+        )
         assert status in (200, 201), answer
-        status, _, answer = api.call("POST", "/v1/partners/acme/stock", {"lines": [
-            {"partner_sku": "DM-1", "location_id": "BERLIN-1", "region": "eu", "on_hand": 4,
-             "sequence": 1}]}, {"X-API-Key": dev_api_key("acme")})
+        status, _, answer = api.call(
+            "POST",
+            "/v1/partners/acme/stock",
+            {
+                "lines": [
+                    {
+                        "partner_sku": "DM-1",
+                        "location_id": "BERLIN-1",
+                        "region": "eu",
+                        "on_hand": 4,
+                        "sequence": 1,
+                    }
+                ]
+            },
+            {"X-API-Key": dev_api_key("acme")},
+        )
         assert status == 202, answer
 
         def available() -> int | None:

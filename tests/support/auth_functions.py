@@ -20,8 +20,9 @@ async def report_stock(request: Request) -> Response:
     principal = authenticate(request, scopes={"stock:write"})
     partner = path_params(request, STOCK_PATH, {"partner": Identifier})["partner"]
     require_partner(principal, partner)
-    return JSONResponse({"partner": partner, "by": principal.subject, "via": principal.method},
-                        status_code=202)
+    return JSONResponse(
+        {"partner": partner, "by": principal.subject, "via": principal.method}, status_code=202
+    )
 
 
 @functions_framework.aio.http

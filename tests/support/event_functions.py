@@ -50,8 +50,10 @@ def record_order(cloud_event: CloudEvent) -> None:
 @ff.cloud_event
 def record_object(cloud_event: CloudEvent) -> None:
     event = parse_event(cloud_event)
-    _append(f"{EFFECTS}/record_object.json",
-            {"key": event.data.key, "operation": event.data.operation, "etag": event.data.etag})
+    _append(
+        f"{EFFECTS}/record_object.json",
+        {"key": event.data.key, "operation": event.data.operation, "etag": event.data.etag},
+    )
 
 
 @ff.cloud_event

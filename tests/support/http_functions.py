@@ -20,13 +20,15 @@ ECHO_PATH = "/v1/partners/{partner}/items/{sku}"
 @functions_framework.aio.http
 @problem_responses
 async def echo(request: Request) -> Response:
-    return JSONResponse({
-        "method": request.method,
-        "path": request.url.path,
-        "params": path_params(request, ECHO_PATH),
-        "query": dict(request.query_params),
-        "request_id": current_request_id(),
-    })
+    return JSONResponse(
+        {
+            "method": request.method,
+            "path": request.url.path,
+            "params": path_params(request, ECHO_PATH),
+            "query": dict(request.query_params),
+            "request_id": current_request_id(),
+        }
+    )
 
 
 @functions_framework.aio.http

@@ -20,8 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-import shared.platform.auth as auth
-import shared.platform.auth_dev as auth_dev
+from shared.platform import auth, auth_dev
 from shared.platform.adapters import bucket, get_store
 from shared.platform.auth import (
     DevOnlyError,
@@ -55,7 +54,7 @@ def refused(status: int, call: Callable[[], Any]) -> Problem:
         call()
     assert caught.value.status == status, caught.value
     if status == 401:
-        assert "realm=\"retailfn\"" in caught.value.headers["WWW-Authenticate"]
+        assert 'realm="retailfn"' in caught.value.headers["WWW-Authenticate"]
     return caught.value
 
 
@@ -75,8 +74,9 @@ def test_a_valid_api_key_gives_its_partner_scopes_and_key_id() -> None:
 
     principal = authenticate(api_key_headers(key), scopes={"stock:write"})
 
-    assert principal == Principal("acme", key_id, frozenset({"stock:write", "inventory:read"}),
-                                  "api_key")
+    assert principal == Principal(
+        "acme", key_id, frozenset({"stock:write", "inventory:read"}), "api_key"
+    )
 
 
 def test_an_api_key_is_accepted_in_the_x_api_key_header_too() -> None:
@@ -119,8 +119,9 @@ def test_a_wrong_secret_is_a_401() -> None:
 
 def test_a_malformed_key_is_a_401() -> None:
     for junk in ("rfk_", "hello", "rfk_abc_short", "x" * 5000):
-        assert refused(401, lambda j=junk: authenticate({"X-API-Key": j})).detail == \
-            "invalid API key"
+        assert (
+            refused(401, lambda j=junk: authenticate({"X-API-Key": j})).detail == "invalid API key"
+        )
 
 
 def test_a_revoked_key_is_a_401() -> None:
@@ -298,12 +299,17 @@ def jwk(public_key: Any, kid: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def issuer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rsa_key: rsa.RSAPrivateKey,
-           ec_key: ec.EllipticCurvePrivateKey) -> Path:
+def issuer(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rsa_key: rsa.RSAPrivateKey,
+    ec_key: ec.EllipticCurvePrivateKey,
+) -> Path:
     """A non-local stage that trusts an App ID-like issuer whose JWKS is a file."""
     jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [jwk(rsa_key.public_key(), "rsa-1"),
-                                         jwk(ec_key.public_key(), "ec-1")]}))
+    jwks.write_text(
+        json.dumps({"keys": [jwk(rsa_key.public_key(), "rsa-1"), jwk(ec_key.public_key(), "ec-1")]})
+    )
     monkeypatch.setenv("RETAILFN_STAGE", "test")
     monkeypatch.setenv("RETAILFN_JWT_ISSUER", ISSUER)
     monkeypatch.setenv("RETAILFN_JWT_AUDIENCE", AUDIENCE)
@@ -314,8 +320,15 @@ def issuer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rsa_key: rsa.RSAPriv
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-42", "iat": now, "exp": now + 600,
-            "scope": "openid inventory:read stock:write", "partner_id": "acme"}
+    base = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "user-42",
+        "iat": now,
+        "exp": now + 600,
+        "scope": "openid inventory:read stock:write",
+        "partner_id": "acme",
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -332,12 +345,14 @@ def handmade(header: dict[str, Any], payload: dict[str, Any]) -> str:
     return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
 
 
-def test_a_valid_token_gives_subject_scopes_and_partner(issuer: Path,
-                                                        rsa_key: rsa.RSAPrivateKey) -> None:
+def test_a_valid_token_gives_subject_scopes_and_partner(
+    issuer: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
     principal = authenticate(bearer(sign(rsa_key)), scopes={"stock:write"})
 
-    assert principal == Principal("acme", "user-42",
-                                  frozenset({"openid", "inventory:read", "stock:write"}), "jwt")
+    assert principal == Principal(
+        "acme", "user-42", frozenset({"openid", "inventory:read", "stock:write"}), "jwt"
+    )
 
 
 def test_an_es256_token_is_accepted(issuer: Path, ec_key: ec.EllipticCurvePrivateKey) -> None:
@@ -350,15 +365,17 @@ def test_scopes_may_come_as_an_scp_list(issuer: Path, rsa_key: rsa.RSAPrivateKey
     assert authenticate(bearer(token)).scopes == {"catalog:write", "inventory:read"}
 
 
-def test_a_member_token_without_a_partner_may_read(issuer: Path,
-                                                   rsa_key: rsa.RSAPrivateKey) -> None:
+def test_a_member_token_without_a_partner_may_read(
+    issuer: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
     principal = authenticate(bearer(sign(rsa_key, partner_id=None)), scopes={"inventory:read"})
 
     assert principal.partner_id is None
 
 
-def test_the_partner_claim_name_is_configurable(issuer: Path, rsa_key: rsa.RSAPrivateKey,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_partner_claim_name_is_configurable(
+    issuer: Path, rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RETAILFN_JWT_PARTNER_CLAIM", "https://retailfn.dev/partner")
     reset_settings()
 
@@ -383,26 +400,32 @@ def test_a_token_expired_within_the_leeway_is_still_accepted(
     assert authenticate(bearer(sign(rsa_key, exp=int(time.time()) - 10))).subject == "user-42"
 
 
-@pytest.mark.parametrize("overrides", [
-    pytest.param({"aud": "someone-else"}, id="wrong audience"),
-    pytest.param({"iss": "https://evil.example/"}, id="wrong issuer"),
-    pytest.param({"exp": None}, id="no exp"),
-    pytest.param({"iat": None}, id="no iat"),
-    pytest.param({"sub": None}, id="no sub"),
-    pytest.param({"aud": None}, id="no aud"),
-    pytest.param({"partner_id": "no spaces allowed"}, id="bad partner"),
-    pytest.param({"scope": 42}, id="bad scope"),
-])
-def test_a_token_with_bad_claims_is_a_401(issuer: Path, rsa_key: rsa.RSAPrivateKey,
-                                          overrides: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"aud": "someone-else"}, id="wrong audience"),
+        pytest.param({"iss": "https://evil.example/"}, id="wrong issuer"),
+        pytest.param({"exp": None}, id="no exp"),
+        pytest.param({"iat": None}, id="no iat"),
+        pytest.param({"sub": None}, id="no sub"),
+        pytest.param({"aud": None}, id="no aud"),
+        pytest.param({"partner_id": "no spaces allowed"}, id="bad partner"),
+        pytest.param({"scope": 42}, id="bad scope"),
+    ],
+)
+def test_a_token_with_bad_claims_is_a_401(
+    issuer: Path, rsa_key: rsa.RSAPrivateKey, overrides: dict[str, Any]
+) -> None:
     problem = refused(401, lambda: authenticate(bearer(sign(rsa_key, **overrides))))
 
     assert problem.detail == "invalid token"
 
 
 def test_missing_bearer_credentials_is_a_401(issuer: Path) -> None:
-    assert refused(401, lambda: authenticate({"Authorization": "Bearer "})).detail == \
-        "missing credentials"
+    assert (
+        refused(401, lambda: authenticate({"Authorization": "Bearer "})).detail
+        == "missing credentials"
+    )
 
 
 def test_an_alg_none_token_is_a_401(issuer: Path) -> None:
@@ -411,11 +434,13 @@ def test_an_alg_none_token_is_a_401(issuer: Path) -> None:
     assert refused(401, lambda: authenticate(bearer(token))).detail == "invalid token"
 
 
-def test_hs256_signed_with_the_rsa_public_key_is_a_401(issuer: Path,
-                                                       rsa_key: rsa.RSAPrivateKey) -> None:
+def test_hs256_signed_with_the_rsa_public_key_is_a_401(
+    issuer: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
     # The key-confusion attack: the public key, known to everyone, used as an HMAC secret.
     public_pem = rsa_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     signing_input = handmade({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}, claims())
     signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
     token = f"{signing_input}.{b64(signature)}"
@@ -423,8 +448,9 @@ def test_hs256_signed_with_the_rsa_public_key_is_a_401(issuer: Path,
     assert refused(401, lambda: authenticate(bearer(token))).detail == "invalid token"
 
 
-def test_an_es256_header_on_an_rsa_key_is_a_401(issuer: Path,
-                                                ec_key: ec.EllipticCurvePrivateKey) -> None:
+def test_an_es256_header_on_an_rsa_key_is_a_401(
+    issuer: Path, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
     refused(401, lambda: authenticate(bearer(sign(ec_key, "rsa-1", "ES256"))))
 
 
@@ -451,8 +477,9 @@ def test_garbage_is_a_401(issuer: Path) -> None:
         refused(401, lambda j=junk: authenticate(bearer(j)))
 
 
-def test_a_token_lacking_a_scope_is_a_403_naming_the_scope(issuer: Path,
-                                                           rsa_key: rsa.RSAPrivateKey) -> None:
+def test_a_token_lacking_a_scope_is_a_403_naming_the_scope(
+    issuer: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
     token = sign(rsa_key, scope="inventory:read")
 
     problem = refused(403, lambda: authenticate(bearer(token), scopes={"catalog:write"}))
@@ -461,11 +488,15 @@ def test_a_token_lacking_a_scope_is_a_403_naming_the_scope(issuer: Path,
     assert 'scope="catalog:write"' in problem.headers["WWW-Authenticate"]
 
 
-def test_a_rotated_jwks_file_is_read_again(issuer: Path, rsa_key: rsa.RSAPrivateKey,
-                                           other_rsa_key: rsa.RSAPrivateKey) -> None:
+def test_a_rotated_jwks_file_is_read_again(
+    issuer: Path, rsa_key: rsa.RSAPrivateKey, other_rsa_key: rsa.RSAPrivateKey
+) -> None:
     authenticate(bearer(sign(rsa_key)))
-    issuer.write_text(json.dumps({"keys": [jwk(rsa_key.public_key(), "rsa-1"),
-                                           jwk(other_rsa_key.public_key(), "rsa-2")]}))
+    issuer.write_text(
+        json.dumps(
+            {"keys": [jwk(rsa_key.public_key(), "rsa-1"), jwk(other_rsa_key.public_key(), "rsa-2")]}
+        )
+    )
     os.utime(issuer, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
 
     assert authenticate(bearer(sign(other_rsa_key, kid="rsa-2"))).subject == "user-42"
@@ -479,8 +510,10 @@ def test_outside_local_without_jwt_settings_bearer_tokens_are_refused_but_keys_w
     _, key = create_api_key("acme", "stock:write")
 
     refused(401, lambda: authenticate(bearer(sign(rsa_key))))
-    assert refused(401, lambda: authenticate({})).headers["WWW-Authenticate"] == \
-        'ApiKey realm="retailfn"'
+    assert (
+        refused(401, lambda: authenticate({})).headers["WWW-Authenticate"]
+        == 'ApiKey realm="retailfn"'
+    )
     assert authenticate(api_key_headers(key)).partner_id == "acme"
 
 
@@ -511,8 +544,10 @@ def test_the_dev_key_pair_is_kept_in_the_data_dir_and_survives_a_restart(tmp_pat
 
 def test_the_dev_api_keys_work_on_the_local_stage_without_any_setup() -> None:
     for partner in ("acme", "globex", "initech"):
-        principal = authenticate({"X-API-Key": dev_api_key(partner)},
-                                 scopes={"stock:write", "catalog:write", "inventory:read"})
+        principal = authenticate(
+            {"X-API-Key": dev_api_key(partner)},
+            scopes={"stock:write", "catalog:write", "inventory:read"},
+        )
         assert (principal.partner_id, principal.subject) == (partner, f"dev-{partner}")
     assert dev_api_key("acme") == "rfk_dev-acme_local-dev-secret-acme-not-for-production"
 

@@ -60,8 +60,12 @@ functions:
 """
 
 
-def parse(text: str, *, stage: str | None = None, env: dict[str, str] | None = None,
-          ) -> ServiceConfig:
+def parse(
+    text: str,
+    *,
+    stage: str | None = None,
+    env: dict[str, str] | None = None,
+) -> ServiceConfig:
     """Parse with an explicit, empty-by-default environment: no test depends on the shell's."""
     return parse_service(dedent(text), stage=stage, env=env or {})
 
@@ -119,8 +123,9 @@ def test_consumer_group_defaults_to_service_stage_and_function() -> None:
 
 
 def test_consumer_group_written_in_the_file_wins() -> None:
-    service = parse(with_events(
-        "kafka: {topic: inventory.stock-reported, consumerGroupId: legacy}"))
+    service = parse(
+        with_events("kafka: {topic: inventory.stock-reported, consumerGroupId: legacy}")
+    )
     kafka = service.functions["fn"].triggers("kafka")[0]
 
     assert service.consumer_group("fn", kafka) == "legacy"
@@ -196,30 +201,35 @@ def test_whole_value_number_param_in_an_environment_becomes_a_string() -> None:
 
 
 def test_yaml_scalars_in_an_environment_become_strings() -> None:
-    service = parse(one_function(
-        "handler: pkg.mod:fn\nenvironment: {N: 5, RATIO: 0.5, DEBUG: true}\n"))
+    service = parse(
+        one_function("handler: pkg.mod:fn\nenvironment: {N: 5, RATIO: 0.5, DEBUG: true}\n")
+    )
 
     assert service.functions["fn"].environment == {"N": "5", "RATIO": "0.5", "DEBUG": "true"}
 
 
 def test_env_variable_is_read_from_the_given_environment() -> None:
-    service = parse(one_function("handler: pkg.mod:fn\nenvironment: {URL: '${env:ERP_URL}'}\n"),
-                    env={"ERP_URL": "https://erp.example"})
+    service = parse(
+        one_function("handler: pkg.mod:fn\nenvironment: {URL: '${env:ERP_URL}'}\n"),
+        env={"ERP_URL": "https://erp.example"},
+    )
 
     assert service.functions["fn"].environment["URL"] == "https://erp.example"
 
 
 def test_env_variable_falls_back_to_its_default_when_unset() -> None:
-    service = parse(one_function(
-        "handler: pkg.mod:fn\nenvironment: {LEVEL: '${env:LOG_LEVEL, WARNING}'}\n"))
+    service = parse(
+        one_function("handler: pkg.mod:fn\nenvironment: {LEVEL: '${env:LOG_LEVEL, WARNING}'}\n")
+    )
 
     assert service.functions["fn"].environment["LEVEL"] == "WARNING"
 
 
 def test_env_variable_that_is_set_wins_over_its_default() -> None:
-    service = parse(one_function(
-        "handler: pkg.mod:fn\nenvironment: {LEVEL: '${env:LOG_LEVEL, WARNING}'}\n"),
-        env={"LOG_LEVEL": "DEBUG"})
+    service = parse(
+        one_function("handler: pkg.mod:fn\nenvironment: {LEVEL: '${env:LOG_LEVEL, WARNING}'}\n"),
+        env={"LOG_LEVEL": "DEBUG"},
+    )
 
     assert service.functions["fn"].environment["LEVEL"] == "DEBUG"
 
@@ -235,16 +245,20 @@ def test_stage_is_taken_from_retailfn_stage_when_not_given() -> None:
 
 
 def test_unset_variable_without_default_is_reported_with_its_path() -> None:
-    problems = problems_of(one_function(
-        "handler: pkg.mod:fn\nenvironment: {URL: '${env:ERP_URL}'}\n"))
+    problems = problems_of(
+        one_function("handler: pkg.mod:fn\nenvironment: {URL: '${env:ERP_URL}'}\n")
+    )
 
-    assert problems == ["functions.fn.environment.URL: ${env:ERP_URL} is not set for stage "
-                        "'local' and has no default"]
+    assert problems == [
+        ("functions.fn.environment.URL: ${env:ERP_URL} is not set for stage "
+        "'local' and has no default")
+    ]
 
 
 def test_unknown_variable_kind_is_reported_with_the_known_ones() -> None:
-    problems = problems_of(one_function(
-        "handler: pkg.mod:fn\nenvironment: {URL: '${ssm:/erp/url}'}\n"))
+    problems = problems_of(
+        one_function("handler: pkg.mod:fn\nenvironment: {URL: '${ssm:/erp/url}'}\n")
+    )
 
     assert len(problems) == 1
     assert problems[0].startswith("functions.fn.environment.URL: unknown variable ${ssm:/erp/url}")
@@ -274,7 +288,8 @@ def test_unknown_bucket_is_reported_with_its_path() -> None:
 
     assert len(problems) == 1
     assert problems[0].startswith(
-        "functions.ingest_stock_file.events[0].cos.bucket: unknown bucket 'partner-drop'; known: ")
+        "functions.ingest_stock_file.events[0].cos.bucket: unknown bucket 'partner-drop'; known: "
+    )
     assert "partner-drops" in problems[0]
 
 
@@ -282,8 +297,9 @@ def test_unknown_dead_letter_topic_is_reported() -> None:
     problems = problems_of(one_function("handler: pkg.mod:fn\ndelivery: {deadLetter: dlq}\n"))
 
     assert len(problems) == 1
-    assert problems[0].startswith("functions.fn.delivery.deadLetter: unknown dead-letter topic "
-                                  "'dlq'; known: ")
+    assert problems[0].startswith(
+        "functions.fn.delivery.deadLetter: unknown dead-letter topic 'dlq'; known: "
+    )
 
 
 def test_misspelled_field_is_reported_as_unknown_with_its_path() -> None:
@@ -293,33 +309,40 @@ def test_misspelled_field_is_reported_as_unknown_with_its_path() -> None:
 
 
 def test_event_with_two_kinds_is_rejected() -> None:
-    problems = problems_of(with_events(
-        "{kafka: {topic: inventory.stock-reported}, http: {path: /stock}}"))
+    problems = problems_of(
+        with_events("{kafka: {topic: inventory.stock-reported}, http: {path: /stock}}")
+    )
 
-    assert problems == ["functions.fn.events[0]: each event needs exactly one of: "
-                        "http, kafka, cos, schedule"]
+    assert problems == [
+        "functions.fn.events[0]: each event needs exactly one of: http, kafka, cos, schedule"
+    ]
 
 
 def test_event_with_no_kind_is_rejected() -> None:
     problems = problems_of(with_events("{}"))
 
-    assert problems == ["functions.fn.events[0]: each event needs exactly one of: "
-                        "http, kafka, cos, schedule"]
+    assert problems == [
+        "functions.fn.events[0]: each event needs exactly one of: http, kafka, cos, schedule"
+    ]
 
 
 @pytest.mark.parametrize("handler", ["functions.ingest_stock.main", "main:", "a b:c", "pkg.:fn"])
 def test_handler_that_is_not_module_colon_function_is_rejected(handler: str) -> None:
     problems = problems_of(one_function(f"handler: '{handler}'\n"))
 
-    assert problems == [f"functions.fn.handler: handler {handler!r} must be "
-                        "'package.module:function'"]
+    assert problems == [
+        f"functions.fn.handler: handler {handler!r} must be 'package.module:function'"
+    ]
 
 
-@pytest.mark.parametrize(("expression", "reason"), [
-    ("rate(0 minutes)", "rate must be at least 1"),
-    ("cron(61 * * * *)", "invalid cron expression '61 * * * *'"),
-    ("every 5 min", "schedule 'every 5 min' must be 'rate(<n> <unit>)' or 'cron(<5 fields>)'"),
-])
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("rate(0 minutes)", "rate must be at least 1"),
+        ("cron(61 * * * *)", "invalid cron expression '61 * * * *'"),
+        ("every 5 min", "schedule 'every 5 min' must be 'rate(<n> <unit>)' or 'cron(<5 fields>)'"),
+    ],
+)
 def test_bad_schedule_is_rejected_with_the_reason(expression: str, reason: str) -> None:
     problems = problems_of(with_events(f"schedule: '{expression}'"))
 
@@ -366,8 +389,10 @@ def test_same_path_with_another_method_is_a_different_route() -> None:
 def test_bad_http_path_is_rejected(path: str) -> None:
     problems = problems_of(with_events(f"http: {{path: '{path}'}}"))
 
-    assert problems == [f"functions.fn.events[0].http.path: path {path!r} must start with '/' "
-                        "and use segments or {param} placeholders"]
+    assert problems == [
+        (f"functions.fn.events[0].http.path: path {path!r} must start with '/' "
+        "and use segments or {param} placeholders")
+    ]
 
 
 def test_invalid_yaml_is_one_problem() -> None:
@@ -385,7 +410,8 @@ def test_function_name_that_is_not_snake_case_is_reported_under_its_name() -> No
 
 def test_file_that_is_not_a_mapping_is_rejected() -> None:
     assert problems_of("- service\n- functions\n") == [
-        "the file must be a mapping with service, provider and functions"]
+        "the file must be a mapping with service, provider and functions"
+    ]
 
 
 def test_several_mistakes_are_reported_together() -> None:
@@ -411,8 +437,11 @@ def test_several_mistakes_are_reported_together() -> None:
 
 def test_error_message_names_the_source_and_counts_the_problems() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_service("service: shop\nfunctions:\n  fn:\n    handler: x\n    timeout: soon\n",
-                      env={}, source="deploy/serverless.yaml")
+        parse_service(
+            "service: shop\nfunctions:\n  fn:\n    handler: x\n    timeout: soon\n",
+            env={},
+            source="deploy/serverless.yaml",
+        )
 
     assert caught.value.source == "deploy/serverless.yaml"
     assert str(caught.value).startswith("deploy/serverless.yaml has 2 problems:")
@@ -422,31 +451,41 @@ def test_error_message_names_the_source_and_counts_the_problems() -> None:
 
 
 def test_linear_backoff_grows_by_the_delay_each_attempt() -> None:
-    delivery = Delivery(backoffPolicy="linear", backoffDelay=timedelta(seconds=0.5),
-                        backoffMax=timedelta(seconds=10))
+    delivery = Delivery(
+        backoffPolicy="linear",
+        backoffDelay=timedelta(seconds=0.5),
+        backoffMax=timedelta(seconds=10),
+    )
 
     assert [delivery.backoff(n) for n in (1, 2, 3, 4)] == pytest.approx([0.5, 1.0, 1.5, 2.0])
 
 
 def test_exponential_backoff_doubles_and_is_capped_at_backoff_max() -> None:
-    delivery = Delivery(backoffPolicy="exponential", backoffDelay=timedelta(seconds=0.5),
-                        backoffMax=timedelta(seconds=3))
+    delivery = Delivery(
+        backoffPolicy="exponential",
+        backoffDelay=timedelta(seconds=0.5),
+        backoffMax=timedelta(seconds=3),
+    )
 
     assert [delivery.backoff(n) for n in (1, 2, 3, 4, 5, 10)] == pytest.approx(
-        [0.5, 1.0, 2.0, 3.0, 3.0, 3.0])
+        [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+    )
 
 
 def test_linear_backoff_is_capped_at_backoff_max_too() -> None:
-    delivery = Delivery(backoffPolicy="linear", backoffDelay=timedelta(seconds=2),
-                        backoffMax=timedelta(seconds=5))
+    delivery = Delivery(
+        backoffPolicy="linear", backoffDelay=timedelta(seconds=2), backoffMax=timedelta(seconds=5)
+    )
 
     assert delivery.backoff(10) == 5.0
 
 
 def test_durations_accept_iso_8601_and_plain_seconds() -> None:
-    fn = parse(one_function(
-        "handler: pkg.mod:fn\ntimeout: PT2M\ndelivery: {backoffDelay: PT0.5S, backoffMax: 12}\n"
-    )).functions["fn"]
+    fn = parse(
+        one_function(
+            "handler: pkg.mod:fn\ntimeout: PT2M\ndelivery: {backoffDelay: PT0.5S, backoffMax: 12}\n"
+        )
+    ).functions["fn"]
 
     assert fn.timeout == timedelta(minutes=2)
     assert fn.delivery.backoff_delay == timedelta(milliseconds=500)
@@ -484,12 +523,15 @@ def test_cos_trigger_on_all_matches_writes_and_deletes() -> None:
     assert cos.matches("any.csv", "write") and cos.matches("any.csv", "delete")
 
 
-@pytest.mark.parametrize(("expression", "interval"), [
-    ("rate(1 second)", timedelta(seconds=1)),
-    ("rate(5 minutes)", timedelta(minutes=5)),
-    ("rate(2 hours)", timedelta(hours=2)),
-    ("rate(1 day)", timedelta(days=1)),
-])
+@pytest.mark.parametrize(
+    ("expression", "interval"),
+    [
+        ("rate(1 second)", timedelta(seconds=1)),
+        ("rate(5 minutes)", timedelta(minutes=5)),
+        ("rate(2 hours)", timedelta(hours=2)),
+        ("rate(1 day)", timedelta(days=1)),
+    ],
+)
 def test_rate_schedule_has_an_interval_and_no_cron(expression: str, interval: timedelta) -> None:
     schedule = ScheduleTrigger(rate=expression)
 
@@ -519,24 +561,36 @@ def cos_event(body: str) -> str:
 
 
 def test_cos_rules_in_serverless_shape_give_the_prefix_and_the_suffix() -> None:
-    cos = parse(cos_event("rules: [{prefix: drops/}, {suffix: .csv}]")).functions["fn"].triggers(
-        "cos")[0]
+    cos = (
+        parse(cos_event("rules: [{prefix: drops/}, {suffix: .csv}]"))
+        .functions["fn"]
+        .triggers("cos")[0]
+    )
 
     assert (cos.prefix, cos.suffixes) == ("drops/", (".csv",))
 
 
 def test_cos_event_with_several_suffixes_matches_a_key_ending_in_any_of_them() -> None:
-    cos = parse(cos_event("rules: [{suffix: .csv}, {suffix: .ndjson}]")).functions["fn"].triggers(
-        "cos")[0]
+    cos = (
+        parse(cos_event("rules: [{suffix: .csv}, {suffix: .ndjson}]"))
+        .functions["fn"]
+        .triggers("cos")[0]
+    )
 
     assert cos.matches("acme/1.csv", "write") and cos.matches("acme/1.ndjson", "write")
     assert not cos.matches("acme/1.json", "write")
 
 
-@pytest.mark.parametrize(("written", "event"), [
-    ("s3:ObjectCreated:*", "write"), ("s3:ObjectRemoved:*", "delete"), ("write", "write"),
-    ("delete", "delete"), ("all", "all"),
-])
+@pytest.mark.parametrize(
+    ("written", "event"),
+    [
+        ("s3:ObjectCreated:*", "write"),
+        ("s3:ObjectRemoved:*", "delete"),
+        ("write", "write"),
+        ("delete", "delete"),
+        ("all", "all"),
+    ],
+)
 def test_serverless_s3_event_types_are_cos_writes_and_deletes(written: str, event: str) -> None:
     cos = parse(cos_event(f"event: '{written}'")).functions["fn"].triggers("cos")[0]
 
@@ -546,31 +600,37 @@ def test_serverless_s3_event_types_are_cos_writes_and_deletes(written: str, even
 def test_an_s3_event_type_cos_cannot_notify_is_refused_naming_the_supported_ones() -> None:
     problems = problems_of(cos_event("event: 's3:ObjectCreated:Put'"))
 
-    assert problems == ["functions.fn.events[0].cos.event: event 's3:ObjectCreated:Put' must be "
-                        "one of: s3:ObjectCreated:*, s3:ObjectRemoved:*, write, delete, all (COS "
-                        "notifies writes and deletes, not their kinds)"]
+    assert problems == [
+        ("functions.fn.events[0].cos.event: event 's3:ObjectCreated:Put' must be "
+        "one of: s3:ObjectCreated:*, s3:ObjectRemoved:*, write, delete, all (COS "
+        "notifies writes and deletes, not their kinds)")
+    ]
 
 
 @pytest.mark.parametrize("rule", ["{}", "{prefix: a/, suffix: .csv}"])
 def test_a_rule_that_is_not_one_prefix_or_one_suffix_is_refused(rule: str) -> None:
     problems = problems_of(cos_event(f"rules: [{rule}]"))
 
-    assert problems == ["functions.fn.events[0].cos.rules[0]: a rule is either {prefix: ...} or "
-                        "{suffix: ...}"]
+    assert problems == [
+        "functions.fn.events[0].cos.rules[0]: a rule is either {prefix: ...} or {suffix: ...}"
+    ]
 
 
 def test_two_prefixes_in_one_cos_event_are_refused() -> None:
     problems = problems_of(cos_event("rules: [{prefix: a/}, {prefix: b/}]"))
 
-    assert problems == ["functions.fn.events[0].cos.rules: one prefix per event (got 'a/', "
-                        "'b/'); write one cos event per prefix"]
+    assert problems == [
+        ("functions.fn.events[0].cos.rules: one prefix per event (got 'a/', "
+        "'b/'); write one cos event per prefix")
+    ]
 
 
 def test_a_suffix_that_another_suffix_already_matches_is_refused() -> None:
     problems = problems_of(cos_event("rules: [{suffix: .gz}, {suffix: .csv.gz}]"))
 
-    assert problems == ["functions.fn.events[0].cos.rules: suffix '.csv.gz' is already matched "
-                        "by suffix '.gz'"]
+    assert problems == [
+        "functions.fn.events[0].cos.rules: suffix '.csv.gz' is already matched by suffix '.gz'"
+    ]
 
 
 def test_a_suffix_given_twice_is_refused() -> None:
@@ -583,15 +643,19 @@ def test_a_suffix_given_twice_is_refused() -> None:
 def test_a_flat_prefix_or_suffix_is_refused_pointing_at_rules(field: str) -> None:
     problems = problems_of(cos_event(f"{field}: x"))
 
-    assert problems == [f"functions.fn.events[0].cos.{field}: unknown field; write rules: "
-                        f"[{{{field}: ...}}], as in Serverless's s3 event"]
+    assert problems == [
+        (f"functions.fn.events[0].cos.{field}: unknown field; write rules: "
+        f"[{{{field}: ...}}], as in Serverless's s3 event")
+    ]
 
 
 def test_an_s3_event_is_refused_pointing_at_cos() -> None:
     problems = problems_of(with_events("s3: {bucket: partner-drops}"))
 
-    assert problems == ["functions.fn.events[0].s3: unknown field; storage events are on IBM "
-                        "COS: write cos: with the same bucket, event and rules"]
+    assert problems == [
+        ("functions.fn.events[0].s3: unknown field; storage events are on IBM "
+        "COS: write cos: with the same bucket, event and rules")
+    ]
 
 
 def test_existing_true_is_accepted_since_every_bucket_exists() -> None:
@@ -601,10 +665,12 @@ def test_existing_true_is_accepted_since_every_bucket_exists() -> None:
 def test_existing_false_is_refused() -> None:
     problems = problems_of(cos_event("existing: false"))
 
-    assert problems == ["functions.fn.events[0].cos.existing: existing: false asks for a bucket "
-                        "made for this event; buckets are defined in events/catalog.py and "
-                        "created by `retailfn deploy`, so remove existing (or write existing: "
-                        "true)"]
+    assert problems == [
+        ("functions.fn.events[0].cos.existing: existing: false asks for a bucket "
+        "made for this event; buckets are defined in events/catalog.py and "
+        "created by `retailfn deploy`, so remove existing (or write existing: "
+        "true)")
+    ]
 
 
 # --- the Serverless dialect: Kafka events ---------------------------------------------------
@@ -614,8 +680,9 @@ def kafka_event(body: str) -> str:
     return with_events(f"kafka: {{topic: inventory.stock-reported, {body}}}")
 
 
-@pytest.mark.parametrize(("written", "position"), [("TRIM_HORIZON", "earliest"),
-                                                   ("LATEST", "latest")])
+@pytest.mark.parametrize(
+    ("written", "position"), [("TRIM_HORIZON", "earliest"), ("LATEST", "latest")]
+)
 def test_serverless_starting_positions_are_kafka_offsets(written: str, position: str) -> None:
     kafka = parse(kafka_event(f"startingPosition: {written}")).functions["fn"].triggers("kafka")[0]
 
@@ -623,53 +690,70 @@ def test_serverless_starting_positions_are_kafka_offsets(written: str, position:
 
 
 def test_kafka_event_fields_have_serverless_names() -> None:
-    kafka = parse(kafka_event("batchSize: 7, consumerGroupId: g")).functions["fn"].triggers(
-        "kafka")[0]
+    kafka = (
+        parse(kafka_event("batchSize: 7, consumerGroupId: g")).functions["fn"].triggers("kafka")[0]
+    )
 
     assert (kafka.batch_size, kafka.consumer_group) == (7, "g")
 
 
-@pytest.mark.parametrize(("written", "instead"), [("earliest", "TRIM_HORIZON"),
-                                                  ("latest", "LATEST")])
+@pytest.mark.parametrize(
+    ("written", "instead"), [("earliest", "TRIM_HORIZON"), ("latest", "LATEST")]
+)
 def test_a_kafka_offset_name_as_starting_position_is_refused_with_serverless_name(
-        written: str, instead: str) -> None:
+    written: str, instead: str
+) -> None:
     problems = problems_of(kafka_event(f"startingPosition: {written}"))
 
-    assert problems == [f"functions.fn.events[0].kafka.startingPosition: startingPosition "
-                        f"'{written}' is written {instead} (Serverless's name)"]
+    assert problems == [
+        (f"functions.fn.events[0].kafka.startingPosition: startingPosition "
+        f"'{written}' is written {instead} (Serverless's name)")
+    ]
 
 
 def test_a_starting_position_that_is_not_a_name_is_refused() -> None:
     problems = problems_of(kafka_event("startingPosition: [LATEST]"))
 
-    assert problems == ["functions.fn.events[0].kafka.startingPosition: startingPosition "
-                        "['LATEST'] must be TRIM_HORIZON or LATEST"]
+    assert problems == [
+        ("functions.fn.events[0].kafka.startingPosition: startingPosition "
+        "['LATEST'] must be TRIM_HORIZON or LATEST")
+    ]
 
 
 def test_starting_position_at_timestamp_is_refused() -> None:
     problems = problems_of(kafka_event("startingPosition: AT_TIMESTAMP"))
 
-    assert problems == ["functions.fn.events[0].kafka.startingPosition: startingPosition "
-                        "AT_TIMESTAMP is not supported (a Code Engine Kafka subscription cannot "
-                        "start at a time); write TRIM_HORIZON or LATEST"]
+    assert problems == [
+        ("functions.fn.events[0].kafka.startingPosition: startingPosition "
+        "AT_TIMESTAMP is not supported (a Code Engine Kafka subscription cannot "
+        "start at a time); write TRIM_HORIZON or LATEST")
+    ]
 
 
-@pytest.mark.parametrize(("field", "instead"), [
-    ("consumerGroup: g", "write consumerGroupId (Serverless's name)"),
-    ("startPosition: earliest", "write startingPosition: TRIM_HORIZON or LATEST (Serverless's "
-                                "names)"),
-    ("bootstrapServers: [b:9092]", "the brokers are the stage's "
-                                   "RETAILFN_KAFKA_BOOTSTRAP_SERVERS, not part of the event"),
-    ("accessConfigurations: {saslPlainAuth: x}", "the credentials are the stage's "
-                                                 "RETAILFN_KAFKA_* settings, not part of the "
-                                                 "event"),
-])
-def test_a_kafka_field_that_means_nothing_here_says_what_to_write(field: str,
-                                                                  instead: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "instead"),
+    [
+        ("consumerGroup: g", "write consumerGroupId (Serverless's name)"),
+        (
+            "startPosition: earliest",
+            "write startingPosition: TRIM_HORIZON or LATEST (Serverless's names)",
+        ),
+        (
+            "bootstrapServers: [b:9092]",
+            "the brokers are the stage's RETAILFN_KAFKA_BOOTSTRAP_SERVERS, not part of the event",
+        ),
+        (
+            "accessConfigurations: {saslPlainAuth: x}",
+            "the credentials are the stage's RETAILFN_KAFKA_* settings, not part of the event",
+        ),
+    ],
+)
+def test_a_kafka_field_that_means_nothing_here_says_what_to_write(field: str, instead: str) -> None:
     problems = problems_of(kafka_event(field))
 
-    assert problems == [f"functions.fn.events[0].kafka.{field.split(':')[0]}: unknown field; "
-                        f"{instead}"]
+    assert problems == [
+        f"functions.fn.events[0].kafka.{field.split(':')[0]}: unknown field; {instead}"
+    ]
 
 
 # --- the Serverless dialect: schedules ------------------------------------------------------
@@ -678,24 +762,31 @@ def test_a_kafka_field_that_means_nothing_here_says_what_to_write(field: str,
 def test_a_six_field_aws_cron_is_refused_naming_the_five_field_form() -> None:
     problems = problems_of(with_events("schedule: 'cron(0 12 * * ? *)'"))
 
-    assert problems == ["functions.fn.events[0].schedule.rate: cron(0 12 * * ? *) has 6 fields "
-                        "(AWS's form, with a year); write the 5-field form cron(0 12 * * *) "
-                        "(minute hour day-of-month month day-of-week, UTC)"]
+    assert problems == [
+        ("functions.fn.events[0].schedule.rate: cron(0 12 * * ? *) has 6 fields "
+        "(AWS's form, with a year); write the 5-field form cron(0 12 * * *) "
+        "(minute hour day-of-month month day-of-week, UTC)")
+    ]
 
 
 def test_a_six_field_cron_with_week_days_and_a_year_says_what_differs() -> None:
     problems = problems_of(with_events("schedule: 'cron(0 8 ? * 2-6 2027)'"))
 
-    assert problems == ["functions.fn.events[0].schedule.rate: cron(0 8 ? * 2-6 2027) has 6 "
-                        "fields (AWS's form, with a year); write the 5-field form "
-                        "cron(0 8 * * 2-6) (minute hour day-of-month month day-of-week, UTC); "
-                        "AWS numbers the days of the week 1-7 from Sunday, the 5-field form 0-6; "
-                        "the year '2027' has no 5-field equivalent"]
+    assert problems == [
+        ("functions.fn.events[0].schedule.rate: cron(0 8 ? * 2-6 2027) has 6 "
+        "fields (AWS's form, with a year); write the 5-field form "
+        "cron(0 8 * * 2-6) (minute hour day-of-month month day-of-week, UTC); "
+        "AWS numbers the days of the week 1-7 from Sunday, the 5-field form 0-6; "
+        "the year '2027' has no 5-field equivalent")
+    ]
 
 
 def test_a_serverless_v3_rate_list_of_one_expression_is_that_expression() -> None:
-    schedule = parse(with_events("schedule: {rate: [rate(5 minutes)]}")).functions[
-        "fn"].triggers("schedule")[0]
+    schedule = (
+        parse(with_events("schedule: {rate: [rate(5 minutes)]}"))
+        .functions["fn"]
+        .triggers("schedule")[0]
+    )
 
     assert schedule.interval == timedelta(minutes=5)
 
@@ -703,8 +794,10 @@ def test_a_serverless_v3_rate_list_of_one_expression_is_that_expression() -> Non
 def test_a_rate_list_of_two_expressions_is_refused() -> None:
     problems = problems_of(with_events("schedule: {rate: [rate(5 minutes), rate(1 hour)]}"))
 
-    assert problems == ["functions.fn.events[0].schedule.rate: rate has 2 expressions; write one "
-                        "schedule event per expression"]
+    assert problems == [
+        ("functions.fn.events[0].schedule.rate: rate has 2 expressions; write one "
+        "schedule event per expression")
+    ]
 
 
 # --- the Serverless dialect: stages, parameters and variables -------------------------------
@@ -725,14 +818,17 @@ def test_opt_stage_is_the_retailfn_stage_a_deployed_app_gets() -> None:
 def test_opt_stage_not_given_and_without_default_is_reported() -> None:
     problems = problems_of(OPT_STAGE)
 
-    assert problems == ["functions.fn.environment.STAGE: ${opt:stage} is not set: no --stage (or "
-                        "RETAILFN_STAGE) was given and it has no default; write "
-                        "${opt:stage, <stage>} or ${sls:stage}"]
+    assert problems == [
+        ("functions.fn.environment.STAGE: ${opt:stage} is not set: no --stage (or "
+        "RETAILFN_STAGE) was given and it has no default; write "
+        "${opt:stage, <stage>} or ${sls:stage}")
+    ]
 
 
 def test_provider_stage_from_opt_stage_with_a_default_decides_the_stage() -> None:
-    text = "provider: {stage: \"${opt:stage, 'dev'}\"}\n" + OPT_STAGE.replace("${opt:stage}",
-                                                                              "${sls:stage}")
+    text = "provider: {stage: \"${opt:stage, 'dev'}\"}\n" + OPT_STAGE.replace(
+        "${opt:stage}", "${sls:stage}"
+    )
 
     assert [parse(text, stage=s).stage for s in (None, "prod")] == ["dev", "prod"]
 
@@ -740,8 +836,9 @@ def test_provider_stage_from_opt_stage_with_a_default_decides_the_stage() -> Non
 def test_provider_stage_made_of_sls_stage_is_refused() -> None:
     problems = problems_of("provider: {stage: '${sls:stage}'}\n" + OPT_STAGE)
 
-    assert problems == ["provider.stage: ${sls:stage} is the stage this value decides; write "
-                        "${opt:stage, <stage>}"]
+    assert problems == [
+        "provider.stage: ${sls:stage} is the stage this value decides; write ${opt:stage, <stage>}"
+    ]
 
 
 SELF = """
@@ -775,32 +872,40 @@ def test_a_whole_value_self_reference_keeps_its_type() -> None:
 def test_a_self_reference_to_a_missing_path_is_reported() -> None:
     problems = problems_of(SELF.replace("${self:custom.owner}", "${self:custom.team}"))
 
-    assert problems == ["custom.label: ${self:custom.team} is not set: the file has no "
-                        "custom.team"]
+    assert problems == ["custom.label: ${self:custom.team} is not set: the file has no custom.team"]
 
 
 def test_a_self_reference_that_comes_back_to_itself_is_reported() -> None:
     problems = problems_of(SELF.replace("owner: inventory-team", "owner: ${self:custom.label}"))
 
-    assert sorted(problems) == ["custom.label: ${self:custom.owner} refers back to itself",
-                                "custom.owner: ${self:custom.label} refers back to itself"]
+    assert sorted(problems) == [
+        "custom.label: ${self:custom.owner} refers back to itself",
+        "custom.owner: ${self:custom.label} refers back to itself",
+    ]
 
 
 def test_a_mapping_cannot_be_part_of_a_string() -> None:
     problems = problems_of(SELF.replace("${self:custom.label}'", "x-${self:custom}'"))
 
-    assert problems == ["functions.fn.environment.OWNER: ${self:custom} is a mapping; it can "
-                        "only be a whole value, not part of a string"]
+    assert problems == [
+        ("functions.fn.environment.OWNER: ${self:custom} is a mapping; it can "
+        "only be a whole value, not part of a string")
+    ]
 
 
-@pytest.mark.parametrize("variable", ["${file(./config.json):url}", "${ssm:/erp/url}",
-                                      "${sls:instanceId}", "${opt:region}"])
+@pytest.mark.parametrize(
+    "variable",
+    ["${file(./config.json):url}", "${ssm:/erp/url}", "${sls:instanceId}", "${opt:region}"],
+)
 def test_a_variable_source_we_do_not_resolve_is_refused_not_kept_as_text(variable: str) -> None:
-    problems = problems_of(one_function(
-        f"handler: pkg.mod:fn\nenvironment: {{URL: '{variable}'}}\n"))
+    problems = problems_of(
+        one_function(f"handler: pkg.mod:fn\nenvironment: {{URL: '{variable}'}}\n")
+    )
 
-    assert problems == [f"functions.fn.environment.URL: unknown variable {variable}; known: "
-                        "${env:X}, ${param:x}, ${opt:stage}, ${sls:stage}, ${self:path.in.file}"]
+    assert problems == [
+        (f"functions.fn.environment.URL: unknown variable {variable}; known: "
+        "${env:X}, ${param:x}, ${opt:stage}, ${sls:stage}, ${self:path.in.file}")
+    ]
 
 
 V3_PARAMS = """
@@ -827,8 +932,10 @@ def test_serverless_v3_top_level_params_overlay_default_per_stage(stage: str, re
 def test_v3_params_and_v4_stage_params_in_one_file_are_refused() -> None:
     problems = problems_of(V3_PARAMS + "stages:\n  prod:\n    params: {retries: 9}\n")
 
-    assert problems == ["params: parameters are written both here (Serverless v3) and under "
-                        "stages.<stage>.params (v4: prod); keep one of the two"]
+    assert problems == [
+        ("params: parameters are written both here (Serverless v3) and under "
+        "stages.<stage>.params (v4: prod); keep one of the two")
+    ]
 
 
 def test_v3_params_of_a_stage_that_are_not_a_mapping_are_refused() -> None:
@@ -852,10 +959,10 @@ def readme_dialect_examples() -> list[tuple[str, str]]:
     """(Serverless's, ours) for each side-by-side table of README's serverless.yaml section."""
     text = README.read_text(encoding="utf-8")
     section = text.split("\n## serverless.yaml dialect\n", 1)[1].split("\n## ", 1)[0]
-    tables = re.findall(r"<table>.*?</table>", section, flags=re.S)
+    tables = re.findall(r"<table>.*?</table>", section, flags=re.DOTALL)
     pairs = []
     for table in tables:
-        blocks = re.findall(r"```yaml\n(.*?)```", table, flags=re.S)
+        blocks = re.findall(r"```yaml\n(.*?)```", table, flags=re.DOTALL)
         assert len(blocks) == 2, table
         pairs.append((blocks[0], blocks[1]))
     return pairs
@@ -876,8 +983,10 @@ def test_the_readmes_retailfn_examples_load(index: int, stage: str | None) -> No
 def test_the_readmes_params_example_gives_prod_its_own_and_other_stages_default() -> None:
     ours = readme_dialect_examples()[3][1]
 
-    assert [parse_service(ours, stage=s, env={}).functions["report_stock"].environment[
-        "BATCH_LIMIT"] for s in ("prod", "staging")] == ["5000", "1000"]
+    assert [
+        parse_service(ours, stage=s, env={}).functions["report_stock"].environment["BATCH_LIMIT"]
+        for s in ("prod", "staging")
+    ] == ["5000", "1000"]
 
 
 def test_the_readmes_serverless_s3_example_is_refused_pointing_at_cos() -> None:
@@ -886,8 +995,10 @@ def test_the_readmes_serverless_s3_example_is_refused_pointing_at_cos() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_service(theirs, env={})
 
-    assert "functions.ingest_stock_file.events[0].s3: unknown field; storage events are on IBM " \
-           "COS: write cos: with the same bucket, event and rules" in caught.value.problems
+    assert (
+        "functions.ingest_stock_file.events[0].s3: unknown field; storage events are on IBM "
+        "COS: write cos: with the same bucket, event and rules" in caught.value.problems
+    )
 
 
 # --- deploy: how an event function runs where ops deploy it -------------------------------
@@ -900,24 +1011,31 @@ def deploying(deploy: str, event: str) -> str:
 def test_a_subscription_for_an_ordered_kafka_trigger_is_refused_naming_worker() -> None:
     problems = problems_of(deploying("subscription", "kafka: {topic: inventory.stock-reported}"))
 
-    assert problems == ["functions.fn.deploy: a subscription keeps no per-key order, but "
-                        "events[0].kafka has ordering: ordered (the default); use deploy: "
-                        "worker, or ordering: unordered"]
+    assert problems == [
+        ("functions.fn.deploy: a subscription keeps no per-key order, but "
+        "events[0].kafka has ordering: ordered (the default); use deploy: "
+        "worker, or ordering: unordered")
+    ]
 
 
 def test_a_subscription_for_a_batch_kafka_trigger_is_refused_naming_worker() -> None:
-    problems = problems_of(deploying(
-        "subscription", "kafka: {topic: '*', mode: batch, ordering: unordered}"))
+    problems = problems_of(
+        deploying("subscription", "kafka: {topic: '*', mode: batch, ordering: unordered}")
+    )
 
-    assert problems == ["functions.fn.deploy: subscription delivers one event at a time, but "
-                        "events[0].kafka has mode: batch; use deploy: worker"]
+    assert problems == [
+        ("functions.fn.deploy: subscription delivers one event at a time, but "
+        "events[0].kafka has mode: batch; use deploy: worker")
+    ]
 
 
 def test_deploy_on_an_http_function_is_refused() -> None:
     problems = problems_of(deploying("worker", "http: {path: /stock}"))
 
-    assert problems == ["functions.fn.deploy: deploy is for event functions (kafka, cos, "
-                        "schedule); an HTTP function is served by its own app"]
+    assert problems == [
+        ("functions.fn.deploy: deploy is for event functions (kafka, cos, "
+        "schedule); an HTTP function is served by its own app")
+    ]
 
 
 def test_an_unknown_deploy_mode_is_reported_with_the_known_ones() -> None:
@@ -929,8 +1047,9 @@ def test_an_unknown_deploy_mode_is_reported_with_the_known_ones() -> None:
 
 
 def test_an_unordered_kafka_trigger_may_run_behind_a_subscription() -> None:
-    service = parse(deploying(
-        "subscription", "kafka: {topic: inventory.stock-reported, ordering: unordered}"))
+    service = parse(
+        deploying("subscription", "kafka: {topic: inventory.stock-reported, ordering: unordered}")
+    )
 
     assert service.functions["fn"].deployment == "subscription"
 

@@ -29,8 +29,12 @@ BASKETS = [
 def test_counts_baskets_items_and_unordered_pairs_exactly() -> None:
     model = build(Baskets.of(BASKETS))
     assert model.basket_count == 5
-    assert [model.item_count(s) for s in ("YOGA-PANTS", "YOGA-MAT", "WATER-BOTTLE", "SAFFRON")] \
-        == [3, 3, 2, 1]
+    assert [model.item_count(s) for s in ("YOGA-PANTS", "YOGA-MAT", "WATER-BOTTLE", "SAFFRON")] == [
+        3,
+        3,
+        2,
+        1,
+    ]
     assert model.pair_count("YOGA-PANTS", "YOGA-MAT") == 2
     assert model.pair_count("YOGA-MAT", "YOGA-PANTS") == 2
     assert model.pair_count("YOGA-MAT", "WATER-BOTTLE") == 1
@@ -80,8 +84,9 @@ def test_scores_of_an_ordered_pair() -> None:
     model = build(Baskets.of(BASKETS))
     mat = {c.sku: c for c in model.complements("YOGA-PANTS", 5)}["YOGA-MAT"]
     # N=5, n_pants=3, n_mat=3, n_pants_mat=2
-    assert mat == Complement("YOGA-MAT", support=2 / 5, confidence=2 / 3,
-                             lift=(2 / 3) / (3 / 5), pair_count=2)
+    assert mat == Complement(
+        "YOGA-MAT", support=2 / 5, confidence=2 / 3, lift=(2 / 3) / (3 / 5), pair_count=2
+    )
     [pants] = [c for c in model.complements("WATER-BOTTLE") if c.sku == "YOGA-PANTS"]
     assert (pants.confidence, pants.lift) == (1.0, 1.0 / (3 / 5))
 
@@ -97,8 +102,10 @@ def test_complements_are_ranked_by_lift_then_confidence_then_sku() -> None:
 
 def test_thresholds_drop_rare_pairs() -> None:
     model = build(Baskets.of(BASKETS))
-    assert [c.sku for c in model.complements("YOGA-PANTS", min_count=2)] == \
-        ["WATER-BOTTLE", "YOGA-MAT"]
+    assert [c.sku for c in model.complements("YOGA-PANTS", min_count=2)] == [
+        "WATER-BOTTLE",
+        "YOGA-MAT",
+    ]
     assert [c.sku for c in model.complements("YOGA-MAT", min_count=2)] == ["YOGA-PANTS"]
     assert [c.sku for c in model.complements("YOGA-MAT", min_support=0.3)] == ["YOGA-PANTS"]
     assert model.complements("YOGA-PANTS", k=1)[0].sku == "WATER-BOTTLE"
@@ -109,9 +116,14 @@ def test_thresholds_drop_rare_pairs() -> None:
 def test_top_items_are_the_best_sellers_optionally_within_a_set() -> None:
     model = build(Baskets.of(BASKETS))
     assert [(i.sku, i.count) for i in model.top_items(3)] == [
-        ("YOGA-MAT", 3), ("YOGA-PANTS", 3), ("WATER-BOTTLE", 2)]
+        ("YOGA-MAT", 3),
+        ("YOGA-PANTS", 3),
+        ("WATER-BOTTLE", 2),
+    ]
     assert [i.sku for i in model.top_items(5, skus=["SAFFRON", "WATER-BOTTLE", "NOPE"])] == [
-        "WATER-BOTTLE", "SAFFRON"]
+        "WATER-BOTTLE",
+        "SAFFRON",
+    ]
     assert model.top_items(2)[0].support == 3 / 5
 
 
@@ -160,8 +172,14 @@ def baskets_of(*groups: tuple[int, list[str]]) -> list[list[str]]:
 
 # N=20, A in 5. B-LOW: with A once, in 3 baskets; C-HIGH: with A 3 times, in 9 baskets. Both
 # lifts are exactly 4/3 (1/3 = 3/9), but the float of the first is one ulp above the second's.
-EQUAL_LIFTS = baskets_of((1, ["A-1", "B-LOW"]), (3, ["A-1", "C-HIGH"]), (1, ["A-1"]),
-                         (2, ["B-LOW"]), (6, ["C-HIGH"]), (7, ["Z-FILL"]))
+EQUAL_LIFTS = baskets_of(
+    (1, ["A-1", "B-LOW"]),
+    (3, ["A-1", "C-HIGH"]),
+    (1, ["A-1"]),
+    (2, ["B-LOW"]),
+    (6, ["C-HIGH"]),
+    (7, ["Z-FILL"]),
+)
 
 
 def test_equal_lifts_tie_exactly_and_the_higher_confidence_comes_first() -> None:
@@ -173,8 +191,17 @@ def test_equal_lifts_tie_exactly_and_the_higher_confidence_comes_first() -> None
 
 
 def test_equal_lifts_and_confidences_fall_back_to_the_sku() -> None:
-    model = build(Baskets.of(baskets_of((2, ["A-1", "D-1"]), (2, ["A-1", "C-1"]),
-                                        (1, ["D-1"]), (1, ["C-1"]), (4, ["Z-FILL"]))))
+    model = build(
+        Baskets.of(
+            baskets_of(
+                (2, ["A-1", "D-1"]),
+                (2, ["A-1", "C-1"]),
+                (1, ["D-1"]),
+                (1, ["C-1"]),
+                (4, ["Z-FILL"]),
+            )
+        )
+    )
     for by in ("lift", "confidence", "support"):
         assert [c.sku for c in model.complements("A-1", by=by)] == ["C-1", "D-1"]
 
@@ -185,17 +212,29 @@ def test_lifts_closer_than_float_precision_are_still_ordered_exactly() -> None:
     b_ab, b_n, c_ab, c_n = 399_980_001, 400_000_000, 400_000_001, 400_020_001
     assert b_ab / b_n == c_ab / c_n and b_ab * c_n > c_ab * b_n
     pairs = sp.csr_matrix(([b_ab, c_ab], ([0, 0], [1, 2])), shape=(3, 3), dtype=np.int64)
-    model = CrossSellModel(np.array(["A-1", "B-1", "C-1"]),
-                           np.array([900_000_000, b_n, c_n], dtype=np.int64), pairs,
-                           np.int64(1_000_000_000))
+    model = CrossSellModel(
+        np.array(["A-1", "B-1", "C-1"]),
+        np.array([900_000_000, b_n, c_n], dtype=np.int64),
+        pairs,
+        np.int64(1_000_000_000),
+    )
     assert [c.sku for c in model.complements("A-1")] == ["B-1", "C-1"]
     assert [c.sku for c in model.complements("A-1", by="confidence")] == ["C-1", "B-1"]
 
 
 def test_the_confidence_ranking_breaks_equal_confidences_by_the_exact_lift() -> None:
     # N=20, A in 4; B-1 and C-1 each with A twice; B-1 in 8 baskets, C-1 in 3: C-1's lift is higher
-    model = build(Baskets.of(baskets_of((2, ["A-1", "B-1"]), (2, ["A-1", "C-1"]),
-                                        (6, ["B-1"]), (1, ["C-1"]), (9, ["Z-FILL"]))))
+    model = build(
+        Baskets.of(
+            baskets_of(
+                (2, ["A-1", "B-1"]),
+                (2, ["A-1", "C-1"]),
+                (6, ["B-1"]),
+                (1, ["C-1"]),
+                (9, ["Z-FILL"]),
+            )
+        )
+    )
     assert [c.sku for c in model.complements("A-1", by="confidence")] == ["C-1", "B-1"]
     assert [c.sku for c in model.complements("A-1", by="support")] == ["B-1", "C-1"]
 
@@ -210,8 +249,10 @@ def popular_item_baskets(niche: int = 60) -> list[list[str]]:
     for i in range(niche):
         for j in range(10):
             hot[(i * 10 + j) % 300].append(f"NICHE-{i:03d}")
-    rest = [[s for s, n in (("S-1", 430), ("S-2", 440), ("S-3", 450)) if k < n] or ["Z-FILL"]
-            for k in range(700)]
+    rest = [
+        [s for s, n in (("S-1", 430), ("S-2", 440), ("S-3", 450)) if k < n] or ["Z-FILL"]
+        for k in range(700)
+    ]
     return hot + rest
 
 
@@ -222,7 +263,10 @@ def test_the_confidence_ranking_ranks_all_complements_not_the_highest_lifts() ->
     assert [c.sku for c in everything[:3]] == ["S-1", "S-2", "S-3"]
     assert everything[0].lift < everything[3].lift  # high confidence, low lift
     assert [c.sku for c in model.complements("HOT", 3, by="confidence", min_support=0.01)] == [
-        "S-1", "S-2", "S-3"]
+        "S-1",
+        "S-2",
+        "S-3",
+    ]
     assert [c.sku for c in model.complements("HOT", 2, by="lift")] == ["NICHE-000", "NICHE-001"]
 
 
@@ -242,13 +286,24 @@ def test_the_lift_order_is_the_order_of_the_exact_fractions_on_random_counts(hug
     n = 400
     skus = np.array(["A-0"] + [f"B-{i:03d}" for i in range(n)])
     # small counts with many equal ratios, with or without huge ones beside them
-    n_b = np.array([rng.choice([rng.randint(1, 12), rng.randint(2**40, 2**40 + 50)])
-                    if huge else rng.randint(1, 12) for _ in range(n)], dtype=np.int64)
-    n_ab = np.array([rng.randint(1, int(b)) if b < 100 else int(b) - rng.randint(0, 40)
-                     for b in n_b], dtype=np.int64)
-    pairs = sp.csr_matrix((n_ab, (np.zeros(n, dtype=np.int64), np.arange(1, n + 1))),
-                          shape=(n + 1, n + 1))
+    n_b = np.array(
+        [
+            rng.choice([rng.randint(1, 12), rng.randint(2**40, 2**40 + 50)])
+            if huge
+            else rng.randint(1, 12)
+            for _ in range(n)
+        ],
+        dtype=np.int64,
+    )
+    n_ab = np.array(
+        [rng.randint(1, int(b)) if b < 100 else int(b) - rng.randint(0, 40) for b in n_b],
+        dtype=np.int64,
+    )
+    pairs = sp.csr_matrix(
+        (n_ab, (np.zeros(n, dtype=np.int64), np.arange(1, n + 1))), shape=(n + 1, n + 1)
+    )
     model = CrossSellModel(skus, np.concatenate([[2**41], n_b]), pairs, np.int64(2**42))
-    expected = sorted(range(n), key=lambda j: (-Fraction(int(n_ab[j]), int(n_b[j])), -n_ab[j],
-                                               skus[j + 1]))
+    expected = sorted(
+        range(n), key=lambda j: (-Fraction(int(n_ab[j]), int(n_b[j])), -n_ab[j], skus[j + 1])
+    )
     assert [c.sku for c in model.complements("A-0", None)] == [str(skus[j + 1]) for j in expected]

@@ -40,8 +40,11 @@ def rules(baskets: list[list[str]]) -> dict[tuple[str, str], tuple[float, float,
     found = association_rules(itemsets, metric="support", min_threshold=0)
     one_to_one = found[(found["antecedents"].map(len) == 1) & (found["consequents"].map(len) == 1)]
     return {
-        (next(iter(row.antecedents)), next(iter(row.consequents))):
-            (row.support, row.confidence, row.lift)
+        (next(iter(row.antecedents)), next(iter(row.consequents))): (
+            row.support,
+            row.confidence,
+            row.lift,
+        )
         for row in one_to_one.itertuples()
     }
 

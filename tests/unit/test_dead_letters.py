@@ -16,13 +16,27 @@ ORIGIN = {"topic": "inventory.stock-reported", "partition": 2, "offset": 9}
 
 
 def letter(ce: CloudEvent):  # type: ignore[no-untyped-def]
-    return make_dead_letter("ingest_stock", ce, InvalidEvent("data: not valid JSON"), 1,
-                            datetime.now(UTC), ORIGIN, retryable=False)
+    return make_dead_letter(
+        "ingest_stock",
+        ce,
+        InvalidEvent("data: not valid JSON"),
+        1,
+        datetime.now(UTC),
+        ORIGIN,
+        retryable=False,
+    )
 
 
 def raw_event(data: object, **attrs: str) -> CloudEvent:
-    return CloudEvent({"type": "dev.knative.kafka.event", "source": "/kafka/t",
-                       "id": "partition:2/offset:9", **attrs}, data)
+    return CloudEvent(
+        {
+            "type": "dev.knative.kafka.event",
+            "source": "/kafka/t",
+            "id": "partition:2/offset:9",
+            **attrs,
+        },
+        data,
+    )
 
 
 def test_data_beyond_the_cap_is_cut_and_keeps_the_originals_size_and_digest() -> None:
@@ -39,7 +53,11 @@ def test_data_within_the_cap_is_kept_whole_without_a_digest() -> None:
     kept = letter(raw_event(b'{"on_hand": "x"}')).event
 
     assert (kept.data, kept.data_truncated, kept.data_size, kept.data_sha256) == (
-        '{"on_hand": "x"}', False, None, None)
+        '{"on_hand": "x"}',
+        False,
+        None,
+        None,
+    )
 
 
 def test_the_dead_letter_event_is_cut_to_fit_a_kafka_record_keeping_the_original_digest() -> None:
@@ -50,7 +68,10 @@ def test_the_dead_letter_event_is_cut_to_fit_a_kafka_record_keeping_the_original
 
     assert len(small.model_dump_json().encode()) <= EVENT_MAX_BYTES
     assert (small.event.data_truncated, small.event.data_size, small.event.data_sha256) == (
-        True, len(raw), hashlib.sha256(raw).hexdigest())
+        True,
+        len(raw),
+        hashlib.sha256(raw).hexdigest(),
+    )
     assert raw.decode().startswith(small.event.data)
     assert full.event.data == raw.decode()  # the object in the bucket keeps it whole
 
@@ -61,13 +82,14 @@ def test_a_dead_letter_cut_twice_keeps_the_size_and_digest_of_the_original() -> 
 
     assert len(small.model_dump_json().encode()) <= EVENT_MAX_BYTES
     assert (small.event.data_size, small.event.data_sha256) == (
-        len(raw), hashlib.sha256(raw).hexdigest())
+        len(raw),
+        hashlib.sha256(raw).hexdigest(),
+    )
 
 
 def test_oversized_attributes_and_too_many_extensions_are_clipped() -> None:
     extensions = {f"x{i}": "v" * 5000 for i in range(MAX_EXTENSIONS + 20)}
-    ce = raw_event(b"{}", id="i" * 100_000, source="s" * 100_000, key="k" * 100_000,
-                   **extensions)
+    ce = raw_event(b"{}", id="i" * 100_000, source="s" * 100_000, key="k" * 100_000, **extensions)
 
     kept = letter(ce).event
 

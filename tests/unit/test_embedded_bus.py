@@ -73,7 +73,9 @@ def _publish_from_process(root: str, writer: int, n: int) -> None:
 def test_concurrent_publishing_from_two_processes_loses_nothing(tmp_path: Path) -> None:
     _bus_with_topic(tmp_path).close()
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_publish_from_process, args=(str(tmp_path), w, 1000)) for w in (1, 2)]
+    procs = [
+        ctx.Process(target=_publish_from_process, args=(str(tmp_path), w, 1000)) for w in (1, 2)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -88,11 +90,16 @@ def test_concurrent_publishing_from_two_processes_loses_nothing(tmp_path: Path) 
     values = [r.value.decode() for r in records]
     assert len(values) == len(set(values)) == 2 * 1020
     for p in range(3):
-        assert [r.offset for r in records if r.partition == p] == list(range(sum(r.partition == p for r in records)))
+        assert [r.offset for r in records if r.partition == p] == list(
+            range(sum(r.partition == p for r in records))
+        )
     for writer in ("1", "2"):  # each writer's order per key holds
         for key in range(13):
-            seq = [int(v.split(":")[1]) for v, r in zip(values, records, strict=True)
-                   if v.startswith(writer + ":") and r.key == f"key-{key}".encode()]
+            seq = [
+                int(v.split(":")[1])
+                for v, r in zip(values, records, strict=True)
+                if v.startswith(writer + ":") and r.key == f"key-{key}".encode()
+            ]
             assert seq == sorted(seq) and len(seq) > 0
 
 
@@ -129,7 +136,9 @@ def test_poll_wakes_up_when_another_thread_publishes(tmp_path: Path) -> None:
         bus.close()
 
 
-def test_a_member_that_leaves_hands_its_partitions_over_at_the_committed_offset(tmp_path: Path) -> None:
+def test_a_member_that_leaves_hands_its_partitions_over_at_the_committed_offset(
+    tmp_path: Path,
+) -> None:
     bus = _bus_with_topic(tmp_path)
     try:
         bus.publish_many("orders", [(f"k{i}", f"v{i}".encode(), ()) for i in range(60)])
@@ -202,7 +211,9 @@ def _publish_from_threads(bus: EmbeddedBus, threads: int, per_thread: int, keys:
     assert not errors, errors
 
 
-def test_sixteen_threads_publishing_at_once_lose_nothing_and_keep_per_key_order(tmp_path: Path) -> None:
+def test_sixteen_threads_publishing_at_once_lose_nothing_and_keep_per_key_order(
+    tmp_path: Path,
+) -> None:
     bus = _bus_with_topic(tmp_path)
     try:
         _publish_from_threads(bus, threads=16, per_thread=100)
@@ -212,11 +223,16 @@ def test_sixteen_threads_publishing_at_once_lose_nothing_and_keep_per_key_order(
     values = [r.value.decode() for r in records]
     assert len(values) == len(set(values)) == 16 * 100
     for p in range(3):
-        assert [r.offset for r in records if r.partition == p] == list(range(sum(r.partition == p for r in records)))
+        assert [r.offset for r in records if r.partition == p] == list(
+            range(sum(r.partition == p for r in records))
+        )
     for writer in range(16):  # each writer's order per key holds
         for key in range(5):
-            seq = [int(v.split(":")[1]) for v, r in zip(values, records, strict=True)
-                   if v.startswith(f"{writer}:") and r.key == f"key-{key}".encode()]
+            seq = [
+                int(v.split(":")[1])
+                for v, r in zip(values, records, strict=True)
+                if v.startswith(f"{writer}:") and r.key == f"key-{key}".encode()
+            ]
             assert seq == sorted(seq) and len(seq) > 0
 
 
@@ -252,7 +268,11 @@ def test_a_publish_returns_only_after_the_sync_that_covers_its_record(
             fresh = _Partition(log)
             try:
                 got = fresh.read("orders", md.partition, md.offset, 1)
-                end = fresh.positions[md.offset + 1] if md.offset + 1 < len(fresh.positions) else fresh.end
+                end = (
+                    fresh.positions[md.offset + 1]
+                    if md.offset + 1 < len(fresh.positions)
+                    else fresh.end
+                )
             finally:
                 fresh.close()
             with synced_lock:
@@ -282,7 +302,9 @@ def test_a_publish_returns_only_after_the_sync_that_covers_its_record(
         restarted.close()
 
 
-def test_concurrent_publishers_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_publishers_share_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     syncs = 0
@@ -333,4 +355,6 @@ def test_a_forked_child_appends_with_its_own_lock(tmp_path: Path) -> None:
     values = [r.value.decode() for r in records]
     assert len(values) == len(set(values)) == 1 + 2 * 300
     for p in range(3):
-        assert [r.offset for r in records if r.partition == p] == list(range(sum(r.partition == p for r in records)))
+        assert [r.offset for r in records if r.partition == p] == list(
+            range(sum(r.partition == p for r in records))
+        )

@@ -177,7 +177,12 @@ def test_raw_json_from_a_partner_takes_its_type_from_a_single_type_topic() -> No
     value = json.dumps(load_sample("stock-reported")["data"]).encode()
 
     event = from_kafka(
-        "inventory.stock-reported", 2, 77, b"acme:DC-BERLIN-1", value, [],
+        "inventory.stock-reported",
+        2,
+        77,
+        b"acme:DC-BERLIN-1",
+        value,
+        [],
         timestamp_ms=1_796_025_600_000,
     )
 
@@ -250,8 +255,12 @@ def test_kafka_structured_mode_record_without_an_id_is_invalid() -> None:
 
 
 def test_identity_keeps_apart_parts_that_hold_the_separator() -> None:
-    joined = {identity("/a", "b\nc"), identity("/a\nb", "c"), identity("/a", "b", "c"),
-              identity("/a\nb\nc")}
+    joined = {
+        identity("/a", "b\nc"),
+        identity("/a\nb", "c"),
+        identity("/a", "b", "c"),
+        identity("/a\nb\nc"),
+    }
 
     assert len(joined) == 4
     assert identity("/partners/acme", "report-1") == "/partners/acme\nreport-1"
@@ -333,8 +342,9 @@ def test_codeengine_kafka_event_as_cloudevent_parses_into_our_typed_event() -> N
 def test_codeengine_kafka_events_of_two_subscriptions_keep_distinct_identities() -> None:
     # Two clusters (or subscriptions) deliver partition 0, offset 42 of a same-named topic.
     here = parse_event(codeengine_kafka())
-    there = parse_event(codeengine_kafka(source="/apis/v1/namespaces/b/kafkasources/s#"
-                                                "inventory.stock-reported"))
+    there = parse_event(
+        codeengine_kafka(source="/apis/v1/namespaces/b/kafkasources/s#inventory.stock-reported")
+    )
 
     assert here.id == there.id == "partition:0/offset:42"
     assert (here.source, here.id) != (there.source, there.id)

@@ -55,7 +55,8 @@ def test_timestamps_are_normalized_to_utc() -> None:
 
 @pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
 def test_a_timestamp_outside_the_years_of_utc_is_a_validation_error_naming_the_field(
-        timestamp: str) -> None:
+    timestamp: str,
+) -> None:
     data = data_of("stock-reported") | {"reported_at": timestamp}
 
     with pytest.raises(ValidationError) as caught:  # not an OverflowError

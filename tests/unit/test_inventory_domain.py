@@ -25,17 +25,35 @@ NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
 def reported(**fields: Any) -> StockReported:
     base: dict[str, Any] = {
-        "partner_id": "acme", "partner_sku": "YM-4MM", "location_id": "DC-1", "region": "eu",
-        "on_hand": Decimal(10), "reported_at": T0,
+        "partner_id": "acme",
+        "partner_sku": "YM-4MM",
+        "location_id": "DC-1",
+        "region": "eu",
+        "on_hand": Decimal(10),
+        "reported_at": T0,
     }
     return StockReported(**{**base, **fields})
 
 
-def report(on_hand: int = 10, reserved: int = 0, *, at: datetime = T0, seq: int | None = None,
-           location: str = "DC-1") -> NormalizedReport:
-    return NormalizedReport(partner_id="acme", location_id=location, region="eu",
-                            on_hand=on_hand, reserved=reserved, incoming=0, unit="each",
-                            reported_at=at, sequence=seq)
+def report(
+    on_hand: int = 10,
+    reserved: int = 0,
+    *,
+    at: datetime = T0,
+    seq: int | None = None,
+    location: str = "DC-1",
+) -> NormalizedReport:
+    return NormalizedReport(
+        partner_id="acme",
+        location_id=location,
+        region="eu",
+        on_hand=on_hand,
+        reserved=reserved,
+        incoming=0,
+        unit="each",
+        reported_at=at,
+        sequence=seq,
+    )
 
 
 def state(*reports: NormalizedReport) -> SkuAvailability:
@@ -46,8 +64,9 @@ def state(*reports: NormalizedReport) -> SkuAvailability:
 
 
 def test_packs_are_normalized_to_each_times_units_per_pack() -> None:
-    normalized = normalize(reported(on_hand=Decimal(3), reserved=Decimal(1), unit="pack",
-                                    units_per_pack=12))
+    normalized = normalize(
+        reported(on_hand=Decimal(3), reserved=Decimal(1), unit="pack", units_per_pack=12)
+    )
 
     assert (normalized.on_hand, normalized.reserved, normalized.unit) == (36, 12, "each")
 
@@ -195,15 +214,18 @@ def owner(source: str, registered: dict[str, str] | None = None) -> str | None:
     return source_partner(source, drops_bucket="partner-drops", registered=registered or {})
 
 
-@pytest.mark.parametrize(("source", "partner"), [
-    ("/partners/acme/stock", "acme"),
-    ("/partners/acme", "acme"),
-    ("/partners/", None),
-    ("/cos/partner-drops/globex/2026-11-27/stock.csv", "globex"),
-    ("/cos/partner-drops/stock.csv", None),  # not in a partner's folder
-    ("/cos/state/globex/stock.csv", None),  # not the drops bucket
-    ("kafka://inventory.stock-reported", None),
-])
+@pytest.mark.parametrize(
+    ("source", "partner"),
+    [
+        ("/partners/acme/stock", "acme"),
+        ("/partners/acme", "acme"),
+        ("/partners/", None),
+        ("/cos/partner-drops/globex/2026-11-27/stock.csv", "globex"),
+        ("/cos/partner-drops/stock.csv", None),  # not in a partner's folder
+        ("/cos/state/globex/stock.csv", None),  # not the drops bucket
+        ("kafka://inventory.stock-reported", None),
+    ],
+)
 def test_retailfns_own_channels_are_bound_by_their_path(source: str, partner: str | None) -> None:
     assert owner(source) == partner
 

@@ -33,8 +33,18 @@ def files_under(folder: Path) -> set[str]:
 
 
 ESCAPES = [
-    "../outside", "a/../../outside", "/etc/passwd", "a\\..\\b", "a//b", "a/", "", ".", "a/./b",
-    "..", ".meta/x", "a/\x00b",
+    "../outside",
+    "a/../../outside",
+    "/etc/passwd",
+    "a\\..\\b",
+    "a//b",
+    "a/",
+    "",
+    ".",
+    "a/./b",
+    "..",
+    ".meta/x",
+    "a/\x00b",
 ]
 
 
@@ -145,7 +155,10 @@ def test_everything_survives_a_restart(store: LocalFolderStore, root: Path) -> N
     assert again.bucket_exists("bkt")
     got = again.get("bkt", "a/b")
     assert (got.body, got.info.etag, got.info.content_type, dict(got.info.metadata)) == (
-        b"durable", put.etag, "text/plain", {"k": "v"},
+        b"durable",
+        put.etag,
+        "text/plain",
+        {"k": "v"},
     )
     again.put("bkt", "a/b", b"next", if_match=put.etag)
 

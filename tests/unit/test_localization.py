@@ -75,7 +75,7 @@ def test_an_explicit_currency_overrides_the_regions() -> None:
 
 
 def test_a_price_is_shown_only_in_a_currency_the_product_is_priced_in() -> None:
-    prices = {"EUR": Decimal("36.95"), "JPY": Decimal("5900")}
+    prices = {"EUR": Decimal("36.95"), "JPY": Decimal(5900)}
 
     assert price_in(prices, "EUR").amount == "36.95"
     missing = price_in(prices, "AUD")

@@ -48,9 +48,10 @@ def test_each_function_sees_its_own_environment_and_not_the_others() -> None:
     chosen = function_settings(service(), ["recommend", "report_stock"])
 
     assert (chosen["recommend"].experiments, chosen["recommend"].stock_batch_limit) == (
-        '{"experiments": []}', 1000)
-    assert (chosen["report_stock"].experiments, chosen["report_stock"].stock_batch_limit) == (
-        "", 2)
+        '{"experiments": []}',
+        1000,
+    )
+    assert (chosen["report_stock"].experiments, chosen["report_stock"].stock_batch_limit) == ("", 2)
 
 
 def test_a_function_sees_the_provider_and_stage_environment_under_its_own() -> None:
@@ -86,7 +87,8 @@ def test_a_non_local_stage_on_embedded_adapters_is_refused() -> None:
 
 
 def test_allow_embedded_in_the_environment_lets_a_non_local_stage_run_on_them(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("RETAILFN_ALLOW_EMBEDDED", "true")
 
     check_stage(build_settings({"RETAILFN_STAGE": "prod"}))
@@ -103,15 +105,18 @@ def test_a_bad_value_names_the_variable_its_source_and_the_rule() -> None:
     with pytest.raises(SettingsError) as caught:
         build_settings({"RETAILFN_STOCK_BATCH_LIMIT": "0"}, source="serverless.yaml, function x")
 
-    assert str(caught.value) == ("RETAILFN_STOCK_BATCH_LIMIT=0 (from serverless.yaml, function x)"
-                                 ": Input should be greater than or equal to 1")
+    assert str(caught.value) == (
+        "RETAILFN_STOCK_BATCH_LIMIT=0 (from serverless.yaml, function x)"
+        ": Input should be greater than or equal to 1"
+    )
 
 
 def test_a_log_time_is_rfc3339_utc_with_milliseconds() -> None:
     out = io.StringIO()
     handler = logging.StreamHandler(out)
-    handler.setFormatter(LogFormatter("{asctime}{message}", style="{",
-                                      rename_fields={"asctime": "time"}))
+    handler.setFormatter(
+        LogFormatter("{asctime}{message}", style="{", rename_fields={"asctime": "time"})
+    )
     record = logging.makeLogRecord({"msg": "hello", "created": 1767268800.1234})
 
     handler.emit(record)
@@ -130,8 +135,8 @@ def test_metrics_have_no_created_series_unless_asked() -> None:
     finally:
         configure_metrics(created=False)
 
-    assert not re.search(r"^things_created", default, re.M)
-    assert re.search(r"^things_created", asked, re.M)
+    assert not re.search(r"^things_created", default, re.MULTILINE)
+    assert re.search(r"^things_created", asked, re.MULTILINE)
 
 
 def test_an_event_is_delivered_with_its_functions_settings_current() -> None:
@@ -142,9 +147,13 @@ def test_an_event_is_delivered_with_its_functions_settings_current() -> None:
     from shared.runtime.loader import LoadedFunction
 
     seen: list[int] = []
-    function = LoadedFunction("report_stock", "x:y",
-                              lambda _ce: seen.append(get_settings().stock_batch_limit),
-                              "cloudevent", False)
+    function = LoadedFunction(
+        "report_stock",
+        "x:y",
+        lambda _ce: seen.append(get_settings().stock_batch_limit),
+        "cloudevent",
+        False,
+    )
     settings = function_settings(service(), ["report_stock"])["report_stock"]
     invoker = Invoker(function, Delivery(), "test", lambda *_: None, settings=settings)
 

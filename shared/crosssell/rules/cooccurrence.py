@@ -62,8 +62,9 @@ class Baskets:
     at: np.ndarray | None = None
 
     @classmethod
-    def of(cls, baskets: Iterable[Iterable[str]],
-           at: Iterable[datetime | float] | None = None) -> Baskets:
+    def of(
+        cls, baskets: Iterable[Iterable[str]], at: Iterable[datetime | float] | None = None
+    ) -> Baskets:
         """From plain lists of SKUs (and optionally a completion time per basket)."""
         index: dict[str, int] = {}
         indptr, codes = [0], []
@@ -74,8 +75,12 @@ class Baskets:
         times = None if at is None else np.array([_seconds(t) for t in at], dtype=np.float64)
         if times is not None and len(times) != len(indptr) - 1:
             raise ValueError("one completion time per basket")
-        return cls(np.array(list(index), dtype=str), np.array(indptr, dtype=np.int64),
-                   np.array(codes, dtype=np.int64), times)
+        return cls(
+            np.array(list(index), dtype=str),
+            np.array(indptr, dtype=np.int64),
+            np.array(codes, dtype=np.int64),
+            times,
+        )
 
     @classmethod
     def empty(cls) -> Baskets:
@@ -108,11 +113,17 @@ class CrossSellModel:
     """Co-occurrence counts of one region. Immutable: :func:`fold` and :func:`merge` return new
     models. Build one with :func:`build` or :meth:`empty`."""
 
-    __slots__ = ("skus", "items", "pairs", "baskets", "half_life_days", "latest_at", "_sym")
+    __slots__ = ("_sym", "baskets", "half_life_days", "items", "latest_at", "pairs", "skus")
 
-    def __init__(self, skus: np.ndarray, items: np.ndarray, pairs: sp.csr_matrix,
-                 baskets: float, half_life_days: float | None = None,
-                 latest_at: float | None = None) -> None:
+    def __init__(
+        self,
+        skus: np.ndarray,
+        items: np.ndarray,
+        pairs: sp.csr_matrix,
+        baskets: float,
+        half_life_days: float | None = None,
+        latest_at: float | None = None,
+    ) -> None:
         self.skus = skus
         """Sorted SKUs; position = index into ``items`` and ``pairs``."""
         self.items = items
@@ -127,8 +138,14 @@ class CrossSellModel:
     @classmethod
     def empty(cls, half_life_days: float | None = None) -> CrossSellModel:
         dtype = np.int64 if half_life_days is None else np.float64
-        return cls(np.array([], dtype=str), np.zeros(0, dtype=dtype),
-                   sp.csr_matrix((0, 0), dtype=dtype), dtype(0), half_life_days, None)
+        return cls(
+            np.array([], dtype=str),
+            np.zeros(0, dtype=dtype),
+            sp.csr_matrix((0, 0), dtype=dtype),
+            dtype(0),
+            half_life_days,
+            None,
+        )
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -183,21 +200,40 @@ class CrossSellModel:
             self._sym.sort_indices()
         return self._sym
 
-    def complements(self, sku: str, k: int | None = 10, *, by: Ranking = "lift",
-                    min_support: float = 0.0, min_count: float = 0,
-                    min_lift: float | None = None) -> list[Complement]:
+    def complements(
+        self,
+        sku: str,
+        k: int | None = 10,
+        *,
+        by: Ranking = "lift",
+        min_support: float = 0.0,
+        min_count: float = 0,
+        min_lift: float | None = None,
+    ) -> list[Complement]:
         """The top ``k`` items bought with ``sku`` (all of them when ``k`` is None), best first.
 
         See :meth:`iter_complements` for the thresholds and the order.
         """
         if k is not None and k <= 0:
             return []
-        return list(islice(self.iter_complements(sku, by=by, min_support=min_support,
-                                                 min_count=min_count, min_lift=min_lift), k))
+        return list(
+            islice(
+                self.iter_complements(
+                    sku, by=by, min_support=min_support, min_count=min_count, min_lift=min_lift
+                ),
+                k,
+            )
+        )
 
-    def iter_complements(self, sku: str, *, by: Ranking = "lift", min_support: float = 0.0,
-                         min_count: float = 0,
-                         min_lift: float | None = None) -> Iterator[Complement]:
+    def iter_complements(
+        self,
+        sku: str,
+        *,
+        by: Ranking = "lift",
+        min_support: float = 0.0,
+        min_count: float = 0,
+        min_lift: float | None = None,
+    ) -> Iterator[Complement]:
         """Every item bought with ``sku`` that passes the thresholds, best first, built lazily.
 
         Only pairs with ``support >= min_support``, ``pair_count >= min_count`` and (if given)
@@ -228,8 +264,12 @@ class CrossSellModel:
         if min_lift is not None:
             keep &= lift > min_lift
         others, n_ab, n_b = others[keep], n_ab[keep], n_b[keep]
-        support, confidence, lift, counts = support[keep], confidence[keep], lift[keep], \
-            counts[keep]
+        support, confidence, lift, counts = (
+            support[keep],
+            confidence[keep],
+            lift[keep],
+            counts[keep],
+        )
         # np.lexsort: the last key is the primary one; descending by negating the exact counts
         # and the exact dense rank of n_ab / n_b; ``others`` ascending is SKU order (sorted index).
         if by == "lift":
@@ -241,9 +281,13 @@ class CrossSellModel:
         else:
             raise ValueError(f"unknown ranking {by!r}")
         for o in np.lexsort(keys):
-            yield Complement(str(self.skus[others[o]]), float(support[o]), float(confidence[o]),
-                             float(lift[o]),
-                             int(counts[o]) if not self.decay else float(counts[o]))
+            yield Complement(
+                str(self.skus[others[o]]),
+                float(support[o]),
+                float(confidence[o]),
+                float(lift[o]),
+                int(counts[o]) if not self.decay else float(counts[o]),
+            )
 
     def top_items(self, k: int = 10, skus: Iterable[str] | None = None) -> list[ItemStat]:
         """Best sellers (most baskets first, then SKU), optionally among ``skus`` only."""
@@ -257,46 +301,58 @@ class CrossSellModel:
         counts = self.items[candidates]
         order = np.lexsort((candidates, -counts))[:k]
         scale, n = self._scale(), float(self.baskets)
-        return [ItemStat(str(self.skus[candidates[o]]),
-                         float(counts[o]) / scale if self.decay else int(counts[o]),
-                         float(counts[o]) / n)
-                for o in order]
+        return [
+            ItemStat(
+                str(self.skus[candidates[o]]),
+                float(counts[o]) / scale if self.decay else int(counts[o]),
+                float(counts[o]) / n,
+            )
+            for o in order
+        ]
 
     # --- identity and bytes ----------------------------------------------------------------
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CrossSellModel):
             return NotImplemented
-        return (self.half_life_days == other.half_life_days
-                and self.latest_at == other.latest_at
-                and self.baskets == other.baskets
-                and np.array_equal(self.skus, other.skus)
-                and np.array_equal(self.items, other.items)
-                and self.pairs.shape == other.pairs.shape
-                and np.array_equal(self.pairs.indptr, other.pairs.indptr)
-                and np.array_equal(self.pairs.indices, other.pairs.indices)
-                and np.array_equal(self.pairs.data, other.pairs.data))
+        return (
+            self.half_life_days == other.half_life_days
+            and self.latest_at == other.latest_at
+            and self.baskets == other.baskets
+            and np.array_equal(self.skus, other.skus)
+            and np.array_equal(self.items, other.items)
+            and self.pairs.shape == other.pairs.shape
+            and np.array_equal(self.pairs.indptr, other.pairs.indptr)
+            and np.array_equal(self.pairs.indices, other.pairs.indices)
+            and np.array_equal(self.pairs.data, other.pairs.data)
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return (f"CrossSellModel(baskets={self.basket_count}, items={self.item_total}, "
-                f"pairs={self.pair_total}, half_life_days={self.half_life_days})")
+        return (
+            f"CrossSellModel(baskets={self.basket_count}, items={self.item_total}, "
+            f"pairs={self.pair_total}, half_life_days={self.half_life_days})"
+        )
 
     def to_bytes(self) -> bytes:
         """An ``.npz`` archive; equal models give equal bytes (fixed zip timestamps)."""
         coo = self.pairs.tocoo()
-        meta = {"format": _FORMAT, "baskets": self.baskets.item() if hasattr(self.baskets, "item")
-                else self.baskets, "half_life_days": self.half_life_days,
-                "latest_at": self.latest_at}
+        meta = {
+            "format": _FORMAT,
+            "baskets": self.baskets.item() if hasattr(self.baskets, "item") else self.baskets,
+            "half_life_days": self.half_life_days,
+            "latest_at": self.latest_at,
+        }
         counts = coo.data
         if not self.decay and len(counts):
             # Exact integers: the smallest unsigned type that holds them (deterministic).
             counts = counts.astype(np.min_scalar_type(int(counts.max())))
         arrays = {
             "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
-            "skus": np.frombuffer(json.dumps(self.skus.tolist(), separators=(",", ":")).encode(),
-                                  dtype=np.uint8),
+            "skus": np.frombuffer(
+                json.dumps(self.skus.tolist(), separators=(",", ":")).encode(), dtype=np.uint8
+            ),
             "items": self.items,
             "pair_rows": coo.row.astype(np.int32),
             "pair_cols": coo.col.astype(np.int32),
@@ -308,8 +364,9 @@ class CrossSellModel:
             for name, array in arrays.items():
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 with zf.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.ascontiguousarray(array),
-                                              allow_pickle=False)
+                    np.lib.format.write_array(
+                        member, np.ascontiguousarray(array), allow_pickle=False
+                    )
         return buffer.getvalue()
 
     @classmethod
@@ -358,15 +415,17 @@ def _count(baskets: Baskets, half_life_days: float | None) -> CrossSellModel:
     remap[used[order]] = np.arange(len(used))
     cols = remap[baskets.codes]
     n_rows, n_cols = len(baskets), len(skus)
-    x = sp.csr_matrix((np.ones(len(cols), dtype=np.int32), cols, baskets.indptr),
-                      shape=(n_rows, n_cols))
+    x = sp.csr_matrix(
+        (np.ones(len(cols), dtype=np.int32), cols, baskets.indptr), shape=(n_rows, n_cols)
+    )
     x.sum_duplicates()  # a basket counts an item once however many lines or units hold it
     x.data[:] = 1
     if weights is None:
         xt = x.T.tocsr()
     else:
-        xt = sp.csr_matrix((np.repeat(weights, np.diff(x.indptr)), x.indices, x.indptr),
-                           shape=x.shape).T.tocsr()
+        xt = sp.csr_matrix(
+            (np.repeat(weights, np.diff(x.indptr)), x.indices, x.indptr), shape=x.shape
+        ).T.tocsr()
     items = np.asarray(xt.sum(axis=1)).ravel().astype(dtype)
     co = xt @ x
     pairs = _strict_upper(co.tocsr(), dtype)
@@ -392,8 +451,11 @@ def _exact_ratio_ranks(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     first[0] = True
     np.not_equal(sorted_approx[1:], sorted_approx[:-1], out=first[1:])
     group = np.cumsum(first) - 1
-    if (np.issubdtype(num.dtype, np.integer) and np.issubdtype(den.dtype, np.integer)
-            and max(int(num.max()), int(den.max())) < 2**25):
+    if (
+        np.issubdtype(num.dtype, np.integer)
+        and np.issubdtype(den.dtype, np.integer)
+        and max(int(num.max()), int(den.max())) < 2**25
+    ):
         # Two different ratios of such counts differ by more than their floats' rounding.
         ranks = np.empty(len(order), dtype=np.int64)
         ranks[order] = group
@@ -403,7 +465,7 @@ def _exact_ratio_ranks(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     ends = np.append(starts[1:], len(order))
     for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
         members = order[s:e]
-        if (np.all(num[members] == num[members[0]]) and np.all(den[members] == den[members[0]])):
+        if np.all(num[members] == num[members[0]]) and np.all(den[members] == den[members[0]]):
             continue  # the same counts: trivially the same ratio
         exact = [Fraction(num[m].item()) / Fraction(den[m].item()) for m in members]
         distinct = {value: r for r, value in enumerate(sorted(set(exact)))}
@@ -467,8 +529,7 @@ def build(baskets: Baskets, *, half_life_days: float | None = None) -> CrossSell
     return _count(baskets, half_life_days)
 
 
-def build_all(baskets: Sequence[Baskets], *,
-              half_life_days: float | None = None) -> CrossSellModel:
+def build_all(baskets: Sequence[Baskets], *, half_life_days: float | None = None) -> CrossSellModel:
     model = CrossSellModel.empty(half_life_days)
     for part in baskets:
         model = fold(model, part)

@@ -167,18 +167,21 @@ def report(
         key = (event.experiment, event.variant)
         requests.setdefault(key, set()).add(event.request_id)
         items.setdefault(key, set()).update(
-            (event.request_id, event.kind, sku) for sku in event.recommended_skus)
+            (event.request_id, event.kind, sku) for sku in event.recommended_skus
+        )
         if event.user_id:
             users.setdefault(key, set()).add(event.user_id)
             exposures.setdefault(event.user_id, []).append(
-                (event.shown_at, key, frozenset(event.recommended_skus)))
+                (event.shown_at, key, frozenset(event.recommended_skus))
+            )
 
     clicks: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for event in clicked:
         if experiment is not None and event.experiment != experiment:
             continue
         clicks.setdefault((event.experiment, event.variant), set()).add(
-            (event.request_id, event.sku))
+            (event.request_id, event.sku)
+        )
 
     converted: dict[tuple[str, str], set[str]] = {}
     for order in orders:
@@ -190,8 +193,11 @@ def report(
             if when <= order.completed_at and not late and bought & skus:
                 converted.setdefault(key, set()).add(order.order_id)
 
-    keys = set(requests) | set(clicks) | {
-        pair for pair in variants if experiment is None or pair[0] == experiment}
+    keys = (
+        set(requests)
+        | set(clicks)
+        | {pair for pair in variants if experiment is None or pair[0] == experiment}
+    )
     out = []
     for key in sorted(keys):
         n_shown = len(requests.get(key, ()))
@@ -199,10 +205,18 @@ def report(
         key_clicks = clicks.get(key, set())
         n_clicked = len({request for request, _ in key_clicks})
         n_orders = len(converted.get(key, ()))
-        out.append(VariantReport(
-            experiment=key[0], variant=key[1], shown=n_shown,
-            items_shown=len(items.get(key, ())), users=n_users, clicks=len(key_clicks),
-            clicked=n_clicked, click_through_rate=n_clicked / n_shown if n_shown else 0.0,
-            orders=n_orders, order_rate=n_orders / n_users if n_users else 0.0,
-        ))
+        out.append(
+            VariantReport(
+                experiment=key[0],
+                variant=key[1],
+                shown=n_shown,
+                items_shown=len(items.get(key, ())),
+                users=n_users,
+                clicks=len(key_clicks),
+                clicked=n_clicked,
+                click_through_rate=n_clicked / n_shown if n_shown else 0.0,
+                orders=n_orders,
+                order_rate=n_orders / n_users if n_users else 0.0,
+            )
+        )
     return out

@@ -77,8 +77,15 @@ def up_sells(
         dearer = step is not None and step > 1
         if not (dearer or _positive(rating_gain) or _positive(margin_gain)):
             continue
-        found.append(Upsell(candidate, step, rating_gain, margin_gain,
-                            _reason(item, candidate, currency, rating_gain, margin_gain)))
+        found.append(
+            Upsell(
+                candidate,
+                step,
+                rating_gain,
+                margin_gain,
+                _reason(item, candidate, currency, rating_gain, margin_gain),
+            )
+        )
     found.sort(key=_rank)
     return found
 
@@ -103,8 +110,13 @@ def _rank(upsell: Upsell) -> tuple[int, Decimal, Decimal, Decimal, str]:
     )
 
 
-def _reason(item: ProductIntroduced, candidate: ProductIntroduced, currency: str,
-            rating_gain: Decimal | None, margin_gain: Decimal | None) -> str:
+def _reason(
+    item: ProductIntroduced,
+    candidate: ProductIntroduced,
+    currency: str,
+    rating_gain: Decimal | None,
+    margin_gain: Decimal | None,
+) -> str:
     """E.g. ``rated 4.8 vs 4.2 for this item; 10.00 EUR more (59.00 vs 49.00 EUR)``.
 
     Margin is the retailer's business: it ranks, but is never told to the shopper.
@@ -119,14 +131,19 @@ def _reason(item: ProductIntroduced, candidate: ProductIntroduced, currency: str
     base, price = item.prices.get(currency), candidate.prices.get(currency)
     if base is not None and price is not None:
         if price > base:
-            parts.append(f"{_money(price - base)} {currency} more ({_money(price)} vs "
-                         f"{_money(base)} {currency})")
+            parts.append(
+                f"{_money(price - base)} {currency} more ({_money(price)} vs "
+                f"{_money(base)} {currency})"
+            )
         elif price == base:
             parts.append(f"same price ({_money(price)} {currency})")
         else:
             parts.append(f"{_money(base - price)} {currency} less")
-    shared = [f"{name} {item.attributes[name]}" for name in match_attributes(item)
-              if name in item.attributes]
+    shared = [
+        f"{name} {item.attributes[name]}"
+        for name in match_attributes(item)
+        if name in item.attributes
+    ]
     if shared:
         parts.append("same " + ", ".join(shared))
     if not parts and _positive(margin_gain):
@@ -135,5 +152,4 @@ def _reason(item: ProductIntroduced, candidate: ProductIntroduced, currency: str
 
 
 def _money(value: Decimal) -> str:
-    return format(value.quantize(Decimal("0.01")) if value.as_tuple().exponent < -2 else value,
-                  "f")
+    return format(value.quantize(Decimal("0.01")) if value.as_tuple().exponent < -2 else value, "f")

@@ -113,7 +113,7 @@ def _decode(topic: str, partition: int, offset: int, buf: bytes | memoryview, po
 class _Pending:
     """One publisher's records for one partition, waiting for a group commit."""
 
-    __slots__ = ("encoded", "fsync", "base", "error")
+    __slots__ = ("base", "encoded", "error", "fsync")
 
     def __init__(self, encoded: Sequence[bytes], fsync: bool) -> None:
         self.encoded = encoded
@@ -233,7 +233,9 @@ class _Partition:
             if count <= 0:
                 return []
             start = self.positions[offset]
-            stop = self.positions[offset + count] if offset + count < len(self.positions) else self.end
+            stop = (
+                self.positions[offset + count] if offset + count < len(self.positions) else self.end
+            )
         buf = os.pread(self.fd, stop - start, start)
         view = memoryview(buf)
         return [
@@ -248,7 +250,10 @@ class _Partition:
         """In a forked child: a descriptor of our own, since ``flock`` belongs to the open file
         description, which a child shares with its parent; and fresh locks (a parent's thread
         may have held one at the fork)."""
-        inherited, self.fd = self.fd, os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        inherited, self.fd = (
+            self.fd,
+            os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644),
+        )
         os.close(inherited)
         self.lock = threading.Lock()
         self.queue = threading.Condition(threading.Lock())
@@ -356,7 +361,9 @@ class EmbeddedBus(EventBus):
                 if meta.exists():
                     continue
                 tmp = folder / "meta.json.tmp"
-                tmp.write_text(json.dumps({"partitions": spec.partitions, "config": dict(spec.config)}))
+                tmp.write_text(
+                    json.dumps({"partitions": spec.partitions, "config": dict(spec.config)})
+                )
                 os.replace(tmp, meta)
             created.append(spec.name)
         return created
@@ -394,8 +401,10 @@ class EmbeddedBus(EventBus):
         # as Kafka clients do until their metadata refreshes.
         def grow(data: dict[str, Any]) -> None:
             if total < data["partitions"]:
-                raise BusError(f"{topic!r} has {data['partitions']} partitions; a topic never "
-                               f"shrinks to {total}")
+                raise BusError(
+                    f"{topic!r} has {data['partitions']} partitions; a topic never "
+                    f"shrinks to {total}"
+                )
             data["partitions"] = total
 
         self._rewrite_meta(topic, grow)
@@ -454,7 +463,11 @@ class EmbeddedBus(EventBus):
         return self._topic(tp.topic).parts[tp.partition].refresh()
 
     def _read(self, tp: TopicPartition, offset: int, max_records: int) -> list[Record]:
-        return self._topic(tp.topic).parts[tp.partition].read(tp.topic, tp.partition, offset, max_records)
+        return (
+            self._topic(tp.topic)
+            .parts[tp.partition]
+            .read(tp.topic, tp.partition, offset, max_records)
+        )
 
     def read_all(self, topic: str, timeout_s: float = 5.0) -> list[Record]:
         out: list[Record] = []
@@ -557,7 +570,9 @@ class EmbeddedBus(EventBus):
 
 
 class _EmbeddedConsumer(Consumer):
-    def __init__(self, bus: EmbeddedBus, group_id: str, topics: Sequence[str], start: StartPosition) -> None:
+    def __init__(
+        self, bus: EmbeddedBus, group_id: str, topics: Sequence[str], start: StartPosition
+    ) -> None:
         self._bus = bus
         self._state = bus._state
         self._group = group_id

@@ -89,7 +89,11 @@ class KafkaBus(EventBus):
         session timeout (22 s with the default), so tests pass ``session_timeout_ms=2000,
         heartbeat_interval_ms=400`` for joins of about 1 s.
         """
-        servers = bootstrap_servers.split(",") if isinstance(bootstrap_servers, str) else list(bootstrap_servers)
+        servers = (
+            bootstrap_servers.split(",")
+            if isinstance(bootstrap_servers, str)
+            else list(bootstrap_servers)
+        )
         self._common: dict[str, Any] = {
             "bootstrap_servers": servers,
             "security_protocol": security_protocol,
@@ -151,12 +155,16 @@ class KafkaBus(EventBus):
         idempotent = self._enable_idempotence
         if idempotent is None:
             idempotent = self._broker_supports_idempotence()
-        config = dict(self._common, **self._producer_config, acks="all", allow_auto_create_topics=False)
+        config = dict(
+            self._common, **self._producer_config, acks="all", allow_auto_create_topics=False
+        )
         if idempotent:
             config.update(enable_idempotence=True)
         else:
             # Without idempotence, one request in flight keeps retries from reordering records.
-            config.update(enable_idempotence=False, retries=5, max_in_flight_requests_per_connection=1)
+            config.update(
+                enable_idempotence=False, retries=5, max_in_flight_requests_per_connection=1
+            )
         with self._lock:
             if self._producer is None:
                 try:
@@ -204,7 +212,8 @@ class KafkaBus(EventBus):
             with self._admin_lock:
                 described = self._admin_client().describe_configs(
                     [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict.fromkeys(keys))],
-                    config_filter="all")
+                    config_filter="all",
+                )
         except (KafkaError, ValueError, TypeError):
             return {}  # a broker without DescribeConfigs (Tansu): configs are not reported
         entries = (described or {}).get("topic", {}).get(topic, {}) or {}
@@ -228,7 +237,8 @@ class KafkaBus(EventBus):
         try:
             with self._admin_lock:
                 self._admin_client().alter_configs(
-                    [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict(config))])
+                    [ConfigResource(ConfigResourceType.TOPIC, topic, configs=dict(config))]
+                )
         except (KafkaError, ValueError) as exc:
             raise BusError(f"cannot change the configs of {topic!r}: {exc}") from exc
 
@@ -348,7 +358,10 @@ class _KafkaConsumer(Consumer):
                 self._c.commit()
             else:
                 self._c.commit(
-                    {KafkaTopicPartition(*tp): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+                    {
+                        KafkaTopicPartition(*tp): OffsetAndMetadata(o, "", -1)
+                        for tp, o in offsets.items()
+                    }
                 )
         except KafkaError as e:
             raise BusUnavailable(f"commit failed: {e}") from e
