@@ -124,7 +124,7 @@ def child(kind: str, data: Path, n_items: int, min_support: float, limit: int | 
         import resource
 
         # Fail with MemoryError rather than take the machine down; the parent then subsamples.
-        cap = int(os.environ.get("BENCH_MLXTEND_MAX_BYTES", 14 * 2**30))
+        cap = int(os.environ.get("BENCH_MLXTEND_MAX_BYTES", str(14 * 2**30)))
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         import pandas as pd
         from mlxtend.frequent_patterns import association_rules, fpgrowth
@@ -250,6 +250,7 @@ def _run_child(
     try:
         done = subprocess.run(
             command,
+            check=False,  # the caller reads the exit code
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -340,9 +341,11 @@ def summary(args: argparse.Namespace, r: dict[str, dict | None], mlx_note: str) 
 
     rebuild = r.get("rebuild") or {}
     lines = [
-        (f"### Cross-sell counting: {args.baskets:,} baskets, {args.items:,} items "
-        f"(Zipf s=1, mean basket {args.mean_size:g}, seed {SEED}), min support "
-        f"{args.min_support:g}"),
+        (
+            f"### Cross-sell counting: {args.baskets:,} baskets, {args.items:,} items "
+            f"(Zipf s=1, mean basket {args.mean_size:g}, seed {SEED}), min support "
+            f"{args.min_support:g}"
+        ),
         "",
         "Command: `.venv/bin/python -m bench.crosssell"
         + (f" --baskets {args.baskets}" if args.baskets != 1_000_000 else "")
@@ -350,21 +353,27 @@ def summary(args: argparse.Namespace, r: dict[str, dict | None], mlx_note: str) 
         "",
         "| what | time, peak memory (RSS above inputs) |",
         "| --- | --- |",
-        (f"| rebuild: `shared.crosssell.rules.cooccurrence.build`, all {rebuild.get('pairs', 0):,} pairs "
-        f"| {fig('rebuild')} |"),
+        (
+            f"| rebuild: `shared.crosssell.rules.cooccurrence.build`, all {rebuild.get('pairs', 0):,} pairs "
+            f"| {fig('rebuild')} |"
+        ),
         f"| bare `scipy.sparse` X^T X | {fig('scipy')} |",
         f"| mlxtend fpgrowth(max_len=2) + association_rules{mlx_note} | {fig('mlxtend')} |",
         f"| fold one {FOLD_BASKETS:,}-basket archive object into the full model | {fig('fold')} |",
         f"| the same fold + serializing the region model (.npz) | {fig('fold+bytes')} |",
-        (f"| `CrossSellStore.fold_archive_object` on the folder store (read model, parse and "
-        f"validate 10,000 orders, fold, write a {_gib((r.get('fold-store') or {}).get('model_bytes', 0))} "
-        f"version, swing the pointer) | {fig('fold-store')} |"),
+        (
+            f"| `CrossSellStore.fold_archive_object` on the folder store (read model, parse and "
+            f"validate 10,000 orders, fold, write a {_gib((r.get('fold-store') or {}).get('model_bytes', 0))} "
+            f"version, swing the pointer) | {fig('fold-store')} |"
+        ),
         "",
         f"- rebuild vs mlxtend: {ratio('rebuild', 'mlxtend')} faster (aim >= 20x)",
         f"- rebuild vs bare scipy: {ratio('scipy', 'rebuild')} the time of scipy (aim <= 2x)",
-        (f"- fold vs rebuild: {ratio('fold', 'rebuild')} cheaper (aim >= 20x); with "
-        f"serialization {ratio('fold+bytes', 'rebuild')}; through the store "
-        f"{ratio('fold-store', 'rebuild')}"),
+        (
+            f"- fold vs rebuild: {ratio('fold', 'rebuild')} cheaper (aim >= 20x); with "
+            f"serialization {ratio('fold+bytes', 'rebuild')}; through the store "
+            f"{ratio('fold-store', 'rebuild')}"
+        ),
     ]
     return "\n".join(lines)
 

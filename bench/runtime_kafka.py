@@ -26,7 +26,11 @@ from bench.servers import Tansu
 from events.envelope import event_from_sample, new_event, to_kafka
 
 TOPIC = "inventory.stock-reported"
-CONSUMER_KW = dict(session_timeout_ms=2000, heartbeat_interval_ms=400, max_poll_interval_ms=8000)
+CONSUMER_KW = {
+    "session_timeout_ms": 2000,
+    "heartbeat_interval_ms": 400,
+    "max_poll_interval_ms": 8000,
+}
 
 
 def fill(bus, n: int) -> None:  # type: ignore[no-untyped-def]

@@ -127,7 +127,7 @@ def test_up_on_local_runs_the_experiment_configured_on_recommend(tmp_path: Path)
     user = next(f"U-{n}" for n in range(100) if assign(experiment, f"U-{n}").name == "lift")
     product = _product()
 
-    with _up(tmp_path) as (base, stdout, stderr):
+    with _up(tmp_path) as (base, _stdout, _stderr):
         status, _ = _request(
             f"{base}/v1/partners/acme/products", product, **{"X-API-Key": dev_api_key("acme")}
         )
@@ -156,6 +156,7 @@ def test_up_on_a_non_local_stage_on_embedded_adapters_refuses_with_one_error_lin
 
     result = subprocess.run(
         [*RETAILFN, "--config", str(config), "--stage", "prod", "up", "--port", str(free_port())],
+        check=False,  # the caller reads the exit code
         cwd=REPO,
         env=_env(tmp_path),
         capture_output=True,
@@ -197,6 +198,7 @@ def test_keys_dev_on_a_non_local_stage_prints_no_key(tmp_path: Path) -> None:
 
     result = subprocess.run(
         [*RETAILFN, "--config", str(config), "--stage", "prod", "keys", "dev"],
+        check=False,  # the caller reads the exit code
         cwd=REPO,
         env=_env(tmp_path),
         capture_output=True,
@@ -227,6 +229,7 @@ E2E_CONFIG = REPO / "tests/e2e/serverless.yaml"
 def _retailfn(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*RETAILFN, "--config", str(E2E_CONFIG), *args],
+        check=False,  # the caller reads the exit code
         cwd=REPO,
         env=_env(tmp_path),
         capture_output=True,

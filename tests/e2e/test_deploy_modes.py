@@ -81,6 +81,7 @@ class App:
         """``retailfn`` as ops run it beside the app: same folder, same environment."""
         return subprocess.run(
             [sys.executable, "-m", "shared.tools.cli", "--config", "serverless.yaml", *args],
+            check=False,  # the caller reads the exit code
             cwd=self.folder,
             env=self.env,
             capture_output=True,

@@ -221,7 +221,7 @@ def test_three_partners_three_ways_then_localized_availability_and_a_complete_ar
     )
 
     def item(sku: str, region: str, lang: str) -> dict[str, Any] | None:
-        status, headers, body = api.call(
+        status, _headers, body = api.call(
             "GET", f"/v1/inventory/{sku}?region={region}", headers={"Accept-Language": lang}
         )
         return body if status == 200 and body["unit"] is not None else None

@@ -143,7 +143,7 @@ def test_orders_fold_into_the_model_and_recommend_follows_the_partners_stock(
     assert folded.region("eu").pair_count("YOGA-PANTS-M", "YOGA-MAT-4MM") == 8
 
     def recommended(lang: str = "de-DE") -> dict[str, Any] | None:
-        status, headers, body = api.call(
+        status, _headers, body = api.call(
             "GET",
             "/v1/recommendations/YOGA-PANTS-M?region=eu&user=M-7",
             headers={"Accept-Language": lang},

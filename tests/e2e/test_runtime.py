@@ -54,6 +54,7 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **stack.env, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "shared.tools.cli", "--config", str(E2E_CONFIG), *args],
+        check=False,  # the caller reads the exit code
         capture_output=True,
         text=True,
         env=env,

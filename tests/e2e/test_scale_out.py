@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ def _applied(store: LocalFolderStore) -> dict[str, list[int]]:
 def test_two_workers_one_killed_apply_every_event_once_in_key_order(tmp_path: Path) -> None:
     broker = Tansu.start(log_path=tmp_path / "tansu.log")
     workers: list[subprocess.Popen[bytes]] = []
+    logs = contextlib.ExitStack()  # the workers' stderr files, closed once they are stopped
     try:
         env = {
             **os.environ,
@@ -67,7 +69,7 @@ def test_two_workers_one_killed_apply_every_event_once_in_key_order(tmp_path: Pa
                     env=env,
                     cwd=REPO,
                     stdout=subprocess.DEVNULL,
-                    stderr=open(tmp_path / f"worker{n}.log", "wb"),
+                    stderr=logs.enter_context((tmp_path / f"worker{n}.log").open("wb")),
                 )
             )
 
@@ -106,4 +108,5 @@ def test_two_workers_one_killed_apply_every_event_once_in_key_order(tmp_path: Pa
                     w.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     w.kill()
+        logs.close()
         broker.stop()

@@ -49,8 +49,10 @@ def test_a_batch_becomes_one_file_named_after_its_first_record() -> None:
     archive_events(batch_event(TopicPartition("sales.order-completed", 3), records(5, start=40)))
     files = archived()
     assert list(files) == [
-        ("events/sales.order-completed/date=2026-11-27/hour=08/"
-        "sales.order-completed+3+0000000040.ndjson.gz")
+        (
+            "events/sales.order-completed/date=2026-11-27/hour=08/"
+            "sales.order-completed+3+0000000040.ndjson.gz"
+        )
     ]
     lines = files[next(iter(files))][1]
     assert [line["kafka"]["offset"] for line in lines] == [40, 41, 42, 43, 44]

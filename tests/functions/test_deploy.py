@@ -198,10 +198,14 @@ def test_a_cloud_stage_writes_the_tfvars_and_prints_the_commands(
     out = result.stdout
     assert "wrote infra/stages/prod.tfvars.json" in out
     for line in (
-        ("terraform -chdir=infra init -input=false -reconfigure "
-        "-backend-config=stages/prod.s3.tfbackend"),
-        ("terraform -chdir=infra plan -input=false "
-        "-var-file=stages/prod.tfvars.json -out=prod.tfplan"),
+        (
+            "terraform -chdir=infra init -input=false -reconfigure "
+            "-backend-config=stages/prod.s3.tfbackend"
+        ),
+        (
+            "terraform -chdir=infra plan -input=false "
+            "-var-file=stages/prod.tfvars.json -out=prod.tfplan"
+        ),
         "terraform -chdir=infra apply -input=false prod.tfplan",
     ):
         assert line in out

@@ -109,8 +109,10 @@ def test_handler_missing_from_its_module_is_reported(project: Path) -> None:
     )
 
     assert problems == [
-        ("functions.record_order.handler: 'tests.support.event_functions' has no "
-        "function 'record_orders'")
+        (
+            "functions.record_order.handler: 'tests.support.event_functions' has no "
+            "function 'record_orders'"
+        )
     ]
 
 
@@ -134,9 +136,11 @@ def test_handler_that_is_not_decorated_is_reported(
     )
 
     assert problems == [
-        ("functions.on_order.handler: 'undecorated_handlers:undecorated_on_order' "
-        "is not decorated with @functions_framework.aio.http or "
-        "@functions_framework.aio.cloud_event")
+        (
+            "functions.on_order.handler: 'undecorated_handlers:undecorated_on_order' "
+            "is not decorated with @functions_framework.aio.http or "
+            "@functions_framework.aio.cloud_event"
+        )
     ]
 
 
@@ -152,8 +156,10 @@ def test_http_function_wired_to_a_kafka_trigger_is_reported(project: Path) -> No
     )
 
     assert problems == [
-        ("functions.echo: has kafka trigger(s) but "
-        "tests.support.http_functions:echo is an HTTP function")
+        (
+            "functions.echo: has kafka trigger(s) but "
+            "tests.support.http_functions:echo is an HTTP function"
+        )
     ]
 
 
@@ -169,9 +175,11 @@ def test_cloudevent_function_wired_to_an_http_trigger_is_reported(project: Path)
     )
 
     assert problems == [
-        ("functions.record_order: has an http trigger but "
-        "tests.support.event_functions:record_order is a CloudEvent function "
-        "(@functions_framework.aio.cloud_event)")
+        (
+            "functions.record_order: has an http trigger but "
+            "tests.support.event_functions:record_order is a CloudEvent function "
+            "(@functions_framework.aio.cloud_event)"
+        )
     ]
 
 
@@ -242,9 +250,11 @@ def test_partition_count_drift_names_the_file_and_both_counts(project: Path) -> 
     problems = validate(project, RECORD_ORDER)
 
     assert problems == [
-        ("infra/generated/topics.tf.json: topic 'sales.order-completed' has 8 "
-        "partitions; "
-        "events/catalog.py says 12")
+        (
+            "infra/generated/topics.tf.json: topic 'sales.order-completed' has 8 "
+            "partitions; "
+            "events/catalog.py says 12"
+        )
     ]
 
 

@@ -250,8 +250,10 @@ def test_unset_variable_without_default_is_reported_with_its_path() -> None:
     )
 
     assert problems == [
-        ("functions.fn.environment.URL: ${env:ERP_URL} is not set for stage "
-        "'local' and has no default")
+        (
+            "functions.fn.environment.URL: ${env:ERP_URL} is not set for stage "
+            "'local' and has no default"
+        )
     ]
 
 
@@ -390,8 +392,10 @@ def test_bad_http_path_is_rejected(path: str) -> None:
     problems = problems_of(with_events(f"http: {{path: '{path}'}}"))
 
     assert problems == [
-        (f"functions.fn.events[0].http.path: path {path!r} must start with '/' "
-        "and use segments or {param} placeholders")
+        (
+            f"functions.fn.events[0].http.path: path {path!r} must start with '/' "
+            "and use segments or {param} placeholders"
+        )
     ]
 
 
@@ -601,9 +605,11 @@ def test_an_s3_event_type_cos_cannot_notify_is_refused_naming_the_supported_ones
     problems = problems_of(cos_event("event: 's3:ObjectCreated:Put'"))
 
     assert problems == [
-        ("functions.fn.events[0].cos.event: event 's3:ObjectCreated:Put' must be "
-        "one of: s3:ObjectCreated:*, s3:ObjectRemoved:*, write, delete, all (COS "
-        "notifies writes and deletes, not their kinds)")
+        (
+            "functions.fn.events[0].cos.event: event 's3:ObjectCreated:Put' must be "
+            "one of: s3:ObjectCreated:*, s3:ObjectRemoved:*, write, delete, all (COS "
+            "notifies writes and deletes, not their kinds)"
+        )
     ]
 
 
@@ -620,8 +626,10 @@ def test_two_prefixes_in_one_cos_event_are_refused() -> None:
     problems = problems_of(cos_event("rules: [{prefix: a/}, {prefix: b/}]"))
 
     assert problems == [
-        ("functions.fn.events[0].cos.rules: one prefix per event (got 'a/', "
-        "'b/'); write one cos event per prefix")
+        (
+            "functions.fn.events[0].cos.rules: one prefix per event (got 'a/', "
+            "'b/'); write one cos event per prefix"
+        )
     ]
 
 
@@ -644,8 +652,10 @@ def test_a_flat_prefix_or_suffix_is_refused_pointing_at_rules(field: str) -> Non
     problems = problems_of(cos_event(f"{field}: x"))
 
     assert problems == [
-        (f"functions.fn.events[0].cos.{field}: unknown field; write rules: "
-        f"[{{{field}: ...}}], as in Serverless's s3 event")
+        (
+            f"functions.fn.events[0].cos.{field}: unknown field; write rules: "
+            f"[{{{field}: ...}}], as in Serverless's s3 event"
+        )
     ]
 
 
@@ -653,8 +663,10 @@ def test_an_s3_event_is_refused_pointing_at_cos() -> None:
     problems = problems_of(with_events("s3: {bucket: partner-drops}"))
 
     assert problems == [
-        ("functions.fn.events[0].s3: unknown field; storage events are on IBM "
-        "COS: write cos: with the same bucket, event and rules")
+        (
+            "functions.fn.events[0].s3: unknown field; storage events are on IBM "
+            "COS: write cos: with the same bucket, event and rules"
+        )
     ]
 
 
@@ -666,10 +678,12 @@ def test_existing_false_is_refused() -> None:
     problems = problems_of(cos_event("existing: false"))
 
     assert problems == [
-        ("functions.fn.events[0].cos.existing: existing: false asks for a bucket "
-        "made for this event; buckets are defined in events/catalog.py and "
-        "created by `retailfn deploy`, so remove existing (or write existing: "
-        "true)")
+        (
+            "functions.fn.events[0].cos.existing: existing: false asks for a bucket "
+            "made for this event; buckets are defined in events/catalog.py and "
+            "created by `retailfn deploy`, so remove existing (or write existing: "
+            "true)"
+        )
     ]
 
 
@@ -706,8 +720,10 @@ def test_a_kafka_offset_name_as_starting_position_is_refused_with_serverless_nam
     problems = problems_of(kafka_event(f"startingPosition: {written}"))
 
     assert problems == [
-        (f"functions.fn.events[0].kafka.startingPosition: startingPosition "
-        f"'{written}' is written {instead} (Serverless's name)")
+        (
+            f"functions.fn.events[0].kafka.startingPosition: startingPosition "
+            f"'{written}' is written {instead} (Serverless's name)"
+        )
     ]
 
 
@@ -715,8 +731,10 @@ def test_a_starting_position_that_is_not_a_name_is_refused() -> None:
     problems = problems_of(kafka_event("startingPosition: [LATEST]"))
 
     assert problems == [
-        ("functions.fn.events[0].kafka.startingPosition: startingPosition "
-        "['LATEST'] must be TRIM_HORIZON or LATEST")
+        (
+            "functions.fn.events[0].kafka.startingPosition: startingPosition "
+            "['LATEST'] must be TRIM_HORIZON or LATEST"
+        )
     ]
 
 
@@ -724,9 +742,11 @@ def test_starting_position_at_timestamp_is_refused() -> None:
     problems = problems_of(kafka_event("startingPosition: AT_TIMESTAMP"))
 
     assert problems == [
-        ("functions.fn.events[0].kafka.startingPosition: startingPosition "
-        "AT_TIMESTAMP is not supported (a Code Engine Kafka subscription cannot "
-        "start at a time); write TRIM_HORIZON or LATEST")
+        (
+            "functions.fn.events[0].kafka.startingPosition: startingPosition "
+            "AT_TIMESTAMP is not supported (a Code Engine Kafka subscription cannot "
+            "start at a time); write TRIM_HORIZON or LATEST"
+        )
     ]
 
 
@@ -763,9 +783,11 @@ def test_a_six_field_aws_cron_is_refused_naming_the_five_field_form() -> None:
     problems = problems_of(with_events("schedule: 'cron(0 12 * * ? *)'"))
 
     assert problems == [
-        ("functions.fn.events[0].schedule.rate: cron(0 12 * * ? *) has 6 fields "
-        "(AWS's form, with a year); write the 5-field form cron(0 12 * * *) "
-        "(minute hour day-of-month month day-of-week, UTC)")
+        (
+            "functions.fn.events[0].schedule.rate: cron(0 12 * * ? *) has 6 fields "
+            "(AWS's form, with a year); write the 5-field form cron(0 12 * * *) "
+            "(minute hour day-of-month month day-of-week, UTC)"
+        )
     ]
 
 
@@ -773,11 +795,13 @@ def test_a_six_field_cron_with_week_days_and_a_year_says_what_differs() -> None:
     problems = problems_of(with_events("schedule: 'cron(0 8 ? * 2-6 2027)'"))
 
     assert problems == [
-        ("functions.fn.events[0].schedule.rate: cron(0 8 ? * 2-6 2027) has 6 "
-        "fields (AWS's form, with a year); write the 5-field form "
-        "cron(0 8 * * 2-6) (minute hour day-of-month month day-of-week, UTC); "
-        "AWS numbers the days of the week 1-7 from Sunday, the 5-field form 0-6; "
-        "the year '2027' has no 5-field equivalent")
+        (
+            "functions.fn.events[0].schedule.rate: cron(0 8 ? * 2-6 2027) has 6 "
+            "fields (AWS's form, with a year); write the 5-field form "
+            "cron(0 8 * * 2-6) (minute hour day-of-month month day-of-week, UTC); "
+            "AWS numbers the days of the week 1-7 from Sunday, the 5-field form 0-6; "
+            "the year '2027' has no 5-field equivalent"
+        )
     ]
 
 
@@ -795,8 +819,10 @@ def test_a_rate_list_of_two_expressions_is_refused() -> None:
     problems = problems_of(with_events("schedule: {rate: [rate(5 minutes), rate(1 hour)]}"))
 
     assert problems == [
-        ("functions.fn.events[0].schedule.rate: rate has 2 expressions; write one "
-        "schedule event per expression")
+        (
+            "functions.fn.events[0].schedule.rate: rate has 2 expressions; write one "
+            "schedule event per expression"
+        )
     ]
 
 
@@ -819,9 +845,11 @@ def test_opt_stage_not_given_and_without_default_is_reported() -> None:
     problems = problems_of(OPT_STAGE)
 
     assert problems == [
-        ("functions.fn.environment.STAGE: ${opt:stage} is not set: no --stage (or "
-        "RETAILFN_STAGE) was given and it has no default; write "
-        "${opt:stage, <stage>} or ${sls:stage}")
+        (
+            "functions.fn.environment.STAGE: ${opt:stage} is not set: no --stage (or "
+            "RETAILFN_STAGE) was given and it has no default; write "
+            "${opt:stage, <stage>} or ${sls:stage}"
+        )
     ]
 
 
@@ -888,8 +916,10 @@ def test_a_mapping_cannot_be_part_of_a_string() -> None:
     problems = problems_of(SELF.replace("${self:custom.label}'", "x-${self:custom}'"))
 
     assert problems == [
-        ("functions.fn.environment.OWNER: ${self:custom} is a mapping; it can "
-        "only be a whole value, not part of a string")
+        (
+            "functions.fn.environment.OWNER: ${self:custom} is a mapping; it can "
+            "only be a whole value, not part of a string"
+        )
     ]
 
 
@@ -903,8 +933,10 @@ def test_a_variable_source_we_do_not_resolve_is_refused_not_kept_as_text(variabl
     )
 
     assert problems == [
-        (f"functions.fn.environment.URL: unknown variable {variable}; known: "
-        "${env:X}, ${param:x}, ${opt:stage}, ${sls:stage}, ${self:path.in.file}")
+        (
+            f"functions.fn.environment.URL: unknown variable {variable}; known: "
+            "${env:X}, ${param:x}, ${opt:stage}, ${sls:stage}, ${self:path.in.file}"
+        )
     ]
 
 
@@ -933,8 +965,10 @@ def test_v3_params_and_v4_stage_params_in_one_file_are_refused() -> None:
     problems = problems_of(V3_PARAMS + "stages:\n  prod:\n    params: {retries: 9}\n")
 
     assert problems == [
-        ("params: parameters are written both here (Serverless v3) and under "
-        "stages.<stage>.params (v4: prod); keep one of the two")
+        (
+            "params: parameters are written both here (Serverless v3) and under "
+            "stages.<stage>.params (v4: prod); keep one of the two"
+        )
     ]
 
 
@@ -1012,9 +1046,11 @@ def test_a_subscription_for_an_ordered_kafka_trigger_is_refused_naming_worker() 
     problems = problems_of(deploying("subscription", "kafka: {topic: inventory.stock-reported}"))
 
     assert problems == [
-        ("functions.fn.deploy: a subscription keeps no per-key order, but "
-        "events[0].kafka has ordering: ordered (the default); use deploy: "
-        "worker, or ordering: unordered")
+        (
+            "functions.fn.deploy: a subscription keeps no per-key order, but "
+            "events[0].kafka has ordering: ordered (the default); use deploy: "
+            "worker, or ordering: unordered"
+        )
     ]
 
 
@@ -1024,8 +1060,10 @@ def test_a_subscription_for_a_batch_kafka_trigger_is_refused_naming_worker() -> 
     )
 
     assert problems == [
-        ("functions.fn.deploy: subscription delivers one event at a time, but "
-        "events[0].kafka has mode: batch; use deploy: worker")
+        (
+            "functions.fn.deploy: subscription delivers one event at a time, but "
+            "events[0].kafka has mode: batch; use deploy: worker"
+        )
     ]
 
 
@@ -1033,8 +1071,10 @@ def test_deploy_on_an_http_function_is_refused() -> None:
     problems = problems_of(deploying("worker", "http: {path: /stock}"))
 
     assert problems == [
-        ("functions.fn.deploy: deploy is for event functions (kafka, cos, "
-        "schedule); an HTTP function is served by its own app")
+        (
+            "functions.fn.deploy: deploy is for event functions (kafka, cos, "
+            "schedule); an HTTP function is served by its own app"
+        )
     ]
 
 
