@@ -1,4 +1,5 @@
-"""Inventory state over the object store: the product catalog and the availability view."""
+"""Inventory: partner stock reports and files, the availability view, the product catalog, the
+partners and their channels, and the queries partners run."""
 
 from shared.inventory.availability import AvailabilityView, ViewContention, availability_key
 from shared.inventory.catalog import CatalogConflict, ProductCatalog
