@@ -1,4 +1,6 @@
-"""Cross-sell model storage: versions of the per-region co-occurrence model in object storage.
+"""Cross-sell and up-sell: the pure rules (:mod:`.rules`), the versions of the per-region
+co-occurrence model in object storage (:mod:`.store`), and what ``recommend`` answers
+(:mod:`.recommendations`, which reads :mod:`shared.inventory` for live stock).
 
 ``recommend`` reads ``CrossSellStore().current()`` and asks ``.region(r).iter_complements(sku)``;
 ``recalc_cross_sell`` calls ``fold_archive_object``; ``retailfn crosssell rebuild`` calls
