@@ -30,7 +30,7 @@ from shared.runtime.http import HttpApp
 from shared.runtime.kafka_trigger import batch_event
 from tests.functions.test_http_server import Reply, call, is_problem
 from tests.functions.test_http_server import build as build_app
-from tests.unit.test_crosssell_domain import popular_item_baskets
+from tests.unit.test_crosssell_cooccurrence import popular_item_baskets
 
 SERVICE_YAML = """
 service: retailfn-test
