@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Self
 
 from events.catalog import BUCKETS, TOPICS
 from events.deadletter import DeadLetter
@@ -31,6 +32,9 @@ from shared.runtime.kafka_trigger import KafkaTriggerWorker
 from shared.runtime.loader import LoadedFunction, load_function
 from shared.runtime.schedule import ScheduledFunction, Scheduler
 from shared.runtime.stage import apply_stage, function_settings
+
+if TYPE_CHECKING:
+    from shared.runtime.server import HttpServer
 
 log = logging.getLogger("retailfn.runtime")
 
@@ -98,7 +102,7 @@ class Runtime:
         self.workers: list[KafkaTriggerWorker] = []
         self.watchers: list[CosWatcher] = []
         self.scheduler: Scheduler | None = None
-        self.http_server = None
+        self.http_server: HttpServer | None = None
         self._pending_ready = 0
         self._swept = False
         self._ready_lock = threading.Lock()
@@ -106,7 +110,7 @@ class Runtime:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> Runtime:
+    def start(self) -> Self:
         # The stage's environment makes the process settings before anything reads them (the
         # adapters), and each function gets its own on top; one merged os.environ cannot hold
         # two functions' different values.
@@ -137,7 +141,7 @@ class Runtime:
         return (
             self._ready.is_set()
             and not self.stop_event.is_set()
-            and all(w.alive for w in [*self.workers, *self.watchers])
+            and all(w.alive for w in self._triggers())
         )
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -145,20 +149,23 @@ class Runtime:
         self.stop_event.set()
         if self.http_server is not None:
             self.http_server.stop()
-        for w in [*self.workers, *self.watchers]:
+        for w in self._triggers():
             w.join(timeout)
         if self.scheduler:
             self.scheduler.join(timeout)
         flush_background()
         log.info("runtime stopped")
 
-    def __enter__(self) -> Runtime:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # --- wiring ----------------------------------------------------------------------------
+
+    def _triggers(self) -> list[KafkaTriggerWorker | CosWatcher]:
+        return [*self.workers, *self.watchers]
 
     def _one_ready(self) -> None:
         with self._ready_lock:
@@ -224,7 +231,7 @@ class Runtime:
                 )
             )
         self._pending_ready = len(self.workers) + len(self.watchers)
-        for w in [*self.workers, *self.watchers]:
+        for w in self._triggers():
             w.start()
         if jobs:
             self.scheduler = Scheduler(jobs, claims, self.stop_event)

@@ -54,8 +54,10 @@ def load_app_service(args: argparse.Namespace) -> ServiceConfig:
     if args.function not in service.functions:
         raise ConfigError(
             [
-                (f"functions: no function {args.function!r}; known: "
-                f"{', '.join(sorted(service.functions))}")
+                (
+                    f"functions: no function {args.function!r}; known: "
+                    f"{', '.join(sorted(service.functions))}"
+                )
             ],
             args.config,
         )

@@ -361,7 +361,7 @@ class EventSource(_Model):
     def kind(self) -> Literal["http", "kafka", "cos", "schedule"]:
         for k in ("http", "kafka", "cos", "schedule"):
             if getattr(self, k) is not None:
-                return k  # type: ignore[return-value]
+                return k
         raise AssertionError("validated to have one")
 
 
@@ -667,7 +667,8 @@ class _Resolver:
 def _params_by_stage(raw: dict[str, Any], problems: list[str]) -> dict[str, dict[str, Any]]:
     """Parameters per stage name (and ``default``): Serverless v3's top-level ``params`` or
     v4's ``stages.<stage>.params``."""
-    stages = raw.get("stages") if isinstance(raw.get("stages"), dict) else {}
+    written_stages = raw.get("stages")
+    stages: dict[str, Any] = written_stages if isinstance(written_stages, dict) else {}
     v4 = {
         name: body["params"]
         for name, body in stages.items()
@@ -760,7 +761,8 @@ def parse_service(
     problems: list[str] = []
     option_stage = stage or env.get("RETAILFN_STAGE") or None
     resolver = _Resolver(raw, env, option_stage, problems)
-    provider = raw.get("provider") if isinstance(raw.get("provider"), dict) else {}
+    written_provider = raw.get("provider")
+    provider: dict[str, Any] = written_provider if isinstance(written_provider, dict) else {}
     written = resolver.resolve(provider.get("stage"), "provider.stage")
     if problems:  # without its stage the rest of the file cannot be resolved
         raise ConfigError(problems, source)

@@ -235,9 +235,12 @@ class CosWatcher:
 
     def _load_snapshot(self) -> dict[str, str]:
         try:
-            return json.loads(self.store.get(self.state_bucket, self._snapshot_key).body)
+            snapshot: dict[str, str] = json.loads(
+                self.store.get(self.state_bucket, self._snapshot_key).body
+            )
         except ObjectNotFound:
             return {}
+        return snapshot
 
     def _save_snapshot(self, snapshot: dict[str, str]) -> None:
         self.store.put(

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from re import Pattern
@@ -61,6 +61,10 @@ _REQUEST_ID: ContextVar[str | None] = ContextVar("retailfn_request_id", default=
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
 _CRASH_HEADER = b"x-google-status"  # functions-framework marks its own crash response with it
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+_id_prefix: str
+_id_counter: Iterator[int]
 
 
 def _reseed() -> None:
@@ -400,7 +404,7 @@ def _api_documents(
         document = openapi_document(service, served)
         spec = json.dumps(document, ensure_ascii=False, indent=1).encode()
         page = render_docs(document).encode()
-    except Exception:
+    except Exception:  # noqa: BLE001  # the API must come up even if its description fails
         # The API itself must come up even if its description cannot be built.
         access_log.exception("the OpenAPI document could not be built")
         failed = Problem(500, detail="The API description could not be built; see the log")

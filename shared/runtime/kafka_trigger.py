@@ -381,10 +381,10 @@ class KafkaTriggerWorker:
         for tp, rs in by_partition.items():
             done[tp] = []
             for r in rs:  # commit a partition only up to its first abandoned record
-                handled = results.get((tp, r.offset))
-                if handled is None or not handled.delivered:
+                result = results.get((tp, r.offset))
+                if result is None or not result.delivered:
                     break
-                done[tp].append((r, handled.dedup_key))
+                done[tp].append((r, result.dedup_key))
         offsets = {tp: rs[-1][0].offset + 1 for tp, rs in done.items() if rs}
         if not offsets:
             return None

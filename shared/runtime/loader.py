@@ -35,7 +35,9 @@ class LoadedFunction:
         """The function's own functions-framework ASGI app, as ``--asgi`` would serve it."""
         module_name, target = self.handler.split(":")
         module = importlib.import_module(module_name)
-        return create_asgi_app_from_module(target, module.__file__, self.signature, module, None)
+        return create_asgi_app_from_module(  # type: ignore[no-untyped-call]  # functions-framework leaves it unannotated
+            target, module.__file__, self.signature, module, None
+        )
 
 
 def load_function(name: str, handler: str) -> LoadedFunction:

@@ -23,7 +23,8 @@ from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema, SkipJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, SkipJsonSchema
+from pydantic_core import CoreSchema
 
 from shared.platform.operations import JSON, Answer, Operation, declared_operations
 from shared.platform.problems import PROBLEM_JSON, PROBLEM_TYPE_BASE
@@ -188,13 +189,13 @@ class _Schemas:
     """Every type the document needs, turned into JSON Schema in one pass."""
 
     def __init__(self) -> None:
-        self._inputs: dict[tuple[int, str], tuple[Any, str, Any]] = {}
+        self._inputs: dict[tuple[int, str], tuple[tuple[int, str], JsonSchemaMode, CoreSchema]] = {}
         self._generated: dict[tuple[int, str], dict[str, Any]] = {}
         self._definitions: dict[str, Any] = {}
         self._hidden: set[str] = set()
         self._types: list[Any] = []  # keeps every type alive: keys are ids
 
-    def add(self, tp: Any, mode: str) -> None:
+    def add(self, tp: Any, mode: JsonSchemaMode) -> None:
         key = (id(tp), mode)
         if key not in self._inputs:
             self._inputs[key] = (key, mode, TypeAdapter(tp).core_schema)
@@ -204,7 +205,7 @@ class _Schemas:
         generator = GenerateJsonSchema(ref_template=REF_TEMPLATE)
         generated, definitions = generator.generate_definitions(list(self._inputs.values()))
         self._generated = {key: schema for (key, _mode), schema in generated.items()}
-        self._definitions = dict(definitions)
+        self._definitions = {name: schema for name, schema in definitions.items()}
 
     def of(self, tp: Any, mode: str) -> dict[str, Any]:
         return self._generated[(id(tp), mode)]
@@ -465,10 +466,14 @@ def render_docs(document: Mapping[str, Any]) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)} API</title><style>{_STYLE}</style></head><body>",
-        (f"<header><h1>{_e(info.get('title', 'API'))} <small>{_e(info.get('version', ''))}"
-        f"</small></h1><p>{_md(info.get('description', ''))}</p>"),
-        ('<p>Machine-readable: <a href="openapi.json">openapi.json</a> '
-        f"(OpenAPI {_e(document.get('openapi', ''))})</p></header>"),
+        (
+            f"<header><h1>{_e(info.get('title', 'API'))} <small>{_e(info.get('version', ''))}"
+            f"</small></h1><p>{_md(info.get('description', ''))}</p>"
+        ),
+        (
+            '<p>Machine-readable: <a href="openapi.json">openapi.json</a> '
+            f"(OpenAPI {_e(document.get('openapi', ''))})</p></header>"
+        ),
         "<nav><h2>Operations</h2><ul>",
     ]
     for path, method, op in operations:
@@ -506,8 +511,10 @@ def _operation_html(
     out = [
         f'<section class="op" id="op-{_e(op["operationId"])}">',
         f"<h3>{_method(method)} <code>{_e(path)}</code></h3>",
-        (f"<p><strong>{_e(op.get('summary', ''))}</strong> "
-        f'<span class="muted">({_e(op["operationId"])})</span></p>'),
+        (
+            f"<p><strong>{_e(op.get('summary', ''))}</strong> "
+            f'<span class="muted">({_e(op["operationId"])})</span></p>'
+        ),
     ]
     if op.get("description") and op["description"] != op.get("summary"):
         out.append(f"<p>{_md(op['description'])}</p>")

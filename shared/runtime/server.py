@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -57,7 +57,7 @@ class HttpServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self, timeout_s: float = 10.0) -> HttpServer:
+    def start(self, timeout_s: float = 10.0) -> Self:
         if self._thread is not None:
             raise RuntimeError("the server is already running")
         # Bind here, not in uvicorn, so that a taken port fails in the caller and port 0 is known.
@@ -119,7 +119,7 @@ class HttpServer:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def __enter__(self) -> HttpServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -90,7 +90,8 @@ def identity_of(function: str, ce: CloudEvent) -> Identity:
     operation = COS_TYPES.get(attrs["type"])
     if operation is not None:
         data = _data_dict(ce)
-        note = data.get("notification") if isinstance(data.get("notification"), dict) else {}
+        notification = data.get("notification")
+        note: dict[str, Any] = notification if isinstance(notification, dict) else {}
         bucket = data.get("bucket") or note.get("bucket_name")
         key = note.get("object_name") or data.get("key") or attrs.get("subject")
         etag = str(note.get("object_etag") or "").strip('"')
@@ -230,9 +231,8 @@ class SubscriptionFunction:
             outcome = self.invoker.deliver(ce, ident.origin, deadline=deadline)
         except Exception as exc:
             self.claims.release(ident.scope, ident.key, version=claim.version)
-            log.error(
+            log.exception(
                 "event neither handled nor dead-lettered",
-                exc_info=True,
                 extra={
                     "function": self.name,
                     "event_id": ce["id"],
@@ -321,9 +321,8 @@ class SubscriptionFunction:
                 make_dead_letter(self.name, ce, error, attempts, datetime.now(UTC), ident.origin),
             )
         except Exception:
-            log.error(
+            log.exception(
                 "event neither handled nor dead-lettered",
-                exc_info=True,
                 extra={"function": self.name, "event_id": ce["id"], "outcome": "failed"},
             )
             return _problem(

@@ -14,16 +14,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from shared.platform.observability import configure_logging
-from shared.platform.settings import SettingsError, get_settings, process_settings
+from shared.platform.settings import LOCAL_STAGE, SettingsError, get_settings, process_settings
 from shared.runtime.config import ConfigError, ServiceConfig, load_service
 
 if TYPE_CHECKING:
     from shared.runtime.app import Runtime
+    from shared.runtime.deadletter import DeadLetterStore
 
 log = logging.getLogger("retailfn.cli")
 
@@ -41,7 +42,7 @@ def _service(ctx: click.Context, *, settings: bool = True) -> ServiceConfig:
     from shared.runtime.stage import apply_stage
 
     obj = ctx.find_root().obj
-    service = obj.get("service")
+    service: ServiceConfig | None = obj.get("service")
     if service is None:
         service = obj["service"] = load_service(obj["config"], stage=obj["stage"])
     if settings and not obj.get("stage_applied"):
@@ -226,7 +227,7 @@ def worker(ctx: click.Context, functions: str, host: str, port: int | None) -> N
 def invoke(
     ctx: click.Context,
     function: str,
-    event_file,  # type: ignore[no-untyped-def]
+    event_file: IO[bytes],
     as_json: bool,
 ) -> None:
     """Run one function once on one event, with its retries and dead letter.
@@ -251,7 +252,7 @@ def invoke(
             raise ConfigProblem(f"{function} is an HTTP function: run `retailfn up` and call it")
         try:
             ce = from_json(event_file.read())
-        except Exception as exc:  # the SDK raises several types for a malformed event
+        except Exception as exc:  # noqa: BLE001  # the SDK raises several types for a malformed event
             raise ConfigProblem(f"not a structured-mode CloudEvent: {exc}") from None
         outcome = runtime.invoker(function, "invoke", get_bus(), get_store()).deliver(ce)
     finally:
@@ -344,7 +345,7 @@ def _no_bucket_is_an_error() -> Iterator[None]:
         ) from None
 
 
-def _dead_letters():  # type: ignore[no-untyped-def]
+def _dead_letters() -> DeadLetterStore:
     from shared.platform.adapters import bucket, get_store
     from shared.runtime.config import DEAD_LETTER_BUCKET
     from shared.runtime.deadletter import DeadLetterStore
@@ -612,8 +613,6 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
 
 def _local_stage_only(ctx: click.Context, what: str) -> None:
     # Decided on the stage the command runs for, before its settings or adapters are touched.
-    from shared.platform.auth_dev import LOCAL_STAGE
-
     stage = _service(ctx, settings=False).stage
     if stage != LOCAL_STAGE:
         raise ConfigProblem(f"{what} exist on the local stage only (this is {stage!r})")

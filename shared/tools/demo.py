@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def replay_samples(echo: Echo) -> int:
 def morning_traffic(api: Api, data_dir: Path, echo: Echo) -> None:
     for partner, products in PRODUCTS.items():
         for product in products:
-            status, body = api.call(
+            status, _ = api.call(
                 "POST",
                 f"/v1/partners/{partner}/products",
                 product,
@@ -262,9 +263,10 @@ def a_day_of_orders(echo: Echo, orders: int = 400) -> None:
             country="DE",
             currency="EUR",
             completed_at=datetime(2026, 11, 26, 8, tzinfo=UTC) + timedelta(minutes=2 * n),
-            lines=[
-                OrderLine(sku=sku, quantity=1, unit_price=prices[sku]) for sku in sorted(basket)
-            ],
+            lines=tuple(
+                OrderLine(sku=sku, quantity=Decimal(1), unit_price=Decimal(prices[sku]))
+                for sku in sorted(basket)
+            ),
         )
         event = new_event(order, source="/shop/web", id=f"demo-order-{n:05d}")
         records.append(to_kafka(event))
@@ -322,8 +324,8 @@ def report(api: Api, echo: Echo) -> None:
     for (function, outcome), n in _event_counts().items():
         if n:
             by_function.setdefault(function, {})[f"events {outcome}"] = int(n)
-    for (function, status), n in _counts("retailfn_http_requests", "status").items():
-        by_function.setdefault(function, {})[f"HTTP {status}"] = int(n)
+    for (function, code), n in _counts("retailfn_http_requests", "status").items():
+        by_function.setdefault(function, {})[f"HTTP {code}"] = int(n)
     for function, outcomes in sorted(by_function.items()):
         echo(f"  {function:<20} " + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
     dead = list(DeadLetterStore(get_store(), bucket("dead-letters")).list())

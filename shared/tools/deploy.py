@@ -64,7 +64,7 @@ def stage_settings(service: ServiceConfig, environ: Mapping[str, str] | None = N
     environ = dict(os.environ if environ is None else environ)
     environ.update(stage_environment(service))
     fields = Settings.model_fields
-    values = {
+    values: dict[str, Any] = {  # raw strings; Settings parses them as the environment would be
         k.removeprefix("RETAILFN_").lower(): v
         for k, v in environ.items()
         if k.startswith("RETAILFN_") and k.removeprefix("RETAILFN_").lower() in fields
@@ -244,7 +244,7 @@ def plan(
             continue
         have = existing[spec.name]
         reported = bus.topic_configs(spec.name, list(config))
-        drift = {
+        drift: dict[str, dict[str, str | None]] = {
             k: {"want": v, "have": reported[k]}
             for k, v in config.items()
             if k in reported and reported[k] != v
@@ -383,7 +383,7 @@ def declared_variables(infra: Path) -> dict[str, bool] | None:
 
                 with path.open(encoding="utf-8") as fh:
                     blocks = hcl2.load(fh).get("variable", [])
-        except Exception:  # noqa: BLE001 - a file being edited; validate reports it, not deploy
+        except Exception:  # noqa: BLE001, S112 - a file being edited; validate reports it, not deploy
             continue
         for block in blocks:
             for name, body in block.items():
@@ -504,8 +504,10 @@ def _hcl(value: Any) -> str:
 def backend_file_text(config: Mapping[str, Any]) -> str:
     """``config`` as a ``-backend-config`` file (HCL attributes)."""
     lines = [
-        ("# written by `retailfn deploy` from serverless.yaml; the stage's remote state "
-        "(infra/backend.tf)")
+        (
+            "# written by `retailfn deploy` from serverless.yaml; the stage's remote state "
+            "(infra/backend.tf)"
+        )
     ]
     lines += [f"{k} = {_hcl(v)}" for k, v in config.items()]
     return "\n".join(lines) + "\n"

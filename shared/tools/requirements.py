@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -122,6 +121,7 @@ def import_closure(root: Path, entries: Iterable[Entry]) -> tuple[set[str], set[
         queue.extend(Entry(".".join(parts[:i])) for i in range(1, len(parts)))
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in _imports(tree, entry.nested):
+            names: list[tuple[str, str | None]]
             if isinstance(node, ast.Import):
                 names = [(alias.name, None) for alias in node.names]
             else:
@@ -154,12 +154,13 @@ def _pins(requirements: str) -> dict[str, tuple[str, Requirement]]:
 
 
 def _dependencies(dist: str, extras: frozenset[str]) -> list[str]:
-    env = default_environment()
-    found = []
+    found: list[str] = []
     for text in metadata.requires(dist) or []:
         req = Requirement(text)
         if req.marker is not None and not any(
-            req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)
+            # evaluate() fills in the running interpreter's default_environment() itself
+            req.marker.evaluate({"extra": extra})
+            for extra in ("", *extras)
         ):
             continue
         found.append(canonicalize_name(req.name))

@@ -162,12 +162,13 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
         return problems
     try:
         infra = read_infra(infra_dir)
-    except Exception as exc:  # python-hcl2 raises lark errors of several kinds
+    except Exception as exc:  # noqa: BLE001  # any failure to read infra/ is reported as a problem
+        # python-hcl2 raises lark errors of several kinds
         problems.append(f"infra/: Terraform does not parse: {exc}")
         return problems
     for name, fn in service.functions.items():
         for i, ev in enumerate(fn.events):
-            for topic in ev.kafka.topics if ev.kind == "kafka" else ():
+            for topic in ev.kafka.topics if ev.kafka is not None else ():
                 if topic not in infra.topics:
                     problems.append(
                         f"functions.{name}.events[{i}].kafka.topic: topic {topic!r} has no "
@@ -175,7 +176,7 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
                         f"{', '.join(sorted(infra.topics)) or 'none'}; in "
                         f"{infra.files_defining('topics')})"
                     )
-            if ev.kind == "cos" and ev.cos.bucket not in infra.buckets:
+            if ev.cos is not None and ev.cos.bucket not in infra.buckets:
                 problems.append(
                     f"functions.{name}.events[{i}].cos.bucket: bucket {ev.cos.bucket!r} has no "
                     f"ibm_cos_bucket in infra/ (defined there: "
@@ -202,14 +203,14 @@ def validate_project(service: ServiceConfig, root: Path) -> list[str]:
             topic in e.kafka.topics
             for f in service.functions.values()
             for e in f.events
-            if e.kind == "kafka"
+            if e.kafka is not None
         ):
             problems.append(
                 f"infra/: topic {topic!r} (dead letters) has no ibm_event_streams_topic"
             )
     for b in sorted(service.buckets_used()):
         if b not in infra.buckets and not any(
-            e.kind == "cos" and e.cos.bucket == b
+            e.cos is not None and e.cos.bucket == b
             for f in service.functions.values()
             for e in f.events
         ):
@@ -252,11 +253,11 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
             )
         for i, ev in enumerate(fn.events):
             where = f"functions.{name}.events[{i}]"
-            if ev.kind == "http" or worker or (ev.kind == "schedule" and not ev.schedule.enabled):
+            if ev.kind == "http" or worker or (ev.schedule is not None and not ev.schedule.enabled):
                 continue
             expected.add((name, where))
             have = subs.get((name, where), [])
-            if ev.kind == "kafka":
+            if ev.kafka is not None:
                 got = sorted(s.get("topic", "") for s in have if s.get("kind") == "kafka")
                 if got != ev.kafka.topics:
                     shown = ev.kafka.topic
@@ -270,7 +271,7 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
                         + " (run `retailfn infra generate`)"
                     )
                 continue
-            if ev.kind == "cos":
+            if ev.cos is not None:
                 got_cos = [
                     {
                         "kind": s.get("kind"),
