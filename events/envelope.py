@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 from cloudevents import exceptions as ce_errors
 from cloudevents.abstract import CloudEvent as AnyCloudEvent
@@ -191,8 +191,10 @@ def new_event(
     }
     if time is not None:
         fields["time"] = time
+    payload_type = type(payload)
+    model: type[Event[P]] = Event[payload_type]  # type: ignore[valid-type]  # a run-time type
     try:
-        return Event[type(payload)](**fields)  # type: ignore[index]
+        return model(**fields)
     except ValidationError as error:
         raise InvalidEvent(_reason(error), event_id=fields["id"], event_type=ce_type) from None
 
@@ -218,12 +220,19 @@ def _validate(attrs: Mapping[str, Any], data: Any, origin: Origin) -> Event[Any]
     fields["data"] = _json_data(data, event_id, ce_type)
     fields["origin"] = origin
     try:
-        return Event[model].model_validate(fields)  # type: ignore[valid-type]
+        return Event[model].model_validate(fields)  # type: ignore[valid-type]  # a run-time type
     except ValidationError as error:
         raise InvalidEvent(_reason(error), event_id=event_id, event_type=ce_type) from None
 
 
 TOO_DEEP = "nested too deeply"
+
+
+class _EventIds(TypedDict):
+    """What an :class:`InvalidEvent` says about the event it refuses."""
+
+    event_id: str | None
+    event_type: str | None
 
 
 def loads_json(text: bytes | str, where: str = "data", **ids: Any) -> Any:
@@ -238,7 +247,7 @@ def loads_json(text: bytes | str, where: str = "data", **ids: Any) -> Any:
 
 def _json_data(data: Any, event_id: str | None, ce_type: str | None) -> Any:
     # Bytes, JSON text or base64 JSON text: platforms differ in which they send.
-    ids = {"event_id": event_id, "event_type": ce_type}
+    ids: _EventIds = {"event_id": event_id, "event_type": ce_type}
     if data is None or data in (b"", ""):
         raise InvalidEvent("data: Field required (empty body)", **ids)
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -322,7 +331,7 @@ def kafka_cloudevent(
         raise InvalidEvent("id: Field required (header ce_id)")
     try:
         return _kafka_from_binary(
-            KafkaMessage(headers, key, value or b""), data_unmarshaller=lambda raw: raw
+            KafkaMessage(dict(headers), key, value or b""), data_unmarshaller=lambda raw: raw
         )
     except (ce_errors.GenericException, ValueError, TypeError) as error:
         raise InvalidEvent(f"event: {error}") from None
@@ -372,7 +381,7 @@ def from_kafka(
     if ce is not None:
         return _validate(ce.get_attributes(), ce.get_data(), origin)
     record_id = f"{topic}:{partition}:{offset}"
-    attrs = {
+    attrs: dict[str, str | datetime | None] = {
         "id": record_id,
         "source": f"kafka://{topic}",
         "type": _infer_type(topic, record_id),

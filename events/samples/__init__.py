@@ -19,4 +19,5 @@ def load_sample(name: str) -> dict[str, Any]:
     path = _HERE / f"{name}.json"
     if not path.is_file():
         raise KeyError(f"no sample {name!r}; there are {sample_names()}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    sample: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))  # each is an object
+    return sample

@@ -127,10 +127,10 @@ async def inventory_api(request: Request) -> Response:
         languages = sorted({item.locale for item in page.items})
     else:
         sku = path_params(request, ITEM_PATH)["sku"]
-        query = _query(request, ItemQuery)
-        item = await run_in_threadpool(InventoryQueries().item, sku, query, accept_language)
+        item_query = _query(request, ItemQuery)
+        item = await run_in_threadpool(InventoryQueries().item, sku, item_query, accept_language)
         if item is None:
-            raise not_found(f"SKU {sku} is not in the {query.region} catalog")
+            raise not_found(f"SKU {sku} is not in the {item_query.region} catalog")
         as_of = item.as_of
         document = item.model_dump(mode="json")
         languages = [item.locale]

@@ -57,7 +57,7 @@ class CountedOrders:
             return NotImplemented
         return np.array_equal(self.keys, other.keys)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, like the arrays it holds
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """Per key: whether it is in the set."""
@@ -65,7 +65,8 @@ class CountedOrders:
         if not len(self.keys):
             return np.zeros(len(keys), dtype=bool)
         at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return self.keys[at] == keys
+        found: np.ndarray = self.keys[at] == keys
+        return found
 
     def union(self, keys: np.ndarray) -> CountedOrders:
         return CountedOrders(np.union1d(self.keys, np.asarray(keys, dtype=np.uint64)))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +34,7 @@ from events.fields import CurrencyCode, Identifier, Region, Sku
 from events.inventory import ProductIntroduced
 from events.recommendations import Kind, RecommendationClicked, RecommendationShown
 from events.sales import OrderCompleted
+from shared.crosssell.rules.cooccurrence import Complement, CrossSellModel
 from shared.crosssell.rules.experiments import (
     Experiment,
     ExperimentsConfig,
@@ -44,6 +45,7 @@ from shared.crosssell.rules.experiments import (
     report,
 )
 from shared.crosssell.rules.upsell import up_sells
+from shared.integration.objectstore import ObjectStore
 from shared.inventory.availability import AvailabilityView
 from shared.inventory.catalog import ProductCatalog
 from shared.inventory.query import LanguageTag, Price
@@ -268,7 +270,7 @@ class Recommender:
             up_sell=up,
         )
 
-    def _region_model(self, region: str) -> tuple[Any, str | None]:
+    def _region_model(self, region: str) -> tuple[CrossSellModel | None, str | None]:
         models = self.models.current()
         if models is None:
             return None, None
@@ -317,7 +319,11 @@ class Recommender:
 def shown_events(answer: Recommendations, user: str | None) -> list[Event[RecommendationShown]]:
     """One ``recommendation.shown`` per non-empty list of the answer."""
     events = []
-    for kind, items in (("cross_sell", answer.cross_sell), ("up_sell", answer.up_sell)):
+    lists: tuple[tuple[Kind, list[RecommendedItem]], ...] = (
+        ("cross_sell", answer.cross_sell),
+        ("up_sell", answer.up_sell),
+    )
+    for kind, items in lists:
         if not items:
             continue
         payload = RecommendationShown(
@@ -326,7 +332,7 @@ def shown_events(answer: Recommendations, user: str | None) -> list[Event[Recomm
             sku=answer.sku,
             region=answer.region,
             kind=kind,
-            recommended_skus=tuple(item.sku for item in items),  # type: ignore[arg-type]
+            recommended_skus=tuple(item.sku for item in items),
             experiment=answer.experiment,
             variant=answer.variant,
             shown_at=datetime.now(UTC),
@@ -372,12 +378,15 @@ class _StockCache:
     older than ``recommend_stock_ttl_s`` (1 s by default): a hot item's complements are asked for
     many times a second, and a second-old figure still says its age in ``stock_age_seconds``."""
 
-    _shared: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], tuple[float, SkuAvailability]]]
-    _shared = weakref.WeakKeyDictionary()  # per object store: new adapters start empty
+    # Per object store: new adapters start empty.
+    _shared: ClassVar[
+        weakref.WeakKeyDictionary[ObjectStore, dict[tuple[str, str], tuple[float, SkuAvailability]]]
+    ] = weakref.WeakKeyDictionary()
     _lock = threading.Lock()
 
     def __init__(self, view: AvailabilityView, region: str) -> None:
-        self._view, self._region, self._seen = view, region, {}  # type: ignore[var-annotated]
+        self._view, self._region = view, region
+        self._seen: dict[str, SkuAvailability] = {}
         self._ttl = get_settings().recommend_stock_ttl_s
 
     def get(self, sku: str) -> SkuAvailability:
@@ -501,7 +510,9 @@ class _Describer:
         )
 
 
-def _complements(model: Any, sku: str, limits: Thresholds, strategy: Strategy) -> Iterator[Any]:
+def _complements(
+    model: CrossSellModel, sku: str, limits: Thresholds, strategy: Strategy
+) -> Iterator[Complement]:
     """Every complement of ``sku`` that passes the thresholds, ranked by ``strategy`` over all of
     them (not a re-ranking of some other order's head), produced lazily: the caller stops once
     its list is full of items in stock."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from pydantic import TypeAdapter, ValidationError
@@ -140,7 +140,7 @@ class AvailabilityView:
 
     def _list_skus(
         self,
-        skus: list[str],
+        skus: Sequence[str],
         narrow: Callable[[SkuAvailability | None], SkuAvailability | None],
         cursor: str | None,
         limit: int,

@@ -164,7 +164,7 @@ def stock_events(
         )
         events.append(new_event(payload, source=f"/partners/{partner}/stock", id=event_id))
     if problems:
-        errors = [e for p in problems for e in p.errors]
+        errors = [e for p in problems for e in p.errors or ()]  # each has its errors
         raise Problem(
             422,
             "Request body is not valid",

@@ -268,10 +268,9 @@ def decide(
         event_id=event_id,
         previous_available=previous,
     )
-    changed = last is None or (
-        (last.on_hand, last.reserved, last.region) != (level.on_hand, level.reserved, level.region)
-    )
-    if not changed:
+    if last is not None and (
+        (last.on_hand, last.reserved, last.region) == (level.on_hand, level.reserved, level.region)
+    ):
         # Keep the previous announcement's facts: nothing new is said about this level.
         kept = replace(level, previous_available=last.previous_available, announced=False)
         return StockDecision("unchanged", current.with_level(kept))

@@ -98,7 +98,7 @@ def parse_stock_file(
     fmt, gzipped = kind
     raw: BinaryIO = stream
     if gzipped:
-        raw = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        raw = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]  # reads as one
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
     lines = _lines(text, max_line_length)
     try:

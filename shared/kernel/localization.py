@@ -6,7 +6,8 @@ converted with exchange rates the service does not have.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -114,7 +115,7 @@ def parse_accept_language(header: str | None) -> list[str]:
 def negotiate(
     accept_language: str | None,
     lang: str | None,
-    available: Set[str],
+    available: AbstractSet[str],
     default: str,
 ) -> str:
     """The locale of ``available`` to answer in.

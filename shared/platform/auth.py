@@ -66,10 +66,8 @@ from shared.integration.objectstore import (
 from shared.platform.adapters import bucket, get_store
 from shared.platform.auth_dev import (
     DEV_AUDIENCE,
-    DEV_ISSUER,
     DEV_PARTNERS,
     DEV_SCOPES,
-    LOCAL_STAGE,
     DevOnlyError,
     dev_api_key_secret,
     dev_issuer,
@@ -77,7 +75,7 @@ from shared.platform.auth_dev import (
     require_local,
 )
 from shared.platform.problems import Problem, unavailable
-from shared.platform.settings import Settings, get_settings
+from shared.platform.settings import DEV_ISSUER, LOCAL_STAGE, Settings, get_settings
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
@@ -652,7 +650,7 @@ def _jwt_verifier(settings: Settings) -> _JwtVerifier | None:
 
 
 def _build_verifier(settings: Settings) -> _JwtVerifier | None:
-    common = {"partner_claim": settings.jwt_partner_claim, "leeway": settings.jwt_leeway_s}
+    claim, leeway = settings.jwt_partner_claim, settings.jwt_leeway_s
     url = settings.jwt_jwks_url
     if url:
         if not (settings.jwt_issuer and settings.jwt_audience):
@@ -675,9 +673,13 @@ def _build_verifier(settings: Settings) -> _JwtVerifier | None:
                 "bearer tokens are refused"
             )
             return None
-        return _JwtVerifier(settings.jwt_issuer, settings.jwt_audience, keys, **common)
+        return _JwtVerifier(
+            settings.jwt_issuer, settings.jwt_audience, keys, partner_claim=claim, leeway=leeway
+        )
     if settings.stage == LOCAL_STAGE:
-        return _JwtVerifier(DEV_ISSUER, DEV_AUDIENCE, _DevKeys(), **common)
+        return _JwtVerifier(
+            DEV_ISSUER, DEV_AUDIENCE, _DevKeys(), partner_claim=claim, leeway=leeway
+        )
     return None
 
 

@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.integration.objectstore.port import ObjectNotFound, ObjectStore, PreconditionFailed
 
@@ -48,7 +49,7 @@ class ClaimStore:
     def _key(self, scope: str, key: str) -> str:
         return f"{self._prefix}/{scope}/{_digest(key)}.json"
 
-    def _body(self, key: str, value: dict | None) -> bytes:
+    def _body(self, key: str, value: dict[str, Any] | None) -> bytes:
         return json.dumps(
             {
                 "key": key,
@@ -57,11 +58,13 @@ class ClaimStore:
             }
         ).encode()
 
-    def claim(self, scope: str, key: str, value: dict | None = None) -> bool:
+    def claim(self, scope: str, key: str, value: dict[str, Any] | None = None) -> bool:
         """Record ``key`` as done; ``False`` if it was already recorded and has not expired."""
         return self.claim_version(scope, key, value) is not None
 
-    def claim_version(self, scope: str, key: str, value: dict | None = None) -> str | None:
+    def claim_version(
+        self, scope: str, key: str, value: dict[str, Any] | None = None
+    ) -> str | None:
         """:meth:`claim`, answering the version (ETag) of the claim written, for a later
         :meth:`replace` or :meth:`release` of exactly this claim; ``None`` if not claimed."""
         object_key = self._key(scope, key)
@@ -89,23 +92,25 @@ class ClaimStore:
         except PreconditionFailed:
             return None
 
-    def lookup(self, scope: str, key: str) -> dict | None:
+    def lookup(self, scope: str, key: str) -> dict[str, Any] | None:
         """The value stored with a live claim, or ``None``."""
         entry = self.lookup_version(scope, key)
         return entry[0] if entry is not None else None
 
-    def lookup_version(self, scope: str, key: str) -> tuple[dict, str] | None:
+    def lookup_version(self, scope: str, key: str) -> tuple[dict[str, Any], str] | None:
         """The document of a live claim and its version (ETag), or ``None``."""
         try:
             current = self._store.get(self._bucket, self._key(scope, key))
         except ObjectNotFound:
             return None
-        doc = json.loads(current.body)
+        doc: dict[str, Any] = json.loads(current.body)  # written by _body: a JSON object
         if datetime.fromisoformat(doc["expires_at"]) <= datetime.now(UTC):
             return None
         return doc, current.info.etag
 
-    def replace(self, scope: str, key: str, value: dict | None, *, version: str) -> str | None:
+    def replace(
+        self, scope: str, key: str, value: dict[str, Any] | None, *, version: str
+    ) -> str | None:
         """Overwrite the value of the claim at ``version`` (its expiry restarts): the new
         version, or ``None`` if the claim changed or went meanwhile."""
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +42,7 @@ class StoredAnswer:
     body: Any
 
 
-def idempotency_key(headers: Any) -> str | None:
+def idempotency_key(headers: Mapping[str, str]) -> str | None:
     """The request's key, or ``None``; a malformed key is a 400."""
     value = headers.get(HEADER)
     if value is None:

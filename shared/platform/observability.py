@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,24 +29,22 @@ from pythonjsonlogger.json import JsonFormatter
 _configured = False
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is at the time, so a redirected stderr is honoured."""
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value: Any) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass  # logging assigns a stream on setStream(); this handler always follows sys.stderr
 
 
 class LogFormatter(JsonFormatter):
     """``time`` as RFC 3339 in UTC with milliseconds, which log tools parse without a pattern."""
 
-    def formatTime(
-        self, record: logging.LogRecord, datefmt: str | None = None
-    ) -> str:
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return (
             datetime.fromtimestamp(record.created, UTC)
             .isoformat(timespec="milliseconds")
@@ -79,9 +77,9 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
 def configure_metrics(created: bool = False) -> None:
     """Expose the ``*_created`` series of counters and histograms, or not (the default)."""
     if created:
-        enable_created_metrics()
+        enable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client: untyped
     else:
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client: untyped
 
 
 # Off from the start, so that a function served by plain functions-framework has none either.

@@ -142,8 +142,10 @@ def method_not_allowed(allowed: Iterable[str], detail: str | None = None) -> Pro
 def payload_too_large(
     detail: str = "The request body is too large", limit_bytes: int | None = None
 ) -> Problem:
-    extra = {"limit_bytes": limit_bytes} if limit_bytes is not None else {}
-    return Problem(413, detail=detail, type=problem_type("payload-too-large"), **extra)
+    kind = problem_type("payload-too-large")
+    if limit_bytes is None:
+        return Problem(413, detail=detail, type=kind)
+    return Problem(413, detail=detail, type=kind, limit_bytes=limit_bytes)
 
 
 def unavailable(detail: str = "Temporarily unavailable", retry_after_s: float = 1) -> Problem:
@@ -188,7 +190,7 @@ def problem_responses(func: F) -> F:
             except Problem as problem:
                 return problem_response(problem)
 
-        return async_wrapper  # type: ignore[return-value]
+        return async_wrapper  # type: ignore[return-value]  # func's signature, by functools.wraps
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -197,4 +199,4 @@ def problem_responses(func: F) -> F:
         except Problem as problem:
             return problem_response(problem)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # func's signature, by functools.wraps

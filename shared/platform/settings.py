@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -158,7 +158,8 @@ def build_settings(
 ) -> Settings:
     """Settings from the process environment with ``overlay`` (``RETAILFN_*`` names, e.g. a
     function's environment in ``serverless.yaml``) on top; other names in it are ignored."""
-    values = {}
+    # Raw strings, which pydantic coerces to each field's type as it does environment values.
+    values: dict[str, Any] = {}
     for name, value in (overlay or {}).items():
         field = name[len(ENV_PREFIX) :].lower() if name.upper().startswith(ENV_PREFIX) else ""
         if field in Settings.model_fields:
@@ -199,10 +200,11 @@ def process_settings() -> Settings:
     settings = _process
     if settings is None:
         with _lock:
-            if _process is None:
-                _set_process(build_settings())
             settings = _process
-    return settings  # type: ignore[return-value]
+            if settings is None:
+                settings = build_settings()
+                _set_process(settings)
+    return settings
 
 
 def _set_process(settings: Settings | None) -> None:

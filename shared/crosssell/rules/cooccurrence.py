@@ -120,7 +120,7 @@ class CrossSellModel:
         skus: np.ndarray,
         items: np.ndarray,
         pairs: sp.csr_matrix,
-        baskets: float,
+        baskets: float | np.int64,
         half_life_days: float | None = None,
         latest_at: float | None = None,
     ) -> None:
@@ -130,6 +130,7 @@ class CrossSellModel:
         self.pairs = pairs
         """Strict upper triangle (``i < j``) of the pair counts, canonical CSR."""
         self.baskets = baskets
+        """How many baskets: ``np.int64`` exact, ``np.float64`` weighted when decay is on."""
         self.half_life_days = half_life_days
         self.latest_at = latest_at
         """Newest basket completion time seen (Unix seconds); decay normalizes to it."""
@@ -141,7 +142,8 @@ class CrossSellModel:
         return cls(
             np.array([], dtype=str),
             np.zeros(0, dtype=dtype),
-            sp.csr_matrix((0, 0), dtype=dtype),
+            # scipy-stubs type an empty csr_matrix of a shape as float64 only (csr_array: any).
+            sp.csr_matrix((0, 0), dtype=dtype),  # type: ignore[arg-type]  # scipy-stubs gap
             dtype(0),
             half_life_days,
             None,
@@ -159,7 +161,7 @@ class CrossSellModel:
         return float(2.0 ** ((self.latest_at - _EPOCH_S) / (self.half_life_days * _DAY_S)))
 
     @property
-    def basket_count(self) -> float:
+    def basket_count(self) -> float | np.int64:
         """Baskets counted (normalized weight when decay is on)."""
         return self.baskets / self._scale() if self.decay else self.baskets
 
@@ -327,7 +329,7 @@ class CrossSellModel:
             and np.array_equal(self.pairs.data, other.pairs.data)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, like the arrays it holds
 
     def __repr__(self) -> str:
         return (

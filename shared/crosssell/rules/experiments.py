@@ -176,11 +176,11 @@ def report(
             )
 
     clicks: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for event in clicked:
-        if experiment is not None and event.experiment != experiment:
+    for click in clicked:
+        if experiment is not None and click.experiment != experiment:
             continue
-        clicks.setdefault((event.experiment, event.variant), set()).add(
-            (event.request_id, event.sku)
+        clicks.setdefault((click.experiment, click.variant), set()).add(
+            (click.request_id, click.sku)
         )
 
     converted: dict[tuple[str, str], set[str]] = {}

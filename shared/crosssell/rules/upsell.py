@@ -152,4 +152,6 @@ def _reason(
 
 
 def _money(value: Decimal) -> str:
-    return format(value.quantize(Decimal("0.01")) if value.as_tuple().exponent < -2 else value, "f")
+    exponent = value.as_tuple().exponent  # an int: prices are finite (a str only for NaN, inf)
+    finer = isinstance(exponent, int) and exponent < -2
+    return format(value.quantize(Decimal("0.01")) if finer else value, "f")

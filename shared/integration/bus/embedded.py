@@ -67,7 +67,8 @@ _CROSS_PROCESS_POLL_S = 0.05
 
 def partition_for_key(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner: the same key maps to the same partition number as on Kafka."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def _key_bytes(key: bytes | str | None) -> bytes | None:
@@ -120,6 +121,11 @@ class _Pending:
         self.fsync = fsync
         self.base: int | None = None  # offset of the first record, once durable
         self.error: BaseException | None = None
+
+    def offset(self) -> int:
+        """The offset of the first record; only once appended."""
+        assert self.base is not None
+        return self.base
 
 
 class _Partition:
@@ -183,7 +189,7 @@ class _Partition:
             else:
                 if entry.error is not None:
                     raise BusError(f"cannot append to {self.path}: {entry.error}") from entry.error
-                return entry.base
+                return entry.offset()
         try:
             self._commit(batch)
         except BaseException as e:
@@ -195,8 +201,7 @@ class _Partition:
             with self.queue:
                 self.leading = False
                 self.queue.notify_all()
-        assert entry.base is not None
-        return entry.base
+        return entry.offset()
 
     def append(self, encoded: Sequence[bytes], fsync: bool) -> int:
         """Append records; return the offset of the first one."""
@@ -497,9 +502,12 @@ class EmbeddedBus(EventBus):
 
     def _load_committed(self, group_id: str) -> dict[str, dict[str, int]]:
         try:
-            return json.loads(self._offsets_path(group_id).read_text())
+            committed: dict[str, dict[str, int]] = json.loads(
+                self._offsets_path(group_id).read_text()
+            )
         except FileNotFoundError:
             return {}
+        return committed
 
     def _commit(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
         path = self._offsets_path(group_id)

@@ -376,9 +376,10 @@ class _KafkaConsumer(Consumer):
 
     def committed(self, tp: TopicPartition) -> int | None:
         try:
-            return self._c.committed(KafkaTopicPartition(*tp))
+            offset: int | None = self._c.committed(KafkaTopicPartition(*tp))
         except KafkaError as e:
             raise BusUnavailable(f"cannot read committed offset: {e}") from e
+        return offset
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._c.assignment()}

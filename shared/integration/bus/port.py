@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Self
 
 Headers = Sequence[tuple[str, bytes]]
 StartPosition = Literal["earliest", "latest"]
@@ -107,7 +107,7 @@ class Consumer(abc.ABC):
     def close(self) -> None:
         """Leave the group without committing; uncommitted records go to the next member."""
 
-    def __enter__(self) -> Consumer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -319,7 +319,8 @@ def _code(exc: ClientError) -> str:
 
 
 def _status(exc: ClientError) -> int | None:
-    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    status: int | None = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status
 
 
 def _translate(

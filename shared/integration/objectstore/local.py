@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeGuard
 
 from filelock import FileLock, Timeout
 
@@ -164,10 +164,11 @@ class LocalFolderStore(ObjectStore):
         bucket_dir = self._bucket_dir(bucket)
         path = bucket_dir / key
         with self._lock(bucket, key):
-            if if_match is not None:
-                # An absent object cannot match: the caller's version is gone, so this lost a race.
-                if self._current_etag_locked(bucket, key) != _unquote(if_match):
-                    raise PreconditionFailed(bucket, key, f"If-Match: {_unquote(if_match)}")
+            # An absent object cannot match: the caller's version is gone, so this lost a race.
+            if if_match is not None and (
+                self._current_etag_locked(bucket, key) != _unquote(if_match)
+            ):
+                raise PreconditionFailed(bucket, key, f"If-Match: {_unquote(if_match)}")
             try:
                 path.unlink()
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -410,7 +411,9 @@ def _record(
     }
 
 
-def _describes(record: dict[str, Any] | None, key: str, st: os.stat_result) -> bool:
+def _describes(
+    record: dict[str, Any] | None, key: str, st: os.stat_result
+) -> TypeGuard[dict[str, Any]]:
     # Inode, size and mtime: any rewrite by another program (in place or by rename) changes one.
     return (
         record is not None
