@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.platform.settings import reset_settings
-from tests.servers import MotoS3, Tansu
+from tests.servers import MotoS3, Postgres, Tansu
 
 # Moto needs some credentials to sign with; they never leave loopback.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
@@ -49,6 +50,23 @@ def moto_s3() -> Iterator[MotoS3]:
     server = MotoS3.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server per test session (per xdist worker); tests take a database each."""
+    server = Postgres.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: Postgres) -> Iterator[str]:
+    """The URL of a new, empty database on the session's server, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = postgres.create_database(name)
+    yield url
+    postgres.drop_database(name)
 
 
 @pytest.fixture(autouse=True)

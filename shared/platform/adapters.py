@@ -17,6 +17,8 @@ from shared.integration.objectstore import ObjectStore
 from shared.platform.settings import Settings, get_settings, process_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from shared.integration.bus.kafka import KafkaBus
     from shared.integration.objectstore.cos import CosStore
 
@@ -123,10 +125,41 @@ def bucket(logical_name: str) -> str:
 
 def reset_adapters() -> None:
     """Close and forget the adapters; the next call builds them from the settings again."""
-    global _bus, _store
+    global _bus, _store, _state_engine
     with _lock:
         if _bus is not None:
             _bus.close()
         if _store is not None:
             _store.close()
-        _bus = _store = None
+        if _state_engine is not None:
+            _state_engine.dispose()
+        _bus = _store = _state_engine = None
+
+
+# --- the state database ------------------------------------------------------------------------
+
+_state_engine: Engine | None = None
+
+
+def state_engine_from_settings(settings: Settings | None = None) -> Engine:
+    """An engine on the database the settings name (default: SQLite under ``data_dir``), with
+    their pool size and timeouts. Nothing connects until first use."""
+    from shared.integration.state.engine import create_state_engine
+
+    settings = settings or get_settings()
+    return create_state_engine(
+        settings.effective_database_url(),
+        pool_size=settings.database_pool_size,
+        connect_timeout_s=settings.database_connect_timeout_s,
+        statement_timeout_ms=settings.database_statement_timeout_ms,
+    )
+
+
+def get_state_engine() -> Engine:
+    """The process's state engine, built on first use; :func:`reset_adapters` disposes of it."""
+    global _state_engine
+    if _state_engine is None:
+        with _lock:
+            if _state_engine is None:
+                _state_engine = state_engine_from_settings(process_settings())
+    return _state_engine

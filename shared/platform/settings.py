@@ -147,6 +147,24 @@ class Settings(BaseSettings):
         """The physical bucket name for a logical one (``state`` -> ``prod-state``)."""
         return f"{self.bucket_prefix}-{logical_name}" if self.bucket_prefix else logical_name
 
+    # State database (shared/integration/state): SQLite under data_dir unless a URL is given
+    database_url: SecretStr | None = None
+    """``postgresql://user:password@host:port/db?sslmode=verify-full&sslrootcert=/path/ca.crt``
+    (``postgres://`` as IBM Cloud Databases writes it, too), or ``sqlite:///path``. Unset: the
+    SQLite file ``{data_dir}/state.db``. A secret: it carries the password."""
+    database_pool_size: int = Field(5, ge=1, le=100)
+    """Connections one process keeps to the database at most (no overflow above it)."""
+    database_connect_timeout_s: float = Field(5, gt=0, le=120)
+    """How long to wait for a connection, before the database counts as unavailable."""
+    database_statement_timeout_ms: int = Field(10_000, ge=1, le=3_600_000)
+    """How long one statement may run (PostgreSQL ``statement_timeout``; SQLite's busy timeout)."""
+
+    def effective_database_url(self) -> str:
+        """The state database's URL, with its password: pass it to the engine, never log it."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir.resolve() / 'state.db'}"
+
 
 class SettingsError(ValueError):
     """A ``RETAILFN_*`` value is wrong. The message is one line naming each variable, where it

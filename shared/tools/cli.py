@@ -23,6 +23,8 @@ from shared.platform.settings import LOCAL_STAGE, SettingsError, get_settings, p
 from shared.runtime.config import ConfigError, ServiceConfig, load_service
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from shared.runtime.app import Runtime
     from shared.runtime.deadletter import DeadLetterStore
 
@@ -1096,6 +1098,51 @@ def crosssell_show(
             f"  {c.sku:<40} support {c.support:8.4%}  confidence {c.confidence:8.2%}  "
             f"lift {c.lift:7.2f}  baskets {c.pair_count:,}"
         )
+
+
+# --- the state database --------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The state database: its schema and the revision it is at."""
+
+
+@contextmanager
+def _state_database(ctx: click.Context) -> Iterator[Engine]:
+    from shared.integration.state import StateUnavailable
+    from shared.platform.adapters import state_engine_from_settings
+
+    _service(ctx)
+    engine = state_engine_from_settings(process_settings())
+    try:
+        yield engine
+    except StateUnavailable as exc:
+        raise click.ClickException(
+            f"{exc}; check RETAILFN_DATABASE_URL and that the database is up and reachable"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Bring the schema to the newest revision (safe to run twice, or from two places at once)."""
+    from shared.integration.state.migrate import upgrade
+
+    with _state_database(ctx) as engine:
+        click.echo(upgrade(engine))
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """The revision the database is at, or "none" before the first upgrade."""
+    from shared.integration.state.migrate import current
+
+    with _state_database(ctx) as engine:
+        click.echo(current(engine) or "none")
 
 
 if __name__ == "__main__":  # pragma: no cover

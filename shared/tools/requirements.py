@@ -40,6 +40,8 @@ EXTRAS: dict[str, frozenset[str]] = {
     "pyjwt": frozenset({"crypto"}),
     # kafka-python checks record batch CRCs with the C implementation when it is installed.
     "kafka-python": frozenset({"crc32c"}),
+    # The state database's PostgreSQL driver, with libpq inside (python:3.11-slim has none).
+    "psycopg": frozenset({"binary"}),
 }
 """Extras the project relies on, per distribution (canonical name)."""
 

@@ -59,6 +59,9 @@ COMMANDS = [
     ["crosssell", "rebuild"],
     ["crosssell", "show"],
     ["crosssell", "prune"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "current"],
 ]
 
 

@@ -1,0 +1,1 @@
+"""Alembic's script folder for the state database (run through :mod:`..migrate`)."""
