@@ -1,6 +1,7 @@
 # retailfn on IBM Cloud: the service instances, the Code Engine project and the generated module.
 #
-# Hand-written here: instances, IAM, App ID, secrets, variables, outputs.
+# Hand-written here: instances (Event Streams, COS, the state database), IAM, App ID, secrets,
+# variables, outputs.
 # Generated (infra/generated/, `retailfn infra generate`): topics, buckets, one app per function,
 # the Code Engine subscriptions that match each trigger of serverless.yaml.
 terraform {
@@ -40,6 +41,46 @@ resource "ibm_resource_instance" "cos" {
   tags              = ["retailfn", var.stage]
 }
 
+# The state database (shared/integration/state; RETAILFN_DATABASE_URL): PostgreSQL, TLS only.
+# Its credential for the apps and their secret are in secrets.tf; sizes are per member.
+resource "ibm_database" "state" {
+  name              = "${local.name}-state"
+  service           = "databases-for-postgresql"
+  plan              = var.database_plan
+  version           = var.database_version
+  location          = var.region
+  resource_group_id = var.resource_group_id
+  service_endpoints = var.database_service_endpoints
+  tags              = ["retailfn", var.stage]
+
+  # What the apps' pools may open at most (README, "PostgreSQL / IBM Cloud Databases"); 15 of
+  # them are kept for the service's superuser.
+  configuration = jsonencode({ max_connections = var.database_max_connections })
+
+  group {
+    group_id = "member"
+    members {
+      allocation_count = var.database_members
+    }
+    memory {
+      allocation_mb = var.database_memory_mb
+    }
+    disk {
+      allocation_mb = var.database_disk_mb
+    }
+    cpu {
+      allocation_count = var.database_cpu_count
+    }
+  }
+
+  # Creating an instance takes 30 to 45 minutes (the provider's page), near its 60-minute default.
+  timeouts {
+    create = "120m"
+    update = "120m"
+    delete = "15m"
+  }
+}
+
 resource "ibm_code_engine_project" "retailfn" {
   name              = local.name
   resource_group_id = var.resource_group_id
@@ -64,6 +105,7 @@ module "functions" {
   platform_config_map       = ibm_code_engine_config_map.platform.name
   event_streams_secret      = ibm_code_engine_secret.event_streams.name
   cos_secret                = ibm_code_engine_secret.cos.name
+  database_secret           = ibm_code_engine_secret.database.name
   kafka_subscription_secret = ibm_code_engine_secret.kafka_subscription.name
   archive_after_days        = var.archive_after_days
   dead_letter_expiry_days   = var.dead_letter_expiry_days

@@ -39,6 +39,51 @@ resource "ibm_code_engine_secret" "cos" {
   }
 }
 
+# The apps' database user: a service credential of the state database (IBM Cloud Databases makes
+# a PostgreSQL user of the ibm-cloud-base-user group for it, not a superuser). Editor, not
+# Administrator: the apps read and write their data and do not manage the instance.
+# `retailfn db upgrade` connects as this user too (the database_url output), so that the
+# tables it creates are the apps' own.
+resource "ibm_resource_key" "database" {
+  name                 = "${local.name}-functions-database"
+  resource_instance_id = ibm_database.state.id
+  role                 = "Editor"
+  parameters = {
+    service-endpoints = var.database_service_endpoints == "private" ? "private" : "public"
+  }
+}
+
+locals {
+  # The credential's connection.postgres: authentication, hosts, database, the CA certificate.
+  database_connection = jsondecode(ibm_resource_key.database.credentials_json).connection.postgres
+  database_userinfo   = join(":", [
+    urlencode(local.database_connection.authentication.username),
+    urlencode(local.database_connection.authentication.password),
+  ])
+  # The URL as SQLAlchemy takes it: scheme postgresql+psycopg, the userinfo above, host, port,
+  # database (ibmclouddb), TLS verifying the host name against the CA.
+  database_url = format(
+    "postgresql+psycopg://%s@%s:%s/%s?sslmode=verify-full",
+    local.database_userinfo,
+    local.database_connection.hosts[0].hostname,
+    local.database_connection.hosts[0].port,
+    local.database_connection.database,
+  )
+}
+
+# RETAILFN_DATABASE_URL and the instance's CA (PEM) as RETAILFN_DATABASE_CA_PEM: every app gets
+# both as environment variables (env from this secret); the app writes the PEM to a private file
+# at start and adds sslrootcert=<that file> to the URL (shared/platform/settings.py).
+resource "ibm_code_engine_secret" "database" {
+  project_id = ibm_code_engine_project.retailfn.project_id
+  name       = "retailfn-database"
+  format     = "generic"
+  data = {
+    RETAILFN_DATABASE_URL    = local.database_url
+    RETAILFN_DATABASE_CA_PEM = base64decode(local.database_connection.certificate.certificate_base64)
+  }
+}
+
 # What `ibmcloud ce subscription kafka create --secret` expects: username "token", password the key.
 resource "ibm_code_engine_secret" "kafka_subscription" {
   project_id = ibm_code_engine_project.retailfn.project_id

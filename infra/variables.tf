@@ -79,3 +79,51 @@ variable "kafka_partner_producers" {
   description = "Partners that produce their own stock to inventory.stock-reported: each gets a service ID with Writer on that topic only (iam.tf)."
   default     = []
 }
+
+variable "database_plan" {
+  type        = string
+  description = "Databases for PostgreSQL plan (the state database); standard is the one the service offers."
+  default     = "standard"
+}
+
+variable "database_version" {
+  type        = string
+  description = "PostgreSQL major version of the state database: IBM Cloud Databases' preferred one (the code needs 14 or later; its tests run on 18)."
+  default     = "17"
+}
+
+variable "database_service_endpoints" {
+  type        = string
+  description = "State database endpoints: public, private or public-and-private (the apps' credential uses the private one only for private)."
+  default     = "public"
+}
+
+variable "database_members" {
+  type        = number
+  description = "Members of the state database (a primary and a replica at least)."
+  default     = 2
+}
+
+variable "database_memory_mb" {
+  type        = number
+  description = "Memory per member of the state database, MB."
+  default     = 4096
+}
+
+variable "database_disk_mb" {
+  type        = number
+  description = "Disk per member of the state database, MB."
+  default     = 5120
+}
+
+variable "database_cpu_count" {
+  type        = number
+  description = "Dedicated CPUs per member of the state database (0: shared CPU)."
+  default     = 0
+}
+
+variable "database_max_connections" {
+  type        = number
+  description = "PostgreSQL max_connections of the state database (the service's own default, 115; 15 are its superuser's). The apps' pools must stay below it: see the README."
+  default     = 115
+}

@@ -13,12 +13,16 @@ its ``environment``), so that two functions in one process each see their own va
 
 from __future__ import annotations
 
+import atexit
+import os
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -159,10 +163,30 @@ class Settings(BaseSettings):
     database_statement_timeout_ms: int = Field(10_000, ge=1, le=3_600_000)
     """How long one statement may run (PostgreSQL ``statement_timeout``; SQLite's busy timeout)."""
 
+    database_ca_pem: str | None = Field(None, repr=False)
+    """The PostgreSQL server's CA certificate, PEM text (IBM Cloud Databases: the instance's CA,
+    as ``infra/`` puts it into the apps' database secret). Code Engine hands a secret's keys to an
+    app as environment variables, and libpq reads a CA only from a file, so it is written to a
+    private temporary file (mode 0600) once per process, and ``sslrootcert=<that file>`` (and
+    ``sslmode=verify-full`` if the URL names no ``sslmode``) is added to a PostgreSQL URL that
+    names no ``sslrootcert`` of its own. Ignored for SQLite."""
+
+    @field_validator("database_ca_pem", mode="after")
+    @classmethod
+    def _a_pem_certificate(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if "-----BEGIN CERTIFICATE-----" not in v:
+            raise ValueError("not a PEM certificate (no -----BEGIN CERTIFICATE----- line)")
+        return v
+
     def effective_database_url(self) -> str:
         """The state database's URL, with its password: pass it to the engine, never log it."""
         if self.database_url is not None:
-            return self.database_url.get_secret_value()
+            url = self.database_url.get_secret_value()
+            if self.database_ca_pem is not None:
+                url = with_root_certificate(url, self.database_ca_pem)
+            return url
         return f"sqlite:///{self.data_dir.resolve() / 'state.db'}"
 
 
@@ -265,3 +289,44 @@ def reset_settings() -> None:
     """Forget the process settings; the next :func:`get_settings` reads the environment again."""
     with _lock:
         _set_process(None)
+
+
+# --- the state database's CA certificate (RETAILFN_DATABASE_CA_PEM) ------------------------------
+
+_ca_lock = threading.Lock()
+_ca_files: dict[str, Path] = {}
+
+
+def _remove_ca_files() -> None:
+    for path in _ca_files.values():
+        path.unlink(missing_ok=True)
+
+
+def database_ca_file(pem: str) -> Path:
+    """A private file (mode 0600, under the temporary folder) holding ``pem``; one per process
+    and certificate, removed when the process exits."""
+    with _ca_lock:
+        path = _ca_files.get(pem)
+        if path is None or not path.is_file():
+            fd, name = tempfile.mkstemp(prefix="retailfn-database-ca-", suffix=".pem")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(pem if pem.endswith("\n") else pem + "\n")
+            if not _ca_files:
+                atexit.register(_remove_ca_files)
+            path = _ca_files[pem] = Path(name)
+        return path
+
+
+def with_root_certificate(url: str, pem: str) -> str:
+    """``url`` with ``sslrootcert`` naming a file that holds ``pem`` (and ``sslmode=verify-full``
+    if it names no ``sslmode``), for a PostgreSQL URL without an ``sslrootcert`` of its own;
+    any other URL unchanged."""
+    scheme = url.partition(":")[0].partition("+")[0].lower()
+    query = parse_qs(urlsplit(url).query)
+    if scheme not in ("postgresql", "postgres") or "sslrootcert" in query:
+        return url
+    added = {"sslrootcert": str(database_ca_file(pem))}
+    if "sslmode" not in query:
+        added["sslmode"] = "verify-full"
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}{urlencode(added, quote_via=quote, safe='/')}"

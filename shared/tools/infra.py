@@ -8,8 +8,9 @@ a child module that ``infra/main.tf`` calls with the instances, secrets and proj
   ``cleanup.policy``);
 - ``buckets.tf.json``: one ``ibm_cos_bucket`` per catalog bucket (lifecycle rules below) and one
   ``ibm_iam_service_policy`` per bucket giving the functions' service ID Writer on it;
-- ``apps.tf.json``: one ``ibm_code_engine_app`` per function, its environment per stage and its
-  image's start command (:func:`shared.tools.package.command_for`);
+- ``apps.tf.json``: one ``ibm_code_engine_app`` per function, its environment per stage (the
+  platform config map, the Event Streams, COS and database secrets, then its own config map) and
+  its image's start command (:func:`shared.tools.package.command_for`);
 - ``subscriptions.tf.json``: the Code Engine Kafka, COS and cron subscriptions that match each
   trigger. The IBM provider has no resource for them (checked against
   IBM-Cloud/terraform-provider-ibm ``ibm/service/codeengine/``), so each is a ``terraform_data``
@@ -242,6 +243,7 @@ def _apps(loaded: Loaded) -> dict[str, Any]:
                 {"type": "config_map_full_reference", "reference": "${var.platform_config_map}"},
                 {"type": "secret_full_reference", "reference": "${var.event_streams_secret}"},
                 {"type": "secret_full_reference", "reference": "${var.cos_secret}"},
+                {"type": "secret_full_reference", "reference": "${var.database_secret}"},
             ],
         }
         # Last: for a key in several references the last wins (Kubernetes envFrom), so
@@ -405,6 +407,10 @@ _MODULE_VARIABLES: dict[str, dict[str, Any]] = {
     "platform_config_map": {"type": "string"},
     "event_streams_secret": {"type": "string"},
     "cos_secret": {"type": "string"},
+    "database_secret": {
+        "type": "string",
+        "description": "Code Engine secret with RETAILFN_DATABASE_URL and RETAILFN_DATABASE_CA_PEM.",
+    },
     "kafka_subscription_secret": {"type": "string"},
     "archive_after_days": {"type": "number", "default": 30},
     "dead_letter_expiry_days": {"type": "number", "default": 90},

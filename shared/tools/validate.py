@@ -2,8 +2,10 @@
 
 ``serverless.yaml`` itself is checked when it is loaded (unknown topics and buckets, bad handlers'
 shape, bad schedules). This module adds what needs the rest of the tree: every handler imports
-and has the signature its triggers need, and every topic and bucket a trigger uses is defined in
-the Terraform under ``infra/`` (read with python-hcl2), with the partitions the catalog says.
+and has the signature its triggers need, every topic and bucket a trigger uses is defined in
+the Terraform under ``infra/`` (read with python-hcl2), with the partitions the catalog says,
+and the state database's pieces agree (a Databases for PostgreSQL instance, a credential on it,
+the secret with ``RETAILFN_DATABASE_URL`` that every app gets).
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ class InfraDefinitions:
     """The ``input`` of each generated subscription (kind, function, event, topic, bucket, ...)."""
     generated_for: str | None = None
     """The service ``infra/generated`` was generated from (its ``locals.generated_for``)."""
+    databases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``ibm_database`` name -> its service and file."""
+    resource_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``ibm_resource_key`` name -> the instance it is a key of (an expression) and file."""
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``ibm_code_engine_secret`` name -> the keys of its ``data`` and file."""
+    generated_module: dict[str, Any] | None = None
+    """The arguments of the module that calls ``./generated`` (``name`` and ``file`` added)."""
 
     def files_defining(self, what: str) -> str:
         files = sorted(
@@ -87,8 +97,26 @@ def read_infra(folder: Path) -> InfraDefinitions:
         ):
             if isinstance(block, dict) and isinstance(block.get("generated_for"), dict):
                 found.generated_for = block["generated_for"].get("service")
+        modules = doc.get("module", [])
+        for block in modules if isinstance(modules, list) else [modules]:
+            for mname, args in block.items():
+                if isinstance(args, dict) and _unquote(args.get("source")) == "./generated":
+                    found.generated_module = {**args, "name": _unquote(mname), "file": rel}
         for rtype, rname, attrs in _resources(doc):
-            if rtype == "ibm_event_streams_topic":
+            if rtype == "ibm_database":
+                found.databases[rname] = {"service": _unquote(attrs.get("service")), "file": rel}
+            elif rtype == "ibm_resource_key":
+                found.resource_keys[rname] = {
+                    "instance": str(attrs.get("resource_instance_id", "")),
+                    "file": rel,
+                }
+            elif rtype == "ibm_code_engine_secret":
+                data = attrs.get("data")
+                found.secrets[rname] = {
+                    "keys": sorted(_unquote(k) for k in data) if isinstance(data, dict) else [],
+                    "file": rel,
+                }
+            elif rtype == "ibm_event_streams_topic":
                 name = _unquote(attrs.get("name"))
                 found.topics[name] = {
                     "file": rel,
@@ -109,6 +137,70 @@ def read_infra(folder: Path) -> InfraDefinitions:
             ):
                 found.subscriptions.append({**attrs["input"], "file": rel})
     return found
+
+
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    """A list of blocks (hcl2 and Terraform JSON) or one block, as a list of blocks."""
+    items = value if isinstance(value, list) else [value]
+    return [i for i in items if isinstance(i, dict)]
+
+
+POSTGRESQL_SERVICE = "databases-for-postgresql"
+DATABASE_SECRET_REF = "${var.database_secret}"
+"""How a generated app names the database secret in its ``run_env_variables``."""
+DATABASE_URL_KEY = "RETAILFN_DATABASE_URL"
+
+
+def _database_problems(infra: InfraDefinitions) -> list[str]:
+    """The state database's pieces agree: a Databases for PostgreSQL instance, a credential on
+    it, and the secret the generated module hands every app, which defines the URL."""
+    problems: list[str] = []
+    postgres = {n: d for n, d in infra.databases.items() if d["service"] == POSTGRESQL_SERVICE}
+    if not infra.databases:
+        problems.append(
+            f"infra/: no ibm_database (service {POSTGRESQL_SERVICE!r}) for the state database; "
+            f"the apps' {DATABASE_URL_KEY} comes from it"
+        )
+    for name, db in sorted(infra.databases.items()):
+        if db["service"] != POSTGRESQL_SERVICE:
+            problems.append(
+                f"{db['file']}: ibm_database {name!r} has service {db['service']!r}; the state "
+                f"database is {POSTGRESQL_SERVICE!r}"
+            )
+    for name, db in sorted(postgres.items()):
+        if not any(
+            re.search(rf"\bibm_database\.{re.escape(name)}\.", key["instance"])
+            for key in infra.resource_keys.values()
+        ):
+            problems.append(
+                f"{db['file']}: ibm_database {name!r} has no ibm_resource_key (the apps' "
+                "credential, from which the database secret is made)"
+            )
+    module = infra.generated_module
+    if module is None:
+        return problems
+    where = f"{module['file']}: module {module['name']!r}"
+    given = module.get("database_secret")
+    if given is None:
+        problems.append(
+            f"{where} passes no database_secret (the Code Engine secret with "
+            f"{DATABASE_URL_KEY} that every app gets)"
+        )
+        return problems
+    named = re.search(r"\bibm_code_engine_secret\.([A-Za-z0-9_-]+)\b", str(given))
+    if named is None or named.group(1) not in infra.secrets:
+        problems.append(
+            f"{where} passes database_secret = {_unquote(given)}, which is no "
+            "ibm_code_engine_secret defined in infra/"
+        )
+        return problems
+    secret = infra.secrets[named.group(1)]
+    if DATABASE_URL_KEY not in secret["keys"]:
+        problems.append(
+            f"{secret['file']}: ibm_code_engine_secret {named.group(1)!r} (the apps' "
+            f"database_secret) does not define {DATABASE_URL_KEY}"
+        )
+    return problems
 
 
 def _experiment_problems(service: ServiceConfig) -> list[str]:
@@ -251,6 +343,15 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
                 f"must run its image's command {app_command(service, name)}; it runs "
                 f"{command or 'the image default'} (run `retailfn infra generate`)"
             )
+        env_from = [
+            (e.get("type"), e.get("reference")) for e in _blocks(app.get("run_env_variables"))
+        ]
+        if ("secret_full_reference", DATABASE_SECRET_REF) not in env_from:
+            problems.append(
+                f"{app['file']}: app {ce_name(name)!r} does not get the database secret "
+                f"(run_env_variables has no secret_full_reference {DATABASE_SECRET_REF}), so "
+                "it has no RETAILFN_DATABASE_URL (run `retailfn infra generate`)"
+            )
         for i, ev in enumerate(fn.events):
             where = f"functions.{name}.events[{i}]"
             if ev.kind == "http" or worker or (ev.schedule is not None and not ev.schedule.enabled):
@@ -322,6 +423,7 @@ def _check_generated(service: ServiceConfig, infra: InfraDefinitions, root: Path
             f"{infra.apps[app_name]['file']}: app {ce_name(app_name)!r} has no "
             "function in serverless.yaml (run `retailfn infra generate`)"
         )
+    problems.extend(_database_problems(infra))
     config = root / "serverless.yaml"
     if config.exists():
         try:

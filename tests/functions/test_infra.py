@@ -536,3 +536,129 @@ def test_an_app_that_does_not_run_its_deploy_modes_command_fails_validation(copy
         "'shared.runtime.subscription', '--function', 'ingest_stock_file']; it runs the "
         "image default (run `retailfn infra generate`)"
     ) in problems
+
+
+def test_the_state_database_is_postgresql_with_a_credential_and_every_app_gets_its_secret() -> None:
+    infra = read_infra(INFRA)
+
+    assert {n: d["service"] for n, d in infra.databases.items()} == {
+        "state": "databases-for-postgresql"
+    }
+    assert infra.resource_keys["database"]["instance"] == "${ibm_database.state.id}"
+    assert infra.generated_module is not None
+    assert infra.generated_module["database_secret"] == "${ibm_code_engine_secret.database.name}"
+    assert infra.secrets["database"]["keys"] == [
+        "RETAILFN_DATABASE_CA_PEM",
+        "RETAILFN_DATABASE_URL",
+    ]
+    for name in service().functions:
+        assert {
+            "type": "secret_full_reference",
+            "reference": "${var.database_secret}",
+        } in infra.apps[tf_name(name)]["run_env_variables"], name
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} not once in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def _drop_block(path: Path, opening: str) -> None:
+    """Remove a top-level block (``opening`` up to its closing brace at column 0)."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index(opening)
+    end = text.index("\n}\n", start) + len("\n}\n")
+    path.write_text(text[:start] + text[end:], encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("break_it", "problem"),
+    [
+        pytest.param(
+            lambda root: _drop_block(root / "infra/main.tf", 'resource "ibm_database" "state" {'),
+            "infra/: no ibm_database (service 'databases-for-postgresql') for the state "
+            "database; the apps' RETAILFN_DATABASE_URL comes from it",
+            id="no-instance",
+        ),
+        pytest.param(
+            lambda root: _edit(
+                root / "infra/main.tf",
+                'service           = "databases-for-postgresql"',
+                'service           = "databases-for-mysql"',
+            ),
+            "infra/main.tf: ibm_database 'state' has service 'databases-for-mysql'; the state "
+            "database is 'databases-for-postgresql'",
+            id="not-postgresql",
+        ),
+        pytest.param(
+            lambda root: _drop_block(
+                root / "infra/secrets.tf", 'resource "ibm_resource_key" "database" {'
+            ),
+            "infra/main.tf: ibm_database 'state' has no ibm_resource_key (the apps' "
+            "credential, from which the database secret is made)",
+            id="no-credential",
+        ),
+        pytest.param(
+            lambda root: _edit(
+                root / "infra/main.tf",
+                "  database_secret           = ibm_code_engine_secret.database.name\n",
+                "",
+            ),
+            "infra/main.tf: module 'functions' passes no database_secret (the Code Engine "
+            "secret with RETAILFN_DATABASE_URL that every app gets)",
+            id="module-without-secret",
+        ),
+        pytest.param(
+            lambda root: _edit(
+                root / "infra/main.tf",
+                "ibm_code_engine_secret.database.name",
+                "ibm_code_engine_secret.state_db.name",
+            ),
+            "infra/main.tf: module 'functions' passes database_secret = "
+            "${ibm_code_engine_secret.state_db.name}, which is no ibm_code_engine_secret "
+            "defined in infra/",
+            id="module-names-an-unknown-secret",
+        ),
+        pytest.param(
+            lambda root: _edit(
+                root / "infra/secrets.tf",
+                "    RETAILFN_DATABASE_URL    = local.database_url\n",
+                "    DATABASE_URL             = local.database_url\n",
+            ),
+            "infra/secrets.tf: ibm_code_engine_secret 'database' (the apps' database_secret) "
+            "does not define RETAILFN_DATABASE_URL",
+            id="secret-without-the-url",
+        ),
+    ],
+)
+def test_a_missing_piece_of_the_state_database_is_one_problem_line(
+    copy: Path, break_it: Any, problem: str
+) -> None:
+    break_it(copy)
+
+    assert _validate(copy) == [problem]
+
+
+def test_an_app_without_the_database_secret_is_reported(copy: Path) -> None:
+    apps = copy / GENERATED / "apps.tf.json"
+    doc = json.loads(apps.read_text(encoding="utf-8"))
+    app = doc["resource"]["ibm_code_engine_app"]["inventory_api"]
+    app["run_env_variables"] = [
+        e for e in app["run_env_variables"] if e["reference"] != "${var.database_secret}"
+    ]
+    apps.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+    problems = _validate(copy)
+
+    assert problems == [
+        (
+            "infra/generated/apps.tf.json: app 'inventory-api' does not get the database secret "
+            "(run_env_variables has no secret_full_reference ${var.database_secret}), so it has "
+            "no RETAILFN_DATABASE_URL (run `retailfn infra generate`)"
+        ),
+        (
+            "infra/generated/apps.tf.json: stale, differs from what serverless.yaml and "
+            "events/catalog.py generate; run `retailfn infra generate`"
+        ),
+    ]
