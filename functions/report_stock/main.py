@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from events.fields import Identifier
 from shared.integration.bus import BusError
-from shared.integration.objectstore import ObjectStoreError
+from shared.integration.state import StateUnavailable
 from shared.inventory.reports import StockAccepted, StockPost, stock_events
 from shared.platform.auth import authenticate, require_partner
 from shared.platform.httpfn import parse_body, path_params
@@ -93,7 +93,11 @@ def _report(
         # Reserved before anything is published: of two requests racing with one key, only the
         # holder publishes; the other is told so (409 or 422) instead of getting a 202.
         outcome = idem.begin(key, request_fingerprint(method, path, body))
-    except ObjectStoreError:
+    except StateUnavailable:
+        # Never 202 for a write not taken, nor a publish without the key held.
+        log.warning(
+            "the Idempotency-Key store is unavailable", exc_info=True, extra={"partner_id": partner}
+        )
         raise unavailable(
             "The key store cannot be reached right now; retry", retry_after_s=5
         ) from None
@@ -104,7 +108,7 @@ def _report(
     except BaseException:
         try:
             idem.release(outcome)  # nothing was taken, so the retry must not be refused
-        except ObjectStoreError:  # then the key is free again when its lease ends
+        except StateUnavailable:  # then the key is free again when its lease ends
             log.warning(
                 "an Idempotency-Key reservation could not be released",
                 exc_info=True,
@@ -113,7 +117,7 @@ def _report(
         raise
     try:
         idem.complete(outcome, 202, answer)
-    except ObjectStoreError:
+    except StateUnavailable:
         # The write was taken: say so. Until the lease ends a retry gets a 409, then it takes
         # the key over and re-publishes the same event ids, which consumers drop.
         log.warning(

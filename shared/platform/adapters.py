@@ -1,8 +1,9 @@
 """The process's adapters, built lazily from settings on first use, and the factories that turn
 settings into an adapter (the adapters themselves, in :mod:`shared.integration`, know no settings).
 
-Functions call :func:`get_bus` and :func:`get_store`; nothing is connected at import time, so a
-cold start pays only for what the function touches and tests can set the environment first.
+Functions call :func:`get_bus`, :func:`get_store` and :func:`get_claim_store`; nothing is
+connected at import time, so a cold start pays only for what the function touches and tests can
+set the environment first.
 They are built from the *process* settings (the stage's), never from the settings of whichever
 function happens to touch them first.
 """
@@ -10,6 +11,7 @@ function happens to touch them first.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.integration.bus import BusError, EventBus
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
     from shared.integration.bus.kafka import KafkaBus
     from shared.integration.objectstore.cos import CosStore
+    from shared.integration.state.claims import SqlClaimStore
 
 
 def event_bus_from_settings(settings: Settings | None = None) -> EventBus:
@@ -156,10 +159,32 @@ def state_engine_from_settings(settings: Settings | None = None) -> Engine:
 
 
 def get_state_engine() -> Engine:
-    """The process's state engine, built on first use; :func:`reset_adapters` disposes of it."""
+    """The process's state engine, built on first use; :func:`reset_adapters` disposes of it.
+
+    On SQLite (the embedded default, which needs no set-up) the first use also brings the schema
+    to the newest revision, once per process. PostgreSQL's schema is the deploy's (``retailfn db
+    upgrade``, which ``retailfn deploy`` runs): a process finding it missing raises
+    :class:`~shared.integration.state.SchemaMissing`, saying so."""
     global _state_engine
     if _state_engine is None:
         with _lock:
             if _state_engine is None:
-                _state_engine = state_engine_from_settings(process_settings())
+                engine = state_engine_from_settings(process_settings())
+                if engine.dialect.name == "sqlite":
+                    from shared.integration.state.migrate import upgrade
+
+                    try:
+                        upgrade(engine)  # idempotent; other processes serialize on the file
+                    except BaseException:
+                        engine.dispose()  # not kept: the next use tries again
+                        raise
+                _state_engine = engine
     return _state_engine
+
+
+def get_claim_store(ttl: timedelta | None = None) -> SqlClaimStore:
+    """Dedup and idempotency claims in the process's state database; ``ttl``: how long a claim
+    lives after it was last written (default: a week)."""
+    from shared.integration.state.claims import DEFAULT_TTL, SqlClaimStore
+
+    return SqlClaimStore(get_state_engine(), DEFAULT_TTL if ttl is None else ttl)

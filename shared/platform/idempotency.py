@@ -1,15 +1,17 @@
 """``Idempotency-Key`` for HTTP writes: a retried request gets the first answer, not a second effect.
 
 A request with a key first *reserves* it, before it has any effect: a create-only claim in the
-state bucket (with an expiry) under the caller's scope and key, holding a hash of the request and
-the state "in progress". Exactly one of several concurrent requests with the same key wins the
-reservation; the others are answered at once, as ``draft-ietf-httpapi-idempotency-key-header``
-asks: 409 (with ``Retry-After``) while an identical request is in progress, 422 when the key was
-used for a different request. When the write succeeds, the claim keeps its answer, and a retry
-with the same key and request gets that answer; when it fails, the reservation is released so
-that the retry can go through. A holder that died mid-request frees the key after :data:`LEASE`;
-functions derive their event ids from the key, so the identical request that takes over
-publishes the same ids, which consumers drop as duplicates.
+state database (a row of ``claims``, with an expiry) under the caller's scope and key, holding a
+hash of the request and the state "in progress". Exactly one of several concurrent requests with
+the same key wins the reservation; the others are answered at once, as
+``draft-ietf-httpapi-idempotency-key-header`` asks: 409 (with ``Retry-After``) while an identical
+request is in progress, 422 when the key was used for a different request. When the write succeeds,
+the claim keeps its answer, and a retry with the same key and request gets that answer; when it
+fails, the reservation is released so that the retry can go through. A holder that died mid-request
+frees the key after :data:`LEASE`; functions derive their event ids from the key, so the identical
+request that takes over publishes the same ids, which consumers drop as duplicates. A database that
+cannot be reached raises :class:`~shared.integration.state.StateUnavailable` (the caller answers
+503).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.platform.adapters import bucket, get_store
-from shared.platform.dedup import ClaimStore
+from shared.platform.adapters import get_claim_store
 from shared.platform.problems import Problem, bad_request, problem_type
 
 HEADER = "idempotency-key"
@@ -70,7 +71,7 @@ class Reservation:
 class Idempotency:
     def __init__(self, scope: str) -> None:
         self.scope = f"http/{scope}"
-        self._claims = ClaimStore(get_store(), bucket("state"), ttl=TTL)
+        self._claims = get_claim_store(ttl=TTL)
 
     def begin(self, key: str, fingerprint: str) -> StoredAnswer | Reservation:
         """Reserve ``key`` for the request hashed as ``fingerprint``, before it has any effect.

@@ -19,8 +19,8 @@ from events.deadletter import DeadLetter
 from events.envelope import new_event, to_kafka
 from shared.integration.bus.port import EventBus, TopicSpec
 from shared.integration.objectstore.port import ObjectStore
-from shared.platform.adapters import bucket, get_bus, get_store
-from shared.platform.dedup import ClaimStore, SeenLog
+from shared.platform.adapters import bucket, get_bus, get_claim_store, get_state_engine, get_store
+from shared.platform.dedup import SeenLog
 from shared.platform.observability import configure_metrics
 from shared.platform.publisher import flush_background
 from shared.platform.settings import Settings, get_settings
@@ -34,6 +34,9 @@ from shared.runtime.schedule import ScheduledFunction, Scheduler
 from shared.runtime.stage import apply_stage, function_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from shared.integration.state.claims import SqlClaimStore
     from shared.runtime.server import HttpServer
 
 log = logging.getLogger("retailfn.runtime")
@@ -44,10 +47,17 @@ def topic_specs(names: Iterable[str] | None = None) -> list[TopicSpec]:
     return [TopicSpec(t.name, t.partitions, t.config()) for t in chosen.values()]
 
 
-def provision(bus: EventBus, store: ObjectStore) -> dict[str, list[str]]:
-    """Create every topic of the catalog and every bucket; idempotent. Returns what was created."""
+def provision(
+    bus: EventBus, store: ObjectStore, engine: Engine | None = None
+) -> dict[str, list[str]]:
+    """Create every topic of the catalog and every bucket, and bring the state database's schema
+    (``engine``, default the process's, whatever the database) to the newest revision;
+    idempotent. Returns the topics and buckets created."""
+    from shared.integration.state.migrate import upgrade
+
     created_topics = bus.create_topics(topic_specs())
     created_buckets = [bucket(name) for name in BUCKETS if store.create_bucket(bucket(name))]
+    upgrade(engine or get_state_engine())
     return {"topics": created_topics, "buckets": created_buckets}
 
 
@@ -186,7 +196,7 @@ class Runtime:
 
     def _start_events(self, bus: EventBus, store: ObjectStore) -> None:
         state = bucket("state")
-        claims = ClaimStore(store, state)
+        claims = get_claim_store()
         cos_by_bucket: dict[str, list[CosSubscription]] = {}
         jobs: list[ScheduledFunction] = []
         for name in self.names:
@@ -241,8 +251,8 @@ class Runtime:
         )
         self._housekeeping.start()
 
-    def _sweep_claims(self, claims: ClaimStore, every_s: float = 3600.0) -> None:
-        """Expired dedup claims are deleted hourly so the state bucket does not grow forever."""
+    def _sweep_claims(self, claims: SqlClaimStore, every_s: float = 3600.0) -> None:
+        """Expired dedup claims are deleted hourly so the claims table does not grow forever."""
         while not self.stop_event.wait(every_s if self._swept else 5.0):
             try:
                 removed = claims.sweep()

@@ -12,10 +12,10 @@ copy into the folder store: open, write, write, close) changes between listings 
 S3 upload is atomic and simply waits one settle time. Each ETag is its own version: an
 overwritten object is a new write, delivered again once it has settled.
 
-Each event is delivered once per (bucket, key, etag): a claim marker in the state bucket is taken
+Each event is delivered once per (bucket, key, etag): a claim in the state database is taken
 when the function succeeded or the event was dead-lettered, and checked before delivery, so a
 restart, a second runtime or a re-listing never repeats an effect. The last listing is kept in the
-state bucket too, so a delete that happened while the runtime was down is still seen.
+state bucket, so a delete that happened while the runtime was down is still seen.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cloudevents.http import CloudEvent
 
@@ -39,9 +39,11 @@ from shared.integration.objectstore.port import (
     ObjectNotFound,
     ObjectStore,
 )
-from shared.platform.dedup import ClaimStore
 from shared.runtime.config import CosTrigger
 from shared.runtime.invoker import Invoker
+
+if TYPE_CHECKING:
+    from shared.integration.state.claims import SqlClaimStore
 
 log = logging.getLogger("retailfn.runtime")
 
@@ -110,7 +112,7 @@ class CosWatcher:
         bucket: str,
         subscriptions: list[CosSubscription],
         store: ObjectStore,
-        claims: ClaimStore,
+        claims: SqlClaimStore,
         state_bucket: str,
         stop: threading.Event,
         interval_s: float = 0.5,

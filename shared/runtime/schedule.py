@@ -2,7 +2,7 @@
 
 The event is what Code Engine's cron subscription (Knative's PingSource) posts:
 ``dev.knative.sources.ping``. Ticks are aligned to the clock (a ``rate(5 minutes)`` fires at :00,
-:05, ...) and each tick is claimed in the state bucket before it fires, so several runtimes or
+:05, ...) and each tick is claimed in the state database before it fires, so several runtimes or
 workers fire it once between them, and a restart does not fire a tick twice.
 """
 
@@ -12,13 +12,16 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cloudevents.http import CloudEvent
 from cronsim import CronSim
 
-from shared.platform.dedup import ClaimStore
 from shared.runtime.config import ScheduleTrigger
 from shared.runtime.invoker import Invoker
+
+if TYPE_CHECKING:
+    from shared.integration.state.claims import SqlClaimStore
 
 log = logging.getLogger("retailfn.runtime")
 
@@ -57,7 +60,7 @@ class ScheduledFunction:
 
 class Scheduler:
     def __init__(
-        self, jobs: list[ScheduledFunction], claims: ClaimStore, stop: threading.Event
+        self, jobs: list[ScheduledFunction], claims: SqlClaimStore, stop: threading.Event
     ) -> None:
         self.jobs = [j for j in jobs if j.trigger.enabled]
         self.claims = claims
@@ -83,8 +86,19 @@ class Scheduler:
             if wait > 1.0:
                 continue
             job, tick = self.jobs[i], due[i]
+            try:
+                claimed = self.claims.claim(f"schedule/{job.function}", tick.isoformat())
+            except Exception:  # the state database is down: the tick waits, the thread lives
+                log.warning(
+                    "could not claim a schedule tick; retrying",
+                    exc_info=True,
+                    extra={"function": job.function, "tick": tick.isoformat()},
+                )
+                if self.stop.wait(1.0):
+                    break
+                continue
             due[i] = next_tick(job.trigger, tick + timedelta(microseconds=1))
-            if self.claims.claim(f"schedule/{job.function}", tick.isoformat()):
+            if claimed:
                 job.invoker.deliver(
                     ping_event(job.function, job.trigger, tick),
                     {"schedule": job.trigger.expression},

@@ -5,7 +5,7 @@ own: an answer other than 2xx is logged and the event is gone (no retry, no dead
 the app keeps the promises itself, the same ones the local runtime keeps
 (``shared.runtime.invoker``): on each POSTed CloudEvent it
 
-1. deduplicates: a create-only claim in the state bucket on (bucket, key, etag, operation) for an
+1. deduplicates: a create-only claim in the state database on (bucket, key, etag, operation) for an
    object-storage event (the same claim the local watcher takes) and on (source, id) otherwise.
    The claim is taken *in progress* (with a lease of the function's timeout) before the function
    runs and turned *done* after, so a redelivery that arrives meanwhile does not run it twice
@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cloudevents.http import CloudEvent, from_http
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -46,11 +46,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.platform.dedup import ClaimStore
 from shared.platform.observability import EVENTS, REGISTRY
 from shared.runtime.config import ServiceConfig
 from shared.runtime.deadletter import dead_letter_id, make_dead_letter
 from shared.runtime.invoker import Invoker, Outcome
+
+if TYPE_CHECKING:
+    from shared.integration.state.claims import SqlClaimStore
 
 log = logging.getLogger("retailfn.subscription")
 
@@ -126,7 +128,7 @@ class Claim:
     version: str | None = None
 
 
-def take_claim(claims: ClaimStore, ident: Identity, lease: timedelta) -> Claim:
+def take_claim(claims: SqlClaimStore, ident: Identity, lease: timedelta) -> Claim:
     """Hold the event's claim, or say it is done, or held by a delivery still within its lease.
 
     A holder that died (its lease is over) is taken over, by compare-and-swap."""
@@ -172,7 +174,7 @@ class SubscriptionFunction:
     def __init__(
         self, service: ServiceConfig, name: str, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        from shared.platform.adapters import bucket, get_bus, get_store
+        from shared.platform.adapters import get_bus, get_claim_store, get_store
         from shared.runtime.app import DeadLetterSink
         from shared.runtime.loader import load_function
 
@@ -189,7 +191,7 @@ class SubscriptionFunction:
         self.stop = threading.Event()
         self.sink = DeadLetterSink(get_store(), get_bus(), fn.delivery.dead_letter)
         self.invoker = Invoker(loaded, fn.delivery, "subscription", self.sink, self.stop)
-        self.claims = ClaimStore(get_store(), bucket("state"))
+        self.claims = get_claim_store()
         self.delivery = fn.delivery
         timeout = fn.timeout.total_seconds()
         # What the platform allows: the request times out after the function's timeout; keep
@@ -346,7 +348,7 @@ class SubscriptionFunction:
         )
 
     def sweep_claims(self) -> None:
-        """Expired dedup claims go hourly, so the state bucket does not grow forever."""
+        """Expired dedup claims go hourly, so the claims table does not grow forever."""
         while not self.stop.wait(SWEEP_EVERY_S):
             try:
                 self.claims.sweep()

@@ -312,12 +312,14 @@ def validate(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was created as JSON.")
 @click.pass_context
 def provision(ctx: click.Context, as_json: bool) -> None:
-    """Create the catalog's topics and buckets on the configured bus and object store."""
+    """Create the catalog's topics and buckets on the configured bus and object store, and the
+    state database's schema (``db upgrade``)."""
     from shared.platform.adapters import get_bus, get_store
     from shared.runtime.app import provision as do_provision
 
     _service(ctx)
-    created = do_provision(get_bus(), get_store())
+    with _state_errors():
+        created = do_provision(get_bus(), get_store())
     if as_json:
         click.echo(json.dumps(created))
         return
@@ -857,7 +859,7 @@ def deploy(
         click.echo(f"terraform applied stage {service.stage}")
         return
     click.echo("run:" if not dry_run else "then run:")
-    for cmd in result.commands:
+    for cmd in [*([result.upgrade_command] if result.upgrade_command else []), *result.commands]:
         click.echo("  " + " ".join(cmd))
     for line in result.placeholders:
         click.echo(f"error: {line}", err=True)
@@ -1109,18 +1111,26 @@ def db() -> None:
 
 
 @contextmanager
-def _state_database(ctx: click.Context) -> Iterator[Engine]:
+def _state_errors() -> Iterator[None]:
     from shared.integration.state import StateUnavailable
+
+    try:
+        yield
+    except StateUnavailable as exc:
+        raise click.ClickException(
+            f"{exc}; check RETAILFN_DATABASE_URL and that the database is up and reachable"
+        ) from None
+
+
+@contextmanager
+def _state_database(ctx: click.Context) -> Iterator[Engine]:
     from shared.platform.adapters import state_engine_from_settings
 
     _service(ctx)
     engine = state_engine_from_settings(process_settings())
     try:
-        yield engine
-    except StateUnavailable as exc:
-        raise click.ClickException(
-            f"{exc}; check RETAILFN_DATABASE_URL and that the database is up and reachable"
-        ) from None
+        with _state_errors():
+            yield engine
     finally:
         engine.dispose()
 

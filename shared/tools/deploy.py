@@ -8,13 +8,17 @@
   reported, never fixed silently: more partitions only with ``increase_partitions``, configs only
   with ``update_configs``. Kafka cannot shrink a topic; fewer wanted partitions stay a reported
   drift.
+  Then it brings the state database the settings name to the newest schema revision (``retailfn
+  db upgrade``: safe to run twice, or by two deployers at once).
 * A **Terraform** deploy (every other stage) writes the stage's variables to
   ``infra/stages/<stage>.tfvars.json`` (only the variables ``infra/`` declares, when it declares
   any) and the stage's remote state backend to ``infra/stages/<stage>.s3.tfbackend`` (COS through
   its S3-compatible API: one bucket and state key per stage, :func:`backend_config`), then prints
   or runs ``terraform -chdir=infra init -reconfigure -backend-config=... / plan / apply``. It
   flags placeholder values (``REPLACE-...``, ``image_tag = "latest"``) and never runs Terraform
-  with one.
+  with one. Before Terraform rolls the apps it upgrades the schema of the stage's
+  PostgreSQL (``RETAILFN_DATABASE_URL``), so that no app meets an older schema; a stage on the
+  SQLite default has a database per app instance, which each creates on first use.
 
 Topics: every topic of the catalog, which is a superset of ``ServiceConfig.topics_used()``
 (functions also *publish* to topics no function consumes). Buckets: every bucket of the catalog
@@ -30,13 +34,16 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from events.catalog import BUCKETS, TOPICS
 from shared.integration.bus.port import BusError, EventBus, TopicSpec
 from shared.integration.objectstore.port import ObjectStore
 from shared.platform.settings import Settings
 from shared.runtime.config import ServiceConfig
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 TopicAction = Literal["create", "exists", "differs"]
 BucketAction = Literal["create", "exists"]
@@ -118,6 +125,21 @@ class BucketPlan:
 
 
 @dataclass
+class SchemaPlan:
+    database: str
+    """The state database, without its password."""
+    current: str | None
+    """The revision it is at (``None``: no schema yet)."""
+    head: str
+    """The newest revision this code knows."""
+    done: list[str] = field(default_factory=list)
+
+    @property
+    def action(self) -> Literal["upgrade", "current"]:
+        return "current" if self.current == self.head else "upgrade"
+
+
+@dataclass
 class DeployReport:
     stage: str
     mode: Literal["direct"]
@@ -126,10 +148,15 @@ class DeployReport:
     dry_run: bool
     topics: list[TopicPlan]
     buckets: list[BucketPlan]
+    schema: SchemaPlan | None = None
 
     @property
     def changed(self) -> bool:
-        return any(t.done for t in self.topics) or any(b.done for b in self.buckets)
+        return (
+            any(t.done for t in self.topics)
+            or any(b.done for b in self.buckets)
+            or bool(self.schema and self.schema.done)
+        )
 
     @property
     def drift(self) -> list[TopicPlan]:
@@ -144,10 +171,13 @@ class DeployReport:
             def said(kind: str) -> str:
                 return ", ".join(f"{n} {a}" for a, n in counts[kind].items()) or "none"
 
-            return (
+            line = (
                 f"plan (dry run, nothing changed): topics: {said('topics')}; "
                 f"buckets: {said('buckets')}"
             )
+            if self.schema is not None:
+                line += f"; state schema: {self.schema.action}"
+            return line
         if not self.changed:
             line = f"no changes: {n_t} topics and {n_b} buckets already exist"
         else:
@@ -159,6 +189,8 @@ class DeployReport:
                 + (f", updated {fixed} topics" if fixed else "")
                 + f" ({n_t} topics and {n_b} buckets in all)"
             )
+            if self.schema is not None and self.schema.done:
+                line += f"; state schema upgraded to {self.schema.head}"
         if self.drift:
             line += f"; {len(self.drift)} topic(s) differ from the catalog (see above)"
         return line
@@ -175,6 +207,7 @@ class DeployReport:
             "counts": _counts(self),
             "topics": [asdict(t) for t in self.topics],
             "buckets": [asdict(b) for b in self.buckets],
+            "schema": _schema_json(self.schema),
         }
 
     def lines(self) -> list[str]:
@@ -192,8 +225,18 @@ class DeployReport:
         for b in self.buckets:
             state = b.action if not b.done else ", ".join(b.done)
             out.append(f"  bucket {b.physical:<32} {state}")
+        if self.schema is not None:
+            sc = self.schema
+            state = ", ".join(sc.done) or (
+                f"at {sc.head}" if sc.action == "current" else f"{sc.current} -> {sc.head}"
+            )
+            out.append(f"  schema {sc.database} {state}")
         out.append(self.summary())
         return out
+
+
+def _schema_json(schema: SchemaPlan | None) -> dict[str, Any] | None:
+    return {**asdict(schema), "action": schema.action} if schema is not None else None
 
 
 def _counts(report: DeployReport) -> dict[str, dict[str, int]]:
@@ -333,14 +376,20 @@ def deploy_direct(
     update_configs: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> DeployReport:
-    """Plan, and unless ``dry_run`` apply, against the stage's configured bus and object store."""
-    from shared.platform.adapters import event_bus_from_settings, object_store_from_settings
+    """Plan, and unless ``dry_run`` apply, against the stage's configured bus, object store and
+    state database."""
+    from shared.platform.adapters import (
+        event_bus_from_settings,
+        object_store_from_settings,
+        state_engine_from_settings,
+    )
 
     settings = stage_settings(service, environ)
     bus = event_bus_from_settings(settings)
     store = object_store_from_settings(settings)
     try:
         report = plan(service, settings, bus, store)
+        report.schema = upgrade_schema(state_engine_from_settings(settings), dry_run=dry_run)
         if not dry_run:
             apply(
                 report,
@@ -353,6 +402,26 @@ def deploy_direct(
     finally:
         bus.close()
         store.close()
+
+
+def upgrade_schema(engine: Engine, *, dry_run: bool = False) -> SchemaPlan:
+    """Bring the state database of ``engine`` (disposed after) to the newest revision
+    (``retailfn db upgrade``); with ``dry_run``, only say where it is."""
+    from shared.integration.state import StateUnavailable, describe
+    from shared.integration.state.migrate import current, head, upgrade
+
+    try:
+        result = SchemaPlan(describe(engine), current(engine), head())
+        if not dry_run and result.action == "upgrade":
+            upgrade(engine)
+            result.done.append(f"upgraded {result.current or 'empty'} -> {result.head}")
+        return result
+    except StateUnavailable as exc:
+        raise DeployError(
+            f"{exc}; check RETAILFN_DATABASE_URL and that the database is up and reachable"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 # --- Terraform deploy -----------------------------------------------------------------------------
@@ -446,6 +515,11 @@ class TerraformDeploy:
     written: bool = False
     ran: list[dict[str, Any]] = field(default_factory=list)
     terraform: str | None = None
+    upgrade_command: list[str] | None = None
+    """``retailfn --stage <stage> db upgrade``, to run before Terraform rolls the apps, when the
+    stage names a PostgreSQL (``RETAILFN_DATABASE_URL``); run here when Terraform is."""
+    schema: SchemaPlan | None = None
+    """The stage's schema as the upgrade before Terraform left it (``None``: not run)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -464,6 +538,8 @@ class TerraformDeploy:
             "commands": [" ".join(c) for c in self.commands],
             "terraform": self.terraform,
             "ran": self.ran,
+            "upgrade_command": " ".join(self.upgrade_command) if self.upgrade_command else None,
+            "schema": _schema_json(self.schema),
         }
 
 
@@ -629,6 +705,10 @@ def deploy_terraform(
         backend,
         placeholders(effective),
     )
+    # Only the database's URL: the stage's other settings (its brokers, say) need not be here.
+    database_url = {**environ, **stage_environment(service)}.get("RETAILFN_DATABASE_URL")
+    if database_url:
+        result.upgrade_command = ["retailfn", "--stage", service.stage, "db", "upgrade"]
     if dry_run:
         return result
     var_file.parent.mkdir(parents=True, exist_ok=True)
@@ -653,6 +733,12 @@ def deploy_terraform(
             + " (put them in infra/stages/<stage>.tfvars, export TF_VAR_<name> "
             "or pass --var name=value)"
         )
+    if database_url and result.upgrade_command:  # before the apps roll: none meets an older schema
+        if echo:
+            echo("$ " + " ".join(result.upgrade_command))
+        from shared.integration.state import create_state_engine
+
+        result.schema = upgrade_schema(create_state_engine(database_url))
     for cmd in commands:
         if echo:
             echo("$ " + " ".join(cmd))

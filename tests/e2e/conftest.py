@@ -42,17 +42,37 @@ def _real_env(broker: Tansu, s3: MotoS3, prefix: str) -> dict[str, str]:
     }
 
 
+def state_database(request: pytest.FixtureRequest) -> str:
+    """A fresh database on the session's PostgreSQL server, at the newest schema, as ``retailfn
+    deploy`` (``db upgrade``) leaves it."""
+    from shared.integration.state import create_state_engine
+    from shared.integration.state.migrate import upgrade
+
+    url: str = request.getfixturevalue("postgres_url")
+    engine = create_state_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
 @pytest.fixture(params=["embedded", "real"])
 def stack(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Stack]:
-    """The embedded default, or a fresh Tansu broker and a fresh bucket prefix on moto server."""
+    """The embedded default (SQLite under its data folder), or a fresh Tansu broker, a fresh
+    bucket prefix on moto server and a fresh database on the session's PostgreSQL server."""
     if request.param == "embedded":
         yield Stack("embedded", {"RETAILFN_DATA_DIR": str(tmp_path / "retailfn-data")})
         return
     s3: MotoS3 = request.getfixturevalue("moto_s3")
+    database = state_database(request)
     broker = Tansu.start(log_path=tmp_path / "tansu.log")
-    env = _real_env(broker, s3, f"e2e{uuid.uuid4().hex[:8]}")
+    env = {
+        **_real_env(broker, s3, f"e2e{uuid.uuid4().hex[:8]}"),
+        "RETAILFN_DATABASE_URL": database,
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings()

@@ -41,7 +41,7 @@ from shared.runtime.commands import start_command
 from shared.runtime.config import ServiceConfig, load_service
 from shared.runtime.cos_trigger import cos_event
 from shared.tools.package import build_packages
-from tests.e2e.conftest import E2E_CONFIG, _real_env, deployed, eventually
+from tests.e2e.conftest import E2E_CONFIG, _real_env, deployed, eventually, state_database
 from tests.servers import MotoS3, Tansu, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,10 +101,21 @@ class Stack:
 
 
 @pytest.fixture
-def stack(moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """A broker of the test's own (topics are per broker) and a fresh bucket prefix on moto."""
+def stack(
+    request: pytest.FixtureRequest,
+    moto_s3: MotoS3,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Stack]:
+    """A broker of the test's own (topics are per broker), a fresh bucket prefix on moto and a
+    fresh database on the session's PostgreSQL (the apps' claims)."""
+    database = state_database(request)
     broker = Tansu.start(log_path=tmp_path / "tansu.log")
-    env = {**_real_env(broker, moto_s3, f"dm{uuid.uuid4().hex[:8]}"), "RETAILFN_STAGE": "local"}
+    env = {
+        **_real_env(broker, moto_s3, f"dm{uuid.uuid4().hex[:8]}"),
+        "RETAILFN_STAGE": "local",
+        "RETAILFN_DATABASE_URL": database,
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings()

@@ -18,8 +18,7 @@ from shared.integration.objectstore.port import ObjectInfo
 from shared.inventory import ProductCatalog
 from shared.inventory.drops import FileVersion, event_id
 from shared.inventory.stockfile import COLUMNS
-from shared.platform.adapters import bucket, get_bus, get_store
-from shared.platform.dedup import ClaimStore
+from shared.platform.adapters import bucket, get_bus, get_claim_store, get_store
 from shared.platform.settings import get_settings
 from shared.runtime.app import provision
 from shared.runtime.config import CosTrigger, Delivery
@@ -384,7 +383,7 @@ def watcher() -> CosWatcher:
                 invoker,
             )
         ],
-        claims=ClaimStore(get_store(), bucket("state")),
+        claims=get_claim_store(),
         state_bucket=bucket("state"),
     )
 

@@ -522,3 +522,35 @@ def test_a_bus_that_cannot_take_the_write_is_a_503_with_retry_after_and_nothing_
     assert retried.status == 202, retried.body
     assert "idempotent-replayed" not in retried.headers
     assert sorted(e.id for e in published()) == sorted(retried.json()["event_ids"])
+
+
+def test_a_key_store_that_cannot_be_reached_is_a_503_with_retry_after_and_nothing_published(
+    app: HttpApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the claims on a real PostgreSQL client pointed at a port nobody listens on
+    monkeypatch.setenv(
+        "RETAILFN_DATABASE_URL", f"postgresql://retailfn@127.0.0.1:{_free_port()}/state"
+    )
+    monkeypatch.setenv("RETAILFN_DATABASE_CONNECT_TIMEOUT_S", "2")
+    reset_settings()
+    reset_adapters()
+    retry_key = {"Idempotency-Key": "report-db-503"}
+
+    # When
+    started = time.monotonic()
+    reply = post(app, {"lines": [line(on_hand=1)]}, headers=retry_key)
+
+    # Then: a 503 problem saying when to come back; nothing was published without the key held
+    assert time.monotonic() - started < 10
+    doc = is_problem(reply, 503)
+    assert int(reply.headers["retry-after"]) > 0
+    assert "accepted" not in doc and "event_ids" not in doc
+    assert published() == []
+    # ... and once the database is back, the same retry is really accepted.
+    monkeypatch.delenv("RETAILFN_DATABASE_URL")
+    reset_settings()
+    reset_adapters()
+    retried = post(app, {"lines": [line(on_hand=1)]}, headers=retry_key)
+    assert retried.status == 202, retried.body
+    assert "idempotent-replayed" not in retried.headers
+    assert [e.id for e in published()] == retried.json()["event_ids"]

@@ -13,8 +13,8 @@ from cloudevents.http import CloudEvent
 
 from events.envelope import event_from_sample
 from shared.integration.objectstore.port import ObjectNotFound
-from shared.platform.adapters import bucket, get_bus, get_store
-from shared.platform.dedup import ClaimStore
+from shared.platform.adapters import bucket, get_bus, get_claim_store, get_store, reset_adapters
+from shared.platform.settings import reset_settings
 from shared.runtime.app import provision
 from shared.runtime.config import load_service
 from shared.runtime.deadletter import DeadLetterStore
@@ -25,6 +25,7 @@ from shared.runtime.subscription import (
     identity_of,
     take_claim,
 )
+from tests.servers import free_port
 
 SERVICE = """\
 service: shop
@@ -104,7 +105,7 @@ def test_a_claim_the_local_watcher_took_counts_as_done(service) -> None:  # type
     fn = SubscriptionFunction(service, "record_order")
     event = order_event(9)
     ident = identity_of("record_order", event)
-    ClaimStore(get_store(), bucket("state")).claim(ident.scope, ident.key)
+    get_claim_store().claim(ident.scope, ident.key)
 
     assert fn.handle(event).body == {"outcome": "duplicate"}
 
@@ -213,3 +214,25 @@ def test_the_apps_metrics_count_the_events_it_handled(service) -> None:  # type:
         'retailfn_events_total{function="record_order",outcome="ok",trigger="subscription"}'
         in metrics
     ), metrics
+
+
+def test_an_event_whose_claims_cannot_be_reached_is_retried_then_dead_lettered_and_not_run(
+    service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    # Given the claims on a real PostgreSQL client pointed at a closed loopback port
+    monkeypatch.setenv("RETAILFN_DATABASE_URL", f"postgresql://retailfn@127.0.0.1:{free_port()}/s")
+    monkeypatch.setenv("RETAILFN_DATABASE_CONNECT_TIMEOUT_S", "2")
+    reset_settings()
+    reset_adapters()
+    fn = SubscriptionFunction(service, "flaky")  # retry 10 at 0.2 s, within a 0.75 s budget
+
+    answer = fn.handle(order_event(14))
+
+    # Then: taken (200) as a dead letter that a replay can retry; the function never ran
+    assert (answer.status, answer.body["outcome"]) == (200, "dead_letter"), answer.body
+    retries = [r for r in caplog.records if r.getMessage() == "dedup store unavailable, will retry"]
+    assert len(retries) >= 2
+    [dead] = DeadLetterStore(get_store(), bucket("dead-letters")).list("flaky")
+    assert dead.dead_letter.error.type == "StateUnavailable"
+    assert dead.dead_letter.error.retryable is True
+    assert effects("flaky-attempts") == []

@@ -6,10 +6,11 @@ the process's engine from them."""
 from __future__ import annotations
 
 from shared.integration.state.engine import (
+    SchemaMissing,
     StateUnavailable,
     create_state_engine,
     describe,
     state_errors,
 )
 
-__all__ = ["StateUnavailable", "create_state_engine", "describe", "state_errors"]
+__all__ = ["SchemaMissing", "StateUnavailable", "create_state_engine", "describe", "state_errors"]

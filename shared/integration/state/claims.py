@@ -1,5 +1,6 @@
-"""Dedup and idempotency claims in the state database: the interface and the semantics of
-:class:`shared.platform.dedup.ClaimStore`, each operation one statement the database decides.
+"""Dedup and idempotency claims in the state database, one row per claim in ``claims`` (the
+object store's marker objects before them had the same interface and semantics), each operation
+one statement the database decides.
 
 A claim is taken by ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at <= now``: it inserts
 a new row, or takes over an expired one, or does nothing, atomically; a replace or a release at a

@@ -28,6 +28,12 @@ class StateUnavailable(Exception):
     the database without its password."""
 
 
+class SchemaMissing(StateUnavailable):
+    """The database answers but lacks a table this code needs: its schema was never created or
+    is older than the code (``retailfn db upgrade`` brings it to the newest revision). Callers
+    treat it as an outage (503, retry): it lasts until the operator runs the upgrade."""
+
+
 def create_state_engine(
     url: str | URL,
     *,
@@ -157,11 +163,27 @@ def describe(engine: Engine) -> str:
 @contextmanager
 def state_errors(engine: Engine) -> Iterator[None]:
     """Raise :class:`StateUnavailable` for the database being unreachable, a connection lost,
-    the pool exhausted or a statement timed out, inside the block."""
+    the pool exhausted or a statement timed out, inside the block; :class:`SchemaMissing` for a
+    table that is not there."""
     try:
         yield
-    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:
+    except (exc.OperationalError, exc.ProgrammingError) as error:
+        if _missing_table(error):
+            raise SchemaMissing(
+                f"state database {describe(engine)}: {_reason(error)}: its schema is missing or "
+                "older than this code; run `retailfn db upgrade`"
+            ) from error
+        if isinstance(error, exc.ProgrammingError):
+            raise
         raise StateUnavailable(f"state database {describe(engine)}: {_reason(error)}") from error
+    except (exc.InterfaceError, exc.TimeoutError) as error:
+        raise StateUnavailable(f"state database {describe(engine)}: {_reason(error)}") from error
+
+
+def _missing_table(error: exc.DBAPIError) -> bool:
+    # PostgreSQL says undefined_table (SQLSTATE 42P01); SQLite has no codes, only the message.
+    cause = error.orig
+    return getattr(cause, "sqlstate", None) == "42P01" or str(cause).startswith("no such table")
 
 
 def _reason(error: Exception) -> str:
